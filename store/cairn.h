@@ -1,0 +1,444 @@
+/*
+ * cairn.h - the public interface of libcairn, an embeddable key-value
+ * database built as a log-structured merge tree (memtable, write-ahead log,
+ * immutable sorted tables, leveled compaction).
+ *
+ * This header is the manual. Every function says what it does, who owns the
+ * memory it touches, which errors it returns and what is safe across threads.
+ *
+ * Conventions
+ * - Every function that can fail returns an int: 0 (CAIRN_OK) on success or a
+ *   negative CAIRN_E* code. cairn_strerror() names a code; cairn_errmsg()
+ *   gives the detail (file, offset, key) of the last error on a handle.
+ * - Keys and values are byte strings passed as (pointer, length). Keys are
+ *   ordered bytewise (memcmp, shorter first on a tie).
+ * - Keys that begin with the byte 0x00 form the system keyspace. The engine
+ *   treats them like any other key; cairnfs stores its metadata there, and
+ *   tools hide them unless asked. Applications should not write them.
+ * - A struct cairn_db handle is safe to share between threads. Batches,
+ *   iterators and snapshot handles belong to one thread at a time.
+ * - The library keeps no global mutable state: two handles on two databases
+ *   are independent.
+ */
+#ifndef CAIRN_H
+#define CAIRN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks the functions the shared library exports; it is built with
+ * -fvisibility=hidden so that internal symbols stay private. */
+#ifndef CAIRN_EXPORT
+#if defined(__GNUC__)
+#define CAIRN_EXPORT __attribute__((visibility("default")))
+#else
+#define CAIRN_EXPORT
+#endif
+#endif
+
+#define CAIRN_VERSION_MAJOR  0
+#define CAIRN_VERSION_MINOR  1
+#define CAIRN_VERSION_PATCH  0
+#define CAIRN_VERSION_STRING "0.1.0"
+
+/* Returns the version of the library linked at run time, "MAJOR.MINOR.PATCH". */
+CAIRN_EXPORT const char *cairn_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+
+enum {
+	CAIRN_OK = 0,
+	CAIRN_ENOTFOUND = -1,  /* the key has no live value */
+	CAIRN_EINVAL = -2,     /* a bad argument or option; the message says which */
+	CAIRN_ECORRUPT = -3,   /* a checksum or format check failed on disk */
+	CAIRN_EIO = -4,        /* the operating system reported an I/O error */
+	CAIRN_ENOSPC = -5,     /* the disk is full; nothing was half written */
+	CAIRN_ENOMEM = -6,     /* an allocation failed */
+	CAIRN_EBUSY = -7,      /* another process holds the database's LOCK */
+	CAIRN_EEXIST = -8,     /* create_if_missing=2 and the database exists */
+	CAIRN_ENOENT = -9,     /* the database does not exist and may not be created */
+	CAIRN_ETOOBIG = -10,   /* a key, value or batch exceeds a documented limit */
+	CAIRN_EREADONLY = -11, /* the handle was opened read-only */
+	CAIRN_EFAILED = -12,   /* an earlier I/O error stopped writes; reopen */
+	CAIRN_ENOTSUP = -13,   /* the operation is not supported here */
+	CAIRN_EVERSION = -14,  /* a file was written by an unknown format version */
+};
+
+/* Returns a short static description of a status code ("not found"). Never
+ * returns NULL; unknown codes give "unknown error". */
+CAIRN_EXPORT const char *cairn_strerror(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Limits, enforced with CAIRN_ETOOBIG                                       */
+
+#define CAIRN_MAX_KEY_SIZE   4096u                /* bytes in one key */
+#define CAIRN_MAX_VALUE_SIZE (64u * 1024 * 1024)  /* bytes in one value put */
+#define CAIRN_MAX_BATCH_SIZE (256u * 1024 * 1024) /* encoded bytes in a batch */
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+
+struct cairn_env; /* environment: file I/O, clock, threads (see env below) */
+
+/* What recovery does when a log record before the end of the log fails its
+ * checksum. A torn record at the very end of the newest log is always
+ * dropped silently: it was never acknowledged as durable. */
+enum cairn_wal_recovery {
+	/* Refuse to open: CAIRN_ECORRUPT naming the file and offset. */
+	CAIRN_WAL_STRICT = 0,
+	/* Keep everything up to the last good record, drop the rest of that log
+	 * and of every later log, and open. The dropped byte count is in the
+	 * stats (wal_bytes_dropped). */
+	CAIRN_WAL_TOLERATE_CORRUPT = 1,
+};
+
+/* Options for cairn_open(). Always start from cairn_options_init(), which sets
+ * every field to its default, then change what you need. */
+struct cairn_options {
+	/* 0: fail with CAIRN_ENOENT when the database is missing.
+	 * 1 (default): create it when missing.
+	 * 2: create it, and fail with CAIRN_EEXIST when it already exists. */
+	int create_if_missing;
+
+	/* Open read-only: writes fail with CAIRN_EREADONLY, nothing on disk
+	 * changes, no LOCK is taken for writing. Default 0. */
+	int read_only;
+
+	/* Bytes of memtable before it is frozen and flushed to a table.
+	 * Default 4 MiB. Larger means fewer, larger level-0 tables and more
+	 * memory; the engine holds at most two memtables at once. */
+	size_t memtable_size;
+
+	/* Bytes of uncompressed table blocks kept in the block cache.
+	 * Default 8 MiB. 0 disables the cache. */
+	size_t block_cache_size;
+
+	/* Open table files kept in the table cache. Default 64. Minimum 8. */
+	int max_open_tables;
+
+	/* Target uncompressed size of one table block. Default 4096. */
+	size_t block_size;
+
+	/* Keys between restart points in a block. Default 16. */
+	int block_restart_interval;
+
+	/* Bloom filter bits per key; 10 gives about 1% false positives.
+	 * Default 10. 0 writes no filter. */
+	int bloom_bits_per_key;
+
+	/* Compress table blocks with LZ4 when that saves at least 1/8 of the
+	 * block. Default 1. */
+	int compression;
+
+	/* Target size of one table written by compaction. Default 2 MiB. */
+	size_t table_target_size;
+
+	/* Target total size of level 1; level n+1 is level_size_ratio times
+	 * level n. Defaults 8 MiB and 10. */
+	uint64_t level1_target_size;
+	int level_size_ratio;
+
+	/* Level-0 table counts: compaction starts at the trigger, writers are
+	 * slowed from the slowdown count (a growing delay per write) and stopped
+	 * at the stop count until compaction catches up.
+	 * Defaults 4, 8 and 12. */
+	int l0_compaction_trigger;
+	int l0_slowdown_trigger;
+	int l0_stop_trigger;
+
+	/* Background threads for flush and compaction. Default 1. 0 runs flushes
+	 * and compactions inline inside the write that needs them: single
+	 * threaded and deterministic, for simulation. */
+	int background_threads;
+
+	/* Milliseconds between background syncs of the log; writes without
+	 * CAIRN_SYNC become durable within this interval. Default 1000. 0 turns
+	 * periodic sync off (data is synced on flush, close and cairn_sync). */
+	int sync_interval_ms;
+
+	/* See enum cairn_wal_recovery. Default CAIRN_WAL_STRICT. */
+	int wal_recovery;
+
+	/* The environment. NULL (default) uses the POSIX environment. The
+	 * environment must outlive the handle. */
+	struct cairn_env *env;
+
+	/* Reserved for future options; cairn_options_init() zeroes it. */
+	uint64_t reserved[8];
+};
+
+/* Fills *opts with the defaults documented above. */
+CAIRN_EXPORT void cairn_options_init(struct cairn_options *opts);
+
+/* ------------------------------------------------------------------------ */
+/* Opening and closing                                                       */
+
+struct cairn_db;
+
+/* Opens the database in directory dir, creating it as opts says. opts may be
+ * NULL for the defaults. On success *dbp is a new handle; release it with
+ * cairn_close(). On failure *dbp is NULL and, when errbuf is not NULL, up to
+ * errlen bytes of a NUL-terminated message saying what went wrong (which
+ * file, which offset, which process holds the lock) are written to errbuf.
+ * Opening replays the write-ahead log, so every write acknowledged before a
+ * crash is visible. A new database directory is created with mode 0700.
+ * Errors: CAIRN_EINVAL (bad option), CAIRN_ENOENT, CAIRN_EEXIST, CAIRN_EBUSY,
+ * CAIRN_ECORRUPT, CAIRN_EVERSION, CAIRN_EIO, CAIRN_ENOSPC, CAIRN_ENOMEM. */
+CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
+                            struct cairn_db **dbp, char *errbuf, size_t errlen);
+
+/* Waits for background work, writes and syncs everything still in memory to
+ * the log, releases the LOCK and frees the handle. Every iterator and
+ * snapshot of the handle must be released first. Returns the first error met
+ * while syncing; the handle is freed even then. NULL is accepted. */
+CAIRN_EXPORT int cairn_close(struct cairn_db *db);
+
+/* Copies the message of the last error on this handle (NUL-terminated,
+ * truncated to len) into buf and returns the code of that error, or 0 if
+ * there was none. In a multi-threaded program, "last" means the last error of
+ * any thread on this handle. */
+CAIRN_EXPORT int cairn_errmsg(struct cairn_db *db, char *buf, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                   */
+
+/* Write flags. */
+#define CAIRN_SYNC 1u /* return only after the write is synced to the disk */
+
+/* Stores value under key, replacing any earlier value. Unless flags has
+ * CAIRN_SYNC the write is durable after the next sync (cairn_sync, a synced
+ * write, the periodic background sync, or close); a crash before then may lose
+ * it, but never leaves it half applied. Concurrent writers share one log write
+ * and one sync (group commit). The engine copies key and value.
+ * Errors: CAIRN_ETOOBIG, CAIRN_EREADONLY, CAIRN_EFAILED, CAIRN_EIO,
+ * CAIRN_ENOSPC. */
+CAIRN_EXPORT int cairn_put(struct cairn_db *db, const void *key, size_t klen, const void *val,
+                           size_t vlen, unsigned flags);
+
+/* Deletes key. Deleting a missing key succeeds. Errors as cairn_put(). */
+CAIRN_EXPORT int cairn_delete(struct cairn_db *db, const void *key, size_t klen, unsigned flags);
+
+/* A write batch: puts and deletes applied atomically, all or none, in order,
+ * with consecutive sequence numbers. A batch is owned by its creator and is
+ * not thread-safe; it can be reused after cairn_batch_clear(). */
+struct cairn_batch;
+
+/* Allocates an empty batch into *bp. Errors: CAIRN_ENOMEM. */
+CAIRN_EXPORT int cairn_batch_new(struct cairn_batch **bp);
+/* Frees a batch; NULL is accepted. */
+CAIRN_EXPORT void cairn_batch_free(struct cairn_batch *b);
+/* Empties a batch, keeping its memory for reuse. */
+CAIRN_EXPORT void cairn_batch_clear(struct cairn_batch *b);
+/* Appends a put / a delete. The batch copies key and value.
+ * Errors: CAIRN_ETOOBIG (key, value or batch over its limit), CAIRN_ENOMEM. */
+CAIRN_EXPORT int cairn_batch_put(struct cairn_batch *b, const void *key, size_t klen,
+                                 const void *val, size_t vlen);
+CAIRN_EXPORT int cairn_batch_delete(struct cairn_batch *b, const void *key, size_t klen);
+/* Number of operations in the batch. */
+CAIRN_EXPORT uint32_t cairn_batch_count(const struct cairn_batch *b);
+
+/* Applies a batch atomically. flags as cairn_put(). The batch is not
+ * changed. An empty batch succeeds and writes nothing. */
+CAIRN_EXPORT int cairn_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags);
+
+/* Syncs the log: every write acknowledged before the call is durable when it
+ * returns 0. */
+CAIRN_EXPORT int cairn_sync(struct cairn_db *db);
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                   */
+
+/* A snapshot pins the state of the database at one sequence number: reads
+ * through it ignore every later write. Hold snapshots briefly: versions they
+ * can see cannot be dropped by compaction. */
+struct cairn_snapshot;
+
+/* Takes a snapshot of the current state. Errors: CAIRN_ENOMEM. */
+CAIRN_EXPORT int cairn_snapshot_new(struct cairn_db *db, const struct cairn_snapshot **sp);
+/* Releases a snapshot taken on db. NULL is accepted. */
+CAIRN_EXPORT void cairn_snapshot_release(struct cairn_db *db, const struct cairn_snapshot *s);
+/* The sequence number a snapshot reads at. */
+CAIRN_EXPORT uint64_t cairn_snapshot_seq(const struct cairn_snapshot *s);
+
+/* Reads the value of key as of snap (NULL: the latest state). On success
+ * *valp points to a malloc'd copy of the value, which the caller frees with
+ * cairn_free(), and *vlenp is its length. A zero-length value gives a valid
+ * non-NULL pointer. Errors: CAIRN_ENOTFOUND, CAIRN_ECORRUPT, CAIRN_EIO,
+ * CAIRN_ENOMEM, CAIRN_ETOOBIG (key too long). */
+CAIRN_EXPORT int cairn_get(struct cairn_db *db, const struct cairn_snapshot *snap, const void *key,
+                           size_t klen, void **valp, size_t *vlenp);
+
+/* Reads up to len bytes of the value of key, starting at byte offset, into
+ * buf, and sets *got to the number of bytes read (0 at or past the end).
+ * Only the requested range is read where the storage allows, so callers can
+ * walk a large value in pieces. Errors as cairn_get(). */
+CAIRN_EXPORT int cairn_get_range(struct cairn_db *db, const struct cairn_snapshot *snap,
+                                 const void *key, size_t klen, uint64_t offset, void *buf,
+                                 size_t len, size_t *got);
+
+/* Frees memory that cairn returned to the caller. NULL is accepted. */
+CAIRN_EXPORT void cairn_free(void *p);
+
+/* What is known about a live key without reading its value. */
+struct cairn_key_info {
+	uint64_t size;    /* length of the value in bytes */
+	int64_t mtime_ns; /* when it was written, nanoseconds since the epoch,
+	                     from the environment's clock */
+	uint64_t seq;     /* sequence number of the write */
+};
+
+/* Fills *info for key as of snap (NULL: latest). Errors as cairn_get(). */
+CAIRN_EXPORT int cairn_key_info(struct cairn_db *db, const struct cairn_snapshot *snap,
+                                const void *key, size_t klen, struct cairn_key_info *info);
+
+/* An iterator walks live keys in order, in both directions, over one
+ * consistent state: the snapshot it was made with, or the state at its
+ * creation when snap is NULL. It belongs to one thread. It pins the memory and
+ * files it reads, so release it when done. */
+struct cairn_iter;
+
+/* Creates an iterator; it starts unpositioned (not valid).
+ * Errors: CAIRN_ENOMEM, CAIRN_EIO. */
+CAIRN_EXPORT int cairn_iter_new(struct cairn_db *db, const struct cairn_snapshot *snap,
+                                struct cairn_iter **itp);
+/* Frees an iterator; NULL is accepted. */
+CAIRN_EXPORT void cairn_iter_free(struct cairn_iter *it);
+
+/* Positioning. seek goes to the first key >= key; seek_for_prev to the last
+ * key <= key; first and last to the ends. */
+CAIRN_EXPORT void cairn_iter_seek_first(struct cairn_iter *it);
+CAIRN_EXPORT void cairn_iter_seek_last(struct cairn_iter *it);
+CAIRN_EXPORT void cairn_iter_seek(struct cairn_iter *it, const void *key, size_t klen);
+CAIRN_EXPORT void cairn_iter_seek_for_prev(struct cairn_iter *it, const void *key, size_t klen);
+/* Moves to the next / previous key. Only valid on a valid iterator. */
+CAIRN_EXPORT void cairn_iter_next(struct cairn_iter *it);
+CAIRN_EXPORT void cairn_iter_prev(struct cairn_iter *it);
+
+/* Nonzero while the iterator is positioned on a key. When it stops being
+ * valid, cairn_iter_status() says whether that was the end or an error. */
+CAIRN_EXPORT int cairn_iter_valid(const struct cairn_iter *it);
+/* The current key and value. The pointers stay valid until the iterator
+ * moves or is freed. Only on a valid iterator. */
+CAIRN_EXPORT const void *cairn_iter_key(const struct cairn_iter *it, size_t *klen);
+CAIRN_EXPORT const void *cairn_iter_value(const struct cairn_iter *it, size_t *vlen);
+/* Size, write time and sequence of the current entry. */
+CAIRN_EXPORT void cairn_iter_info(const struct cairn_iter *it, struct cairn_key_info *info);
+/* 0, or the error that ended the iteration (CAIRN_ECORRUPT, CAIRN_EIO). */
+CAIRN_EXPORT int cairn_iter_status(const struct cairn_iter *it);
+
+/* ------------------------------------------------------------------------ */
+/* Maintenance                                                               */
+
+/* Writes the memtable to a level-0 table and waits for it, so the log can be
+ * dropped. Errors: CAIRN_EIO, CAIRN_ENOSPC, CAIRN_EFAILED. */
+CAIRN_EXPORT int cairn_flush(struct cairn_db *db);
+
+/* Compacts every table overlapping [begin, end] down to the last level that
+ * holds data, dropping overwritten and deleted entries no snapshot needs.
+ * begin NULL means from the first key, end NULL to the last. Waits for it. */
+CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, size_t blen,
+                                     const void *end, size_t elen);
+
+/* Creates, in the directory dest (which must not exist), a consistent copy
+ * of the database as of now that cairn_open() can open: hard links to the
+ * immutable table files where the file system allows, copies otherwise, and a
+ * new manifest. Safe while writes go on. Errors: CAIRN_EEXIST, CAIRN_EIO,
+ * CAIRN_ENOSPC. */
+CAIRN_EXPORT int cairn_checkpoint(struct cairn_db *db, const char *dest);
+
+/* ------------------------------------------------------------------------ */
+/* Inspection, for tools such as `cairn check` and `cairn dump`              */
+
+/* Callbacks of cairn_check(): one call per problem found, naming the file
+ * (a path), the byte offset (0 when it concerns the whole file) and what is
+ * wrong; and progress in bytes read so far out of the total to read. */
+struct cairn_check_callbacks {
+	void (*problem)(void *ctx, const char *file, uint64_t offset, const char *what);
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *ctx;
+};
+
+/* Reads every file of the database in dir without changing anything:
+ * CURRENT, the manifest, every log record and every table block, verifying
+ * every checksum, the key order in tables and that every file the manifest
+ * names exists with its recorded size; files that nothing references are
+ * reported as problems too. Works on a database held open by another process
+ * (it takes no lock and opens files read-only). *problems (may be NULL)
+ * receives the count. Returns 0 when the check could run (look at
+ * *problems), or an error when the directory cannot be read at all. */
+CAIRN_EXPORT int cairn_check(const char *dir, const struct cairn_check_callbacks *cb,
+                             uint64_t *problems);
+
+/* Prints a log, manifest or table file in readable form, one line per call
+ * of emit: headers, each record or entry with its offset, keys and values
+ * escaped (printable bytes as they are, others as \xNN). The kind of file
+ * is told by its name (NNNNNN.log, NNNNNN.sst, MANIFEST-NNNNNN) or, failing
+ * that, by its magic number. Errors: CAIRN_EINVAL (unknown kind),
+ * CAIRN_ECORRUPT (printed up to the damage, then the error; errbuf says
+ * where), CAIRN_EIO. */
+CAIRN_EXPORT int cairn_dump_file(const char *path, void (*emit)(void *ctx, const char *line),
+                                 void *ctx, char *errbuf, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics                                                                */
+
+#define CAIRN_MAX_LEVELS 7
+
+struct cairn_level_stats {
+	uint64_t files;
+	uint64_t bytes;
+	uint64_t compactions;   /* compactions that wrote into this level */
+	uint64_t bytes_read;    /* by compactions into this level */
+	uint64_t bytes_written; /* by flush (level 0) or compaction */
+};
+
+/* A snapshot of the engine's counters. Counters only grow while the handle
+ * is open; gauges (marked) give the current figure. */
+struct cairn_stats {
+	uint64_t last_sequence; /* gauge */
+	/* operations */
+	uint64_t puts, deletes, batches, gets, gets_found, iterators;
+	uint64_t user_bytes_written; /* keys + values submitted */
+	/* log */
+	uint64_t wal_bytes_written, wal_syncs, wal_group_commits, wal_bytes_dropped;
+	/* memory (gauges) */
+	uint64_t memtable_bytes; /* active + immutable memtable arenas */
+	uint64_t memtable_limit;
+	uint64_t block_cache_bytes, block_cache_capacity;
+	uint64_t open_tables, max_open_tables;
+	uint64_t memory_in_use; /* the sum of the above buffers */
+	/* caches */
+	uint64_t block_cache_hits, block_cache_misses;
+	uint64_t table_cache_hits, table_cache_misses;
+	/* bloom filters */
+	uint64_t bloom_checks, bloom_negatives, bloom_false_positives;
+	/* flush and compaction */
+	uint64_t flushes, flush_bytes_written;
+	uint64_t compactions, compaction_bytes_read, compaction_bytes_written;
+	uint64_t pending_compaction_bytes; /* gauge */
+	/* stalls */
+	uint64_t slowdowns, slowdown_micros, stops, stop_micros;
+	/* levels */
+	int num_levels;
+	struct cairn_level_stats levels[CAIRN_MAX_LEVELS];
+	/* space on disk (gauges) */
+	uint64_t table_bytes, wal_bytes, total_disk_bytes;
+	uint64_t reserved[16];
+};
+
+/* Fills *st with the current figures. Cheap: takes one short lock. */
+CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st);
+
+/* Write amplification so far: bytes written to disk (log, flush,
+ * compaction) over user bytes written; 0 before the first write. */
+CAIRN_EXPORT double cairn_stats_write_amp(const struct cairn_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CAIRN_H */

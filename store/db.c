@@ -1,0 +1,1456 @@
+/*
+ * db.c - the database handle: open and recovery, the write path with group
+ * commit, the read path, snapshots, iterators, statistics and checkpoints.
+ * Flushes and compactions live in compact.c.
+ *
+ * Write path. Writers queue on db->mu; the writer at the head is the leader.
+ * It makes room (freezing a full memtable, slowing or stopping when level 0
+ * is too deep), merges the batches queued behind it into one log record,
+ * then drops the mutex to append (and, if any writer asked, sync) that record
+ * once and to insert the entries into the memtable. Only then does it publish
+ * the new last sequence, so readers never see a half-applied batch, and wake
+ * the writers it carried. A sync request (cairn_sync, the periodic syncer)
+ * is a writer with no batch, so syncs and appends never race on the log.
+ *
+ * Read path. A read takes refs on the memtable, the frozen memtable and the
+ * current version under the mutex, then searches them without it.
+ *
+ * Recovery. Open replays every log at or after the version set's log number
+ * into a memtable, writes that memtable as a level-0 table, starts a fresh
+ * log and records both in one manifest edit; then the old logs are obsolete.
+ * A torn record at the end of the newest log was never acknowledged and is
+ * dropped; damage anywhere else is corruption (or, with
+ * CAIRN_WAL_TOLERATE_CORRUPT, the end of what is recovered).
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dbiter.h"
+
+#define GROUP_MAX_BYTES   (1u << 20)
+#define GROUP_SMALL_BYTES (128u << 10)
+
+int db_err(struct cairn_db *db, int code, const char *fmt, ...)
+{
+	if (!db || code == 0)
+		return code;
+	pthread_mutex_lock(&db->err_mu);
+	db->last_err = code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(db->errmsg, sizeof(db->errmsg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&db->err_mu);
+	return code;
+}
+
+CAIRN_EXPORT const char *cairn_version(void)
+{
+	return CAIRN_VERSION_STRING;
+}
+
+CAIRN_EXPORT const char *cairn_strerror(int code)
+{
+	switch (code) {
+	case CAIRN_OK:
+		return "success";
+	case CAIRN_ENOTFOUND:
+		return "not found";
+	case CAIRN_EINVAL:
+		return "invalid argument";
+	case CAIRN_ECORRUPT:
+		return "corruption";
+	case CAIRN_EIO:
+		return "I/O error";
+	case CAIRN_ENOSPC:
+		return "no space left on device";
+	case CAIRN_ENOMEM:
+		return "out of memory";
+	case CAIRN_EBUSY:
+		return "database locked by another process";
+	case CAIRN_EEXIST:
+		return "already exists";
+	case CAIRN_ENOENT:
+		return "database does not exist";
+	case CAIRN_ETOOBIG:
+		return "too big";
+	case CAIRN_EREADONLY:
+		return "database is read-only";
+	case CAIRN_EFAILED:
+		return "database stopped after an earlier error";
+	case CAIRN_ENOTSUP:
+		return "not supported";
+	case CAIRN_EVERSION:
+		return "unknown format version";
+	default:
+		return "unknown error";
+	}
+}
+
+CAIRN_EXPORT void cairn_free(void *p)
+{
+	free(p);
+}
+
+CAIRN_EXPORT void cairn_options_init(struct cairn_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->create_if_missing = 1;
+	o->memtable_size = 4u << 20;
+	o->block_cache_size = 8u << 20;
+	o->max_open_tables = 64;
+	o->block_size = 4096;
+	o->block_restart_interval = 16;
+	o->bloom_bits_per_key = 10;
+	o->compression = 1;
+	o->table_target_size = 2u << 20;
+	o->level1_target_size = 8u << 20;
+	o->level_size_ratio = 10;
+	o->l0_compaction_trigger = 4;
+	o->l0_slowdown_trigger = 8;
+	o->l0_stop_trigger = 12;
+	o->background_threads = 1;
+	o->sync_interval_ms = 1000;
+	o->wal_recovery = CAIRN_WAL_STRICT;
+}
+
+static int check_options(const struct cairn_options *o, char *err, size_t errlen)
+{
+#define BAD(cond, what)                                                                            \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			fmt_msg(err, errlen, "invalid option: %s", what);                          \
+			return CAIRN_EINVAL;                                                       \
+		}                                                                                  \
+	} while (0)
+	BAD(o->create_if_missing < 0 || o->create_if_missing > 2,
+	    "create_if_missing must be 0, 1 or 2");
+	BAD(o->memtable_size < (64u << 10) || o->memtable_size > (1ull << 32),
+	    "memtable_size must be between 64 KiB and 4 GiB");
+	BAD(o->max_open_tables < 8, "max_open_tables must be at least 8");
+	BAD(o->block_size < 256 || o->block_size > (4u << 20),
+	    "block_size must be between 256 bytes and 4 MiB");
+	BAD(o->block_restart_interval < 1 || o->block_restart_interval > 1024,
+	    "block_restart_interval must be between 1 and 1024");
+	BAD(o->bloom_bits_per_key < 0 || o->bloom_bits_per_key > 64,
+	    "bloom_bits_per_key must be between 0 and 64");
+	BAD(o->table_target_size < (64u << 10), "table_target_size must be at least 64 KiB");
+	BAD(o->level1_target_size < (64u << 10), "level1_target_size must be at least 64 KiB");
+	BAD(o->level_size_ratio < 2 || o->level_size_ratio > 100,
+	    "level_size_ratio must be between 2 and 100");
+	BAD(o->l0_compaction_trigger < 1, "l0_compaction_trigger must be at least 1");
+	BAD(o->l0_slowdown_trigger < o->l0_compaction_trigger,
+	    "l0_slowdown_trigger must be >= l0_compaction_trigger");
+	BAD(o->l0_stop_trigger < o->l0_slowdown_trigger,
+	    "l0_stop_trigger must be >= l0_slowdown_trigger");
+	BAD(o->background_threads < 0 || o->background_threads > 64,
+	    "background_threads must be between 0 and 64");
+	BAD(o->sync_interval_ms < 0, "sync_interval_ms must be >= 0");
+	BAD(o->wal_recovery != CAIRN_WAL_STRICT && o->wal_recovery != CAIRN_WAL_TOLERATE_CORRUPT,
+	    "wal_recovery must be CAIRN_WAL_STRICT or CAIRN_WAL_TOLERATE_CORRUPT");
+#undef BAD
+	return 0;
+}
+
+/* ---- file names in the directory ---- */
+
+enum db_file_kind { FILE_OTHER, FILE_LOG, FILE_TABLE, FILE_MANIFEST, FILE_TEMP };
+
+static enum db_file_kind parse_file_name(const char *name, uint64_t *number)
+{
+	char *end;
+	*number = 0;
+	if (strncmp(name, "MANIFEST-", 9) == 0) {
+		errno = 0;
+		*number = strtoull(name + 9, &end, 10);
+		return (!errno && end != name + 9 && !*end) ? FILE_MANIFEST : FILE_OTHER;
+	}
+	size_t n = strlen(name);
+	if (n > 4 && strcmp(name + n - 4, ".tmp") == 0)
+		return FILE_TEMP;
+	if (name[0] < '0' || name[0] > '9')
+		return FILE_OTHER;
+	errno = 0;
+	*number = strtoull(name, &end, 10);
+	if (errno)
+		return FILE_OTHER;
+	if (strcmp(end, ".log") == 0)
+		return FILE_LOG;
+	if (strcmp(end, ".sst") == 0)
+		return FILE_TABLE;
+	return FILE_OTHER;
+}
+
+struct dir_scan {
+	uint64_t *logs;
+	size_t nlogs, cap;
+	int err;
+};
+
+static int collect_logs(void *ctx, const char *name)
+{
+	struct dir_scan *s = ctx;
+	uint64_t num;
+	if (parse_file_name(name, &num) != FILE_LOG)
+		return 0;
+	if (s->nlogs == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 8;
+		uint64_t *p = realloc(s->logs, cap * sizeof(*p));
+		if (!p) {
+			s->err = CAIRN_ENOMEM;
+			return 1;
+		}
+		s->logs = p;
+		s->cap = cap;
+	}
+	s->logs[s->nlogs++] = num;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct obsolete_scan {
+	struct cairn_db *db;
+	uint64_t *live;
+	size_t nlive;
+	char (*names)[64];
+	size_t nnames, cap;
+};
+
+static int collect_obsolete(void *ctx, const char *name)
+{
+	struct obsolete_scan *s = ctx;
+	struct cairn_db *db = s->db;
+	uint64_t num;
+	int keep = 1;
+	switch (parse_file_name(name, &num)) {
+	case FILE_LOG:
+		keep = num >= vset_log_number(db->vs) || num == db->log_number ||
+		       (db->imm && num == db->imm_log_number);
+		break;
+	case FILE_TABLE:
+		keep = bsearch(&num, s->live, s->nlive, sizeof(uint64_t), cmp_u64) != NULL;
+		for (size_t i = 0; keep == 0 && i < db->npending; i++)
+			keep = db->pending_outputs[i] == num;
+		break;
+	case FILE_MANIFEST:
+		keep = num >= vset_manifest_number(db->vs);
+		break;
+	case FILE_TEMP:
+		keep = 0;
+		break;
+	default:
+		break;
+	}
+	if (keep || strlen(name) >= 64)
+		return 0;
+	if (s->nnames == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		char(*p)[64] = realloc(s->names, cap * sizeof(*p));
+		if (!p)
+			return 0; /* best effort: the next pass deletes the rest */
+		s->names = p;
+		s->cap = cap;
+	}
+	fmt_msg(s->names[s->nnames++], 64, "%s", name);
+	return 0;
+}
+
+void db_delete_obsolete(struct cairn_db *db)
+{
+	if (db->opts.read_only || db->bg_error)
+		return;
+	struct obsolete_scan s = {.db = db};
+	if (vset_live_files(db->vs, &s.live, &s.nlive))
+		return;
+	qsort(s.live, s.nlive, sizeof(uint64_t), cmp_u64);
+	env_list_dir(db->env, db->dir, collect_obsolete, &s);
+	for (size_t i = 0; i < s.nnames; i++) {
+		char path[4096];
+		uint64_t num;
+		if (parse_file_name(s.names[i], &num) == FILE_TABLE)
+			tcache_evict(db->tc, num);
+		snprintf(path, sizeof(path), "%s/%s", db->dir, s.names[i]);
+		env_unlink(db->env, path);
+	}
+	free(s.live);
+	free(s.names);
+}
+
+/* ---- recovery ---- */
+
+struct replay_ctx {
+	struct cairn_db *db;
+	struct memtable *mem;
+	uint64_t max_seq;
+	int status;
+};
+
+static int replay_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                        struct slice value, int64_t time_ns)
+{
+	struct replay_ctx *rc = ctx;
+	int r = mem_add(rc->mem, seq, type, key, time_ns, value);
+	if (r)
+		return r;
+	if (seq > rc->max_seq)
+		rc->max_seq = seq;
+	return 0;
+}
+
+/* Replays one log into rc->mem, writing level-0 tables into edit whenever
+ * the memtable fills. last says whether this is the newest log, the only
+ * one where a torn tail is expected. *stop is set when the rest of the logs
+ * must be ignored (tolerated corruption). */
+static int replay_log(struct cairn_db *db, uint64_t number, int last, struct replay_ctx *rc,
+                      struct version_edit *edit, int *stop, char *err, size_t errlen)
+{
+	char path[4096];
+	struct wal_reader *rd;
+	log_file_name(path, sizeof(path), db->dir, number);
+	uint64_t fsize = 0;
+	env_file_size(db->env, path, &fsize);
+	int r = wal_reader_open(db->env, path, WAL_KIND_LOG, &rd, err, errlen);
+	if (r == CAIRN_ECORRUPT && db->opts.wal_recovery == CAIRN_WAL_TOLERATE_CORRUPT) {
+		/* a damaged header leaves nothing in this log to trust */
+		atomic_fetch_add(&db->st.wal_bytes_dropped, fsize);
+		*stop = 1;
+		return 0;
+	}
+	if (r)
+		return r;
+	for (;;) {
+		struct slice rec;
+		r = wal_next(rd, &rec, err, errlen);
+		if (r == WAL_EOF)
+			break;
+		if (r == WAL_TORN) {
+			if (last)
+				break;
+			fmt_msg(err, errlen,
+			        "log '%s': truncated record at offset %llu in a log that is not "
+			        "the newest",
+			        path, (unsigned long long)wal_good_offset(rd));
+			r = CAIRN_ECORRUPT;
+		}
+		if (r == WAL_RECORD) {
+			if (rec.len < BATCH_HEADER) {
+				fmt_msg(err, errlen,
+				        "log '%s': record at offset %llu is too short for a batch",
+				        path, (unsigned long long)wal_good_offset(rd));
+				r = CAIRN_ECORRUPT;
+			} else {
+				r = batch_iterate(rec, replay_entry, rc);
+				if (r == CAIRN_ECORRUPT)
+					fmt_msg(err, errlen,
+					        "log '%s': batch before offset %llu is malformed",
+					        path, (unsigned long long)wal_good_offset(rd));
+			}
+		}
+		if (r == CAIRN_ECORRUPT && db->opts.wal_recovery == CAIRN_WAL_TOLERATE_CORRUPT) {
+			uint64_t good = wal_good_offset(rd);
+			atomic_fetch_add(&db->st.wal_bytes_dropped,
+			                 fsize > good ? fsize - good : 0);
+			*stop = 1;
+			r = 0;
+			break;
+		}
+		if (r < 0)
+			break;
+		if (mem_usage(rc->mem) >= db->opts.memtable_size) {
+			r = db_write_level0(db, rc->mem, edit);
+			if (r)
+				break;
+			mem_unref(rc->mem);
+			r = mem_new(&rc->mem);
+			if (r)
+				break;
+		}
+	}
+	wal_reader_close(rd);
+	return r < 0 ? r : 0;
+}
+
+static int new_log(struct cairn_db *db, char *err, size_t errlen)
+{
+	char path[4096];
+	struct env_file *f;
+	uint64_t number = vset_new_file_number(db->vs);
+	log_file_name(path, sizeof(path), db->dir, number);
+	int r = env_open_write(db->env, path, &f);
+	if (!r) {
+		struct wal_writer *w;
+		r = wal_writer_new(f, WAL_KIND_LOG, &w);
+		if (!r) {
+			/* The new log's directory entry must be durable before any
+			 * write in it is acknowledged as synced. */
+			r = env_sync_dir(db->env, db->dir);
+			if (r) {
+				wal_writer_close(w);
+			} else {
+				db->log = w;
+				db->log_number = number;
+				db->log_unsynced = 0;
+				return 0;
+			}
+		}
+	}
+	char detail[256] = "";
+	env_errmsg(db->env, detail, sizeof(detail));
+	fmt_msg(err, errlen, "cannot start log '%s': %s", path, detail);
+	return r;
+}
+
+static int recover(struct cairn_db *db, char *err, size_t errlen)
+{
+	struct version_edit edit;
+	struct dir_scan scan = {0};
+	struct replay_ctx rc = {.db = db};
+	int stop = 0;
+	int r = env_list_dir(db->env, db->dir, collect_logs, &scan);
+	if (!r)
+		r = scan.err;
+	if (r) {
+		fmt_msg(err, errlen, "cannot list '%s'", db->dir);
+		free(scan.logs);
+		return r;
+	}
+	qsort(scan.logs, scan.nlogs, sizeof(uint64_t), cmp_u64);
+	edit_init(&edit);
+	r = mem_new(&rc.mem);
+	uint64_t min_log = vset_log_number(db->vs);
+	size_t nreplay = 0;
+	for (size_t i = 0; !r && !stop && i < scan.nlogs; i++) {
+		if (scan.logs[i] < min_log)
+			continue;
+		vset_mark_file_number_used(db->vs, scan.logs[i]);
+		int last = i + 1 == scan.nlogs;
+		r = replay_log(db, scan.logs[i], last, &rc, &edit, &stop, err, errlen);
+		nreplay++;
+	}
+	if (!r && rc.max_seq > vset_last_sequence(db->vs))
+		vset_set_last_sequence(db->vs, rc.max_seq);
+	if (db->opts.read_only) {
+		/* Nothing may change on disk: keep what the logs held in memory. */
+		if (!r) {
+			db->mem = rc.mem;
+			rc.mem = NULL;
+		}
+	} else if (!r) {
+		if (mem_entries(rc.mem) > 0)
+			r = db_write_level0(db, rc.mem, &edit);
+		if (!r)
+			r = new_log(db, err, errlen);
+		if (!r) {
+			edit.has_log_number = 1;
+			edit.log_number = db->log_number;
+			r = vset_log_and_apply(db->vs, &edit, err, errlen);
+		}
+		if (!r)
+			r = mem_new(&db->mem);
+	}
+	(void)nreplay;
+	if (rc.mem)
+		mem_unref(rc.mem);
+	edit_free(&edit);
+	free(scan.logs);
+	return r;
+}
+
+/* ---- open and close ---- */
+
+static void db_free(struct cairn_db *db)
+{
+	if (db->log)
+		wal_writer_close(db->log);
+	if (db->mem)
+		mem_unref(db->mem);
+	if (db->imm)
+		mem_unref(db->imm);
+	if (db->vs)
+		vset_free(db->vs);
+	if (db->tc)
+		tcache_free(db->tc);
+	if (db->block_cache)
+		cache_free(db->block_cache);
+	if (db->lock)
+		db->env->ops->unlock(db->lock);
+	batch_destroy(&db->group);
+	free(db->pending_outputs);
+	free(db->threads);
+	pthread_mutex_destroy(&db->mu);
+	pthread_mutex_destroy(&db->err_mu);
+	pthread_cond_destroy(&db->bg_cv);
+	pthread_cond_destroy(&db->work_cv);
+	free(db->dir);
+	free(db);
+}
+
+static int prepare_dir(struct cairn_db *db, int *created, char *err, size_t errlen)
+{
+	char path[4096];
+	int exists = env_exists(db->env, db->dir);
+	if (exists < 0) {
+		fmt_msg(err, errlen, "cannot reach '%s'", db->dir);
+		return exists;
+	}
+	if (!exists) {
+		if (db->opts.read_only || db->opts.create_if_missing == 0) {
+			fmt_msg(err, errlen, "database '%s' does not exist", db->dir);
+			return CAIRN_ENOENT;
+		}
+		int r = env_mkdir(db->env, db->dir);
+		if (r && r != CAIRN_EEXIST) {
+			char detail[256] = "";
+			env_errmsg(db->env, detail, sizeof(detail));
+			fmt_msg(err, errlen, "cannot create database directory: %s", detail);
+			return r;
+		}
+		/* the new directory's own entry must survive a crash too */
+		char parent[4096];
+		fmt_msg(parent, sizeof(parent), "%s", db->dir);
+		char *slash = strrchr(parent, '/');
+		if (slash == parent)
+			parent[1] = 0;
+		else if (slash)
+			*slash = 0;
+		else
+			fmt_msg(parent, sizeof(parent), ".");
+		r = env_sync_dir(db->env, parent);
+		if (r) {
+			fmt_msg(err, errlen, "cannot sync '%s' after creating the database",
+			        parent);
+			return r;
+		}
+	}
+	if (!db->opts.read_only) {
+		snprintf(path, sizeof(path), "%s/LOCK", db->dir);
+		int r = env_lock(db->env, path, &db->lock);
+		if (r) {
+			char detail[256] = "";
+			env_errmsg(db->env, detail, sizeof(detail));
+			fmt_msg(err, errlen, "%s", detail[0] ? detail : "cannot lock the database");
+			return r;
+		}
+	}
+	current_file_name(path, sizeof(path), db->dir);
+	int have_current = env_exists(db->env, path);
+	if (have_current < 0)
+		return have_current;
+	if (have_current && db->opts.create_if_missing == 2) {
+		fmt_msg(err, errlen, "database '%s' already exists", db->dir);
+		return CAIRN_EEXIST;
+	}
+	if (!have_current) {
+		if (db->opts.read_only || db->opts.create_if_missing == 0) {
+			fmt_msg(err, errlen, "'%s' holds no database (no CURRENT file)", db->dir);
+			return CAIRN_ENOENT;
+		}
+		*created = 1;
+		return vset_create(db->vs, err, errlen);
+	}
+	return 0;
+}
+
+CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
+                            struct cairn_db **dbp, char *errbuf, size_t errlen)
+{
+	struct cairn_options defaults;
+	char scratch[8];
+	if (!errbuf) {
+		errbuf = scratch;
+		errlen = sizeof(scratch);
+	}
+	if (errlen)
+		errbuf[0] = 0;
+	if (!dbp || !dir || !*dir) {
+		fmt_msg(errbuf, errlen, "cairn_open: missing directory or handle pointer");
+		return CAIRN_EINVAL;
+	}
+	*dbp = NULL;
+	if (!opts) {
+		cairn_options_init(&defaults);
+		opts = &defaults;
+	}
+	int r = check_options(opts, errbuf, errlen);
+	if (r)
+		return r;
+	struct cairn_db *db = calloc(1, sizeof(*db));
+	if (!db || !(db->dir = strdup(dir))) {
+		free(db);
+		return CAIRN_ENOMEM;
+	}
+	size_t dl = strlen(db->dir);
+	while (dl > 1 && db->dir[dl - 1] == '/')
+		db->dir[--dl] = 0;
+	db->opts = *opts;
+	db->env = opts->env ? opts->env : env_posix();
+	db->opts.env = db->env;
+	pthread_mutex_init(&db->mu, NULL);
+	pthread_mutex_init(&db->err_mu, NULL);
+	pthread_cond_init(&db->bg_cv, NULL);
+	pthread_cond_init(&db->work_cv, NULL);
+	db->snapshots.next = db->snapshots.prev = &db->snapshots;
+	r = batch_init(&db->group);
+	if (!r)
+		r = cache_new(db->opts.block_cache_size, &db->block_cache);
+	if (!r)
+		r = tcache_new(db->env, db->dir, db->opts.max_open_tables, db->block_cache,
+		               &db->rstats, &db->tc);
+	if (!r)
+		r = vset_new(db->env, db->dir, &db->opts, db->tc, &db->vs);
+	if (r) {
+		fmt_msg(errbuf, errlen, "cannot allocate the database handle");
+		db_free(db);
+		return r;
+	}
+	pthread_mutex_lock(&db->mu);
+	int created = 0;
+	r = prepare_dir(db, &created, errbuf, errlen);
+	if (!r && !created)
+		r = vset_recover(db->vs, errbuf, errlen); /* writes nothing if read_only */
+	if (!r)
+		r = recover(db, errbuf, errlen);
+	if (!r) {
+		db_delete_obsolete(db);
+		if (!db->opts.read_only)
+			db_compact_inline(db);
+	}
+	pthread_mutex_unlock(&db->mu);
+	if (!r && !db->opts.read_only)
+		r = db_bg_start(db);
+	if (r) {
+		if (!errbuf[0])
+			fmt_msg(errbuf, errlen, "%s", cairn_strerror(r));
+		db_bg_stop(db);
+		db_free(db);
+		return r;
+	}
+	*dbp = db;
+	return 0;
+}
+
+static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags);
+
+CAIRN_EXPORT int cairn_close(struct cairn_db *db)
+{
+	if (!db)
+		return 0;
+	int r = 0;
+	if (!db->opts.read_only) {
+		r = do_write(db, NULL, CAIRN_SYNC);
+		if (r == CAIRN_EFAILED)
+			r = 0; /* already reported when it happened */
+	}
+	db_bg_stop(db);
+	db_free(db);
+	return r;
+}
+
+CAIRN_EXPORT int cairn_errmsg(struct cairn_db *db, char *buf, size_t len)
+{
+	if (!db)
+		return 0;
+	pthread_mutex_lock(&db->err_mu);
+	int code = db->last_err;
+	fmt_msg(buf, len, "%s", db->errmsg);
+	pthread_mutex_unlock(&db->err_mu);
+	return code;
+}
+
+/* ---- the write path ---- */
+
+/* With mu held, as the leader: makes the memtable able to take size more
+ * bytes, freezing it and starting a new log when it is full, and slowing or
+ * stopping the writer while level 0 is too deep. */
+static int make_room(struct cairn_db *db, size_t size)
+{
+	int allow_delay = 1;
+	int inline_mode = db->opts.background_threads == 0;
+	for (;;) {
+		if (db->bg_error)
+			return db_err(db, CAIRN_EFAILED, "writes stopped: %s", db->bg_errmsg);
+		int l0 = vset_current(db->vs)->nfiles[0];
+		if (!inline_mode && allow_delay && l0 >= db->opts.l0_slowdown_trigger &&
+		    l0 < db->opts.l0_stop_trigger) {
+			/* A delay that grows with the depth of level 0 spreads the
+			 * stall over many writes instead of stopping one dead. */
+			uint64_t us = 1000u * (uint64_t)(l0 - db->opts.l0_slowdown_trigger + 1);
+			pthread_mutex_unlock(&db->mu);
+			env_sleep_us(db->env, us);
+			pthread_mutex_lock(&db->mu);
+			atomic_fetch_add(&db->st.slowdowns, 1);
+			atomic_fetch_add(&db->st.slowdown_micros, us);
+			allow_delay = 0;
+			continue;
+		}
+		if (mem_entries(db->mem) == 0 ||
+		    mem_usage(db->mem) + size <= db->opts.memtable_size)
+			return 0;
+		if (db->imm || l0 >= db->opts.l0_stop_trigger) {
+			if (inline_mode) {
+				int r = db->imm ? db_flush_imm(db) : db_compact_inline(db);
+				if (r)
+					return r;
+				continue;
+			}
+			uint64_t t0 = env_mono_ns(db->env);
+			db_schedule_work(db);
+			pthread_cond_wait(&db->bg_cv, &db->mu);
+			atomic_fetch_add(&db->st.stops, 1);
+			atomic_fetch_add(&db->st.stop_micros, (env_mono_ns(db->env) - t0) / 1000);
+			continue;
+		}
+		/* Freeze the memtable. The old log is synced first so that a
+		 * crash can never keep later writes (in the new log) and lose
+		 * earlier ones (in the old). */
+		char err[256];
+		struct memtable *fresh;
+		int r = mem_new(&fresh);
+		if (r)
+			return db_err(db, r, "cannot allocate a memtable");
+		if (db->log_unsynced) {
+			r = wal_sync(db->log);
+			atomic_fetch_add(&db->st.wal_syncs, 1);
+		}
+		struct wal_writer *old = db->log;
+		uint64_t old_number = db->log_number;
+		if (!r)
+			r = new_log(db, err, sizeof(err));
+		if (r) {
+			mem_unref(fresh);
+			db->log = old;
+			db->log_number = old_number;
+			db_set_bg_error(db, r, "cannot switch to a new log");
+			return db_err(db, r, "cannot switch to a new log: %s", err);
+		}
+		wal_writer_close(old);
+		db->imm = db->mem;
+		db->imm_log_number = old_number;
+		db->mem = fresh;
+		db_schedule_work(db);
+	}
+}
+
+struct insert_ctx {
+	struct memtable *mem;
+	uint64_t base_seq;  /* sequence of this batch's first entry */
+	uint64_t batch_seq; /* the sequence the batch's own header holds */
+	int64_t time_ns;
+	uint64_t puts, deletes;
+};
+
+static int insert_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                        struct slice value, int64_t time_ns)
+{
+	struct insert_ctx *ic = ctx;
+	(void)time_ns; /* the group's commit time replaces the batch's own */
+	if (type == TYPE_VALUE)
+		ic->puts++;
+	else
+		ic->deletes++;
+	return mem_add(ic->mem, ic->base_seq + (seq - ic->batch_seq), type, key, ic->time_ns,
+	               value);
+}
+
+/* Undoes a failed log append when the file can be cut back to its size
+ * before the append: then the log stays well formed and the database can
+ * take writes again once the disk has room. */
+static int rollback_log(struct cairn_db *db, uint64_t size)
+{
+	return wal_truncate(db->log, size);
+}
+
+static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)
+{
+	if (db->opts.read_only)
+		return db_err(db, CAIRN_EREADONLY, "the database was opened read-only");
+	struct db_writer w = {.batch = b, .flags = flags};
+	pthread_cond_init(&w.cv, NULL);
+	pthread_mutex_lock(&db->mu);
+	if (db->wq_tail)
+		db->wq_tail->next = &w;
+	else
+		db->wq_head = &w;
+	db->wq_tail = &w;
+	while (!w.done && db->wq_head != &w)
+		pthread_cond_wait(&w.cv, &db->mu);
+	if (w.done) {
+		pthread_mutex_unlock(&db->mu);
+		pthread_cond_destroy(&w.cv);
+		return w.status;
+	}
+
+	/* This writer leads the group. */
+	size_t first = b ? b->rep.len : 0;
+	int r = (b && b->count) ? make_room(db, first) : (db->bg_error ? CAIRN_EFAILED : 0);
+	if (r == CAIRN_EFAILED && !(b && b->count))
+		db_err(db, r, "writes stopped: %s", db->bg_errmsg);
+	struct db_writer *last = &w;
+	if (!r) {
+		size_t limit =
+		        first <= GROUP_SMALL_BYTES ? first + GROUP_SMALL_BYTES : GROUP_MAX_BYTES;
+		size_t total = 0;
+		int nparts = 1, sync = 0;
+		uint32_t count = 0;
+		for (struct db_writer *x = &w; x; x = x->next) {
+			size_t n = x->batch ? x->batch->rep.len - BATCH_HEADER : 0;
+			if (x != &w && total + n > limit)
+				break;
+			total += n;
+			sync |= (x->flags & CAIRN_SYNC) != 0;
+			if (x->batch && x->batch->count) {
+				count += x->batch->count;
+				nparts++;
+			}
+			last = x;
+		}
+		struct slice *parts = calloc((size_t)nparts, sizeof(*parts));
+		char header[BATCH_HEADER];
+		uint64_t seq = vset_last_sequence(db->vs) + 1;
+		int64_t now = env_now_ns(db->env);
+		struct memtable *mem = db->mem;
+		uint64_t unsynced = db->log_unsynced;
+		uint64_t log_size = wal_size(db->log);
+		if (!parts) {
+			r = db_err(db, CAIRN_ENOMEM, "cannot allocate a log record");
+		} else if (seq + count > MAX_SEQUENCE) {
+			r = db_err(db, CAIRN_EFAILED, "sequence numbers exhausted");
+		}
+		pthread_mutex_unlock(&db->mu);
+
+		uint64_t wal_bytes = 0;
+		if (!r && count) {
+			enc_fixed64(header, seq);
+			enc_fixed32(header + 8, count);
+			enc_fixed64(header + 12, (uint64_t)now);
+			int np = 0;
+			parts[np++] = slice_make(header, BATCH_HEADER);
+			for (struct db_writer *x = &w;; x = x->next) {
+				if (x->batch && x->batch->count)
+					parts[np++] = slice_make(x->batch->rep.data + BATCH_HEADER,
+					                         x->batch->rep.len - BATCH_HEADER);
+				if (x == last)
+					break;
+			}
+			r = wal_addv(db->log, parts, np);
+			wal_bytes = wal_size(db->log) - log_size;
+		}
+		if (!r && sync && (count || unsynced)) {
+			r = wal_sync(db->log);
+			atomic_fetch_add(&db->st.wal_syncs, 1);
+		}
+		uint64_t next_seq = seq;
+		for (struct db_writer *x = &w; !r && count; x = x->next) {
+			if (x->batch && x->batch->count) {
+				struct insert_ctx ic = {
+				        mem, next_seq, batch_seq(buf_slice(&x->batch->rep)),
+				        now, 0,        0};
+				r = batch_iterate(buf_slice(&x->batch->rep), insert_entry, &ic);
+				next_seq += x->batch->count;
+				atomic_fetch_add(&db->st.puts, ic.puts);
+				atomic_fetch_add(&db->st.deletes, ic.deletes);
+				atomic_fetch_add(&db->st.batches, 1);
+				atomic_fetch_add(&db->st.user_bytes_written, x->batch->user_bytes);
+			}
+			if (x == last)
+				break;
+		}
+		free(parts);
+
+		pthread_mutex_lock(&db->mu);
+		if (count) {
+			atomic_fetch_add(&db->st.wal_bytes_written, wal_bytes);
+			atomic_fetch_add(&db->st.wal_group_commits, 1);
+		}
+		if (r == CAIRN_ENOSPC && rollback_log(db, log_size) == 0) {
+			db_err(db, r,
+			       "log '%06llu.log': no space left on device; nothing was written",
+			       (unsigned long long)db->log_number);
+		} else if (r) {
+			char detail[256] = "";
+			env_errmsg(db->env, detail, sizeof(detail));
+			db_set_bg_error(db, r, detail[0] ? detail : cairn_strerror(r));
+			db_err(db, r, "write to log %06llu.log failed: %s",
+			       (unsigned long long)db->log_number,
+			       detail[0] ? detail : cairn_strerror(r));
+		} else {
+			if (count)
+				vset_set_last_sequence(db->vs, seq + count - 1);
+			db->log_unsynced = sync ? 0 : unsynced + wal_bytes;
+		}
+	}
+	for (;;) {
+		struct db_writer *h = db->wq_head;
+		db->wq_head = h->next;
+		if (h != &w) {
+			h->status = r;
+			h->done = 1;
+			pthread_cond_signal(&h->cv);
+		}
+		if (h == last)
+			break;
+	}
+	if (db->wq_head)
+		pthread_cond_signal(&db->wq_head->cv);
+	else
+		db->wq_tail = NULL;
+	pthread_mutex_unlock(&db->mu);
+	pthread_cond_destroy(&w.cv);
+	return r;
+}
+
+CAIRN_EXPORT int cairn_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)
+{
+	if (!db || !b)
+		return CAIRN_EINVAL;
+	if (b->count == 0 && !(flags & CAIRN_SYNC))
+		return 0;
+	return do_write(db, b, flags);
+}
+
+static int write_one(struct cairn_db *db, enum value_type type, const void *key, size_t klen,
+                     const void *val, size_t vlen, unsigned flags)
+{
+	if (!db || (!key && klen) || (!val && vlen))
+		return CAIRN_EINVAL;
+	struct cairn_batch b;
+	int r = batch_init(&b);
+	if (!r)
+		r = type == TYPE_VALUE ? cairn_batch_put(&b, key, klen, val, vlen)
+		                       : cairn_batch_delete(&b, key, klen);
+	if (r == CAIRN_ETOOBIG)
+		db_err(db, r, "key of %zu bytes (limit %u) or value of %zu bytes (limit %u)", klen,
+		       CAIRN_MAX_KEY_SIZE, vlen, CAIRN_MAX_VALUE_SIZE);
+	if (!r)
+		r = do_write(db, &b, flags);
+	batch_destroy(&b);
+	return r;
+}
+
+CAIRN_EXPORT int cairn_put(struct cairn_db *db, const void *key, size_t klen, const void *val,
+                           size_t vlen, unsigned flags)
+{
+	return write_one(db, TYPE_VALUE, key, klen, val ? val : "", vlen, flags);
+}
+
+CAIRN_EXPORT int cairn_delete(struct cairn_db *db, const void *key, size_t klen, unsigned flags)
+{
+	return write_one(db, TYPE_DELETION, key, klen, "", 0, flags);
+}
+
+CAIRN_EXPORT int cairn_sync(struct cairn_db *db)
+{
+	if (!db)
+		return CAIRN_EINVAL;
+	return do_write(db, NULL, CAIRN_SYNC);
+}
+
+/* ---- the read path ---- */
+
+/* What a read holds while it searches without the mutex. */
+struct read_refs {
+	struct memtable *mem, *imm;
+	struct version *v;
+	uint64_t seq;
+};
+
+static void refs_take(struct cairn_db *db, const struct cairn_snapshot *snap, struct read_refs *rr)
+{
+	pthread_mutex_lock(&db->mu);
+	rr->mem = db->mem;
+	mem_ref(rr->mem);
+	rr->imm = db->imm;
+	if (rr->imm)
+		mem_ref(rr->imm);
+	rr->v = vset_current(db->vs);
+	version_ref(rr->v);
+	rr->seq = snap ? snap->seq : vset_last_sequence(db->vs);
+	pthread_mutex_unlock(&db->mu);
+}
+
+static void refs_drop(struct cairn_db *db, struct read_refs *rr)
+{
+	pthread_mutex_lock(&db->mu);
+	mem_unref(rr->mem);
+	if (rr->imm)
+		mem_unref(rr->imm);
+	version_unref(rr->v);
+	pthread_mutex_unlock(&db->mu);
+}
+
+/* Finds the newest entry of key visible at the snapshot. On success *ival
+ * holds the internal value (time + bytes) and *seq its sequence. */
+static int lookup(struct cairn_db *db, const struct cairn_snapshot *snap, const void *key,
+                  size_t klen, struct buf *ival, uint64_t *seq)
+{
+	if (!db || (!key && klen))
+		return CAIRN_EINVAL;
+	if (klen > CAIRN_MAX_KEY_SIZE)
+		return db_err(db, CAIRN_ETOOBIG, "key of %zu bytes is over the limit of %u", klen,
+		              CAIRN_MAX_KEY_SIZE);
+	struct read_refs rr;
+	struct slice ukey = slice_make(key ? key : "", klen);
+	struct slice found;
+	atomic_fetch_add(&db->st.gets, 1);
+	refs_take(db, snap, &rr);
+	enum mem_get_result m = mem_get(rr.mem, ukey, rr.seq, &found, seq);
+	if (m == MEM_ABSENT && rr.imm)
+		m = mem_get(rr.imm, ukey, rr.seq, &found, seq);
+	int r;
+	if (m == MEM_FOUND) {
+		r = buf_set(ival, found.data, found.len);
+	} else if (m == MEM_DELETED) {
+		r = CAIRN_ENOTFOUND;
+	} else {
+		struct buf lk = {0}, fk = {0};
+		char err[512] = "";
+		r = ikey_append(&lk, ukey, rr.seq, TYPE_SEEK);
+		if (!r)
+			r = version_get(rr.v, buf_slice(&lk), &fk, ival, err, sizeof(err));
+		if (r == 1) {
+			struct slice fks = buf_slice(&fk);
+			*seq = ikey_seq(fks);
+			r = ikey_type(fks) == TYPE_VALUE ? 0 : CAIRN_ENOTFOUND;
+		} else if (r == 0) {
+			r = CAIRN_ENOTFOUND;
+		} else {
+			db_err(db, r, "%s", err[0] ? err : cairn_strerror(r));
+		}
+		buf_free(&lk);
+		buf_free(&fk);
+	}
+	refs_drop(db, &rr);
+	if (!r && !ival_valid(buf_slice(ival)))
+		r = db_err(db, CAIRN_ECORRUPT, "value of a key has no write-time header");
+	if (!r)
+		atomic_fetch_add(&db->st.gets_found, 1);
+	return r;
+}
+
+CAIRN_EXPORT int cairn_get(struct cairn_db *db, const struct cairn_snapshot *snap, const void *key,
+                           size_t klen, void **valp, size_t *vlenp)
+{
+	if (!valp || !vlenp)
+		return CAIRN_EINVAL;
+	*valp = NULL;
+	*vlenp = 0;
+	struct buf ival = {0};
+	uint64_t seq;
+	int r = lookup(db, snap, key, klen, &ival, &seq);
+	if (r) {
+		buf_free(&ival);
+		return r;
+	}
+	size_t n = ival.len - IVAL_HEADER;
+	char *out = malloc(n ? n : 1);
+	if (!out) {
+		buf_free(&ival);
+		return db_err(db, CAIRN_ENOMEM, "cannot allocate %zu bytes for a value", n);
+	}
+	memcpy(out, ival.data + IVAL_HEADER, n);
+	buf_free(&ival);
+	*valp = out;
+	*vlenp = n;
+	return 0;
+}
+
+CAIRN_EXPORT int cairn_get_range(struct cairn_db *db, const struct cairn_snapshot *snap,
+                                 const void *key, size_t klen, uint64_t offset, void *buf,
+                                 size_t len, size_t *got)
+{
+	if (!got || (!buf && len))
+		return CAIRN_EINVAL;
+	*got = 0;
+	struct buf ival = {0};
+	uint64_t seq;
+	int r = lookup(db, snap, key, klen, &ival, &seq);
+	if (!r) {
+		uint64_t size = ival.len - IVAL_HEADER;
+		if (offset < size) {
+			size_t n = size - offset < len ? (size_t)(size - offset) : len;
+			memcpy(buf, ival.data + IVAL_HEADER + offset, n);
+			*got = n;
+		}
+	}
+	buf_free(&ival);
+	return r;
+}
+
+CAIRN_EXPORT int cairn_key_info(struct cairn_db *db, const struct cairn_snapshot *snap,
+                                const void *key, size_t klen, struct cairn_key_info *info)
+{
+	if (!info)
+		return CAIRN_EINVAL;
+	struct buf ival = {0};
+	uint64_t seq = 0;
+	int r = lookup(db, snap, key, klen, &ival, &seq);
+	if (!r) {
+		info->size = ival.len - IVAL_HEADER;
+		info->mtime_ns = ival_time(buf_slice(&ival));
+		info->seq = seq;
+	}
+	buf_free(&ival);
+	return r;
+}
+
+/* ---- snapshots ---- */
+
+CAIRN_EXPORT int cairn_snapshot_new(struct cairn_db *db, const struct cairn_snapshot **sp)
+{
+	if (!db || !sp)
+		return CAIRN_EINVAL;
+	struct cairn_snapshot *s = malloc(sizeof(*s));
+	if (!s)
+		return CAIRN_ENOMEM;
+	pthread_mutex_lock(&db->mu);
+	s->seq = vset_last_sequence(db->vs);
+	/* newest at the tail, so the head is the oldest */
+	s->prev = db->snapshots.prev;
+	s->next = &db->snapshots;
+	s->prev->next = s;
+	db->snapshots.prev = s;
+	pthread_mutex_unlock(&db->mu);
+	*sp = s;
+	return 0;
+}
+
+CAIRN_EXPORT void cairn_snapshot_release(struct cairn_db *db, const struct cairn_snapshot *cs)
+{
+	if (!db || !cs)
+		return;
+	struct cairn_snapshot *s = (struct cairn_snapshot *)cs;
+	pthread_mutex_lock(&db->mu);
+	s->prev->next = s->next;
+	s->next->prev = s->prev;
+	pthread_mutex_unlock(&db->mu);
+	free(s);
+}
+
+CAIRN_EXPORT uint64_t cairn_snapshot_seq(const struct cairn_snapshot *s)
+{
+	return s ? s->seq : 0;
+}
+
+uint64_t db_smallest_snapshot(struct cairn_db *db)
+{
+	if (db->snapshots.next != &db->snapshots)
+		return db->snapshots.next->seq;
+	return vset_last_sequence(db->vs);
+}
+
+/* ---- iterators ---- */
+
+struct iter_refs {
+	struct cairn_db *db;
+	struct read_refs rr;
+};
+
+static void iter_refs_release(void *ctx)
+{
+	struct iter_refs *ir = ctx;
+	refs_drop(ir->db, &ir->rr);
+	free(ir);
+}
+
+CAIRN_EXPORT int cairn_iter_new(struct cairn_db *db, const struct cairn_snapshot *snap,
+                                struct cairn_iter **itp)
+{
+	if (!db || !itp)
+		return CAIRN_EINVAL;
+	*itp = NULL;
+	struct iter_refs *ir = calloc(1, sizeof(*ir));
+	if (!ir)
+		return CAIRN_ENOMEM;
+	ir->db = db;
+	refs_take(db, snap, &ir->rr);
+	struct version *v = ir->rr.v;
+	int cap = 2 + NUM_LEVELS + v->nfiles[0];
+	struct iter **kids = calloc((size_t)cap, sizeof(*kids));
+	if (!kids) {
+		iter_refs_release(ir);
+		return CAIRN_ENOMEM;
+	}
+	int n = 0;
+	kids[n++] = mem_iter_new(ir->rr.mem);
+	if (ir->rr.imm)
+		kids[n++] = mem_iter_new(ir->rr.imm);
+	int nv = version_add_iters(v, kids + n);
+	int failed = nv < 0;
+	if (nv > 0)
+		n += nv;
+	for (int i = 0; i < n; i++)
+		failed |= kids[i] == NULL;
+	struct iter *merged = NULL;
+	if (failed) {
+		for (int i = 0; i < n; i++)
+			iter_free(kids[i]);
+	} else {
+		merged = iter_merge_new(kids, n);
+	}
+	free(kids);
+	if (!merged) {
+		iter_refs_release(ir);
+		return CAIRN_ENOMEM;
+	}
+	struct cairn_iter *it = dbiter_new(merged, ir->rr.seq, iter_refs_release, ir);
+	if (!it)
+		return CAIRN_ENOMEM;
+	atomic_fetch_add(&db->st.iterators, 1);
+	*itp = it;
+	return 0;
+}
+
+/* ---- maintenance ---- */
+
+CAIRN_EXPORT int cairn_flush(struct cairn_db *db)
+{
+	if (!db)
+		return CAIRN_EINVAL;
+	if (db->opts.read_only)
+		return db_err(db, CAIRN_EREADONLY, "the database was opened read-only");
+	/* Queue as a writer so the memtable switch is ordered with writes. */
+	int r = do_write(db, NULL, CAIRN_SYNC);
+	if (r)
+		return r;
+	pthread_mutex_lock(&db->mu);
+	/* Wait for an earlier flush, then freeze the memtable if it has data. */
+	while (!r && db->imm) {
+		if (db->opts.background_threads == 0)
+			r = db_flush_imm(db);
+		else if (db->bg_error)
+			r = CAIRN_EFAILED;
+		else
+			pthread_cond_wait(&db->bg_cv, &db->mu);
+	}
+	if (!r && mem_entries(db->mem) > 0) {
+		char err[256];
+		struct memtable *fresh;
+		struct wal_writer *old = db->log;
+		uint64_t old_number = db->log_number;
+		r = mem_new(&fresh);
+		if (!r)
+			r = new_log(db, err, sizeof(err));
+		if (r) {
+			if (!db->log)
+				db->log = old;
+			db->log_number = old_number;
+			if (fresh)
+				mem_unref(fresh);
+		} else {
+			wal_writer_close(old);
+			db->imm = db->mem;
+			db->imm_log_number = old_number;
+			db->mem = fresh;
+			db_schedule_work(db);
+		}
+	}
+	while (!r && db->imm) {
+		if (db->opts.background_threads == 0)
+			r = db_flush_imm(db);
+		else if (db->bg_error)
+			r = CAIRN_EFAILED;
+		else
+			pthread_cond_wait(&db->bg_cv, &db->mu);
+	}
+	if (r == CAIRN_EFAILED)
+		db_err(db, r, "flush failed: %s", db->bg_errmsg);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, size_t blen,
+                                     const void *end, size_t elen)
+{
+	if (!db)
+		return CAIRN_EINVAL;
+	int r = cairn_flush(db);
+	if (r)
+		return r;
+	struct slice b = slice_make(begin, blen), e = slice_make(end, elen);
+	const struct slice *bp = begin ? &b : NULL, *ep = end ? &e : NULL;
+	pthread_mutex_lock(&db->mu);
+	db->manual_compaction++;
+	int deepest = 1;
+	for (int level = 1; level < NUM_LEVELS; level++)
+		if (version_overlaps(vset_current(db->vs), level, bp, ep))
+			deepest = level;
+	for (int level = 0; !r && level < deepest; level++) {
+		for (;;) {
+			int busy = 0;
+			if (db->bg_error) {
+				r = db_err(db, CAIRN_EFAILED, "compaction stopped: %s",
+				           db->bg_errmsg);
+				break;
+			}
+			struct compaction *c = vset_compact_range(db->vs, level, bp, ep, &busy);
+			if (c) {
+				r = db_run_compaction(db, c);
+				continue;
+			}
+			if (!busy)
+				break;
+			pthread_cond_wait(&db->bg_cv, &db->mu);
+		}
+	}
+	db->manual_compaction--;
+	pthread_cond_broadcast(&db->bg_cv);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int copy_file(struct cairn_env *env, const char *from, const char *to)
+{
+	struct env_file *in = NULL, *out = NULL;
+	char *buf = malloc(1u << 20);
+	int r = buf ? env_open_read(env, from, &in) : CAIRN_ENOMEM;
+	if (!r)
+		r = env_open_write(env, to, &out);
+	uint64_t off = 0;
+	while (!r) {
+		size_t got;
+		r = env_pread(in, off, buf, 1u << 20, &got);
+		if (r || got == 0)
+			break;
+		r = env_append(out, buf, got);
+		off += got;
+	}
+	if (!r)
+		r = env_sync(out);
+	env_close(in);
+	int c = env_close(out);
+	free(buf);
+	return r ? r : c;
+}
+
+CAIRN_EXPORT int cairn_checkpoint(struct cairn_db *db, const char *dest)
+{
+	if (!db || !dest || !*dest)
+		return CAIRN_EINVAL;
+	if (db->opts.read_only)
+		return db_err(db, CAIRN_EREADONLY, "checkpoint needs a writable handle");
+	int r = env_mkdir(db->env, dest);
+	if (r == CAIRN_EEXIST)
+		return db_err(db, r, "checkpoint destination '%s' already exists", dest);
+	if (r)
+		return db_err(db, r, "cannot create checkpoint directory '%s'", dest);
+	/* Everything acknowledged so far goes into tables, which are
+	 * immutable: the checkpoint is then hard links plus a manifest. */
+	r = cairn_flush(db);
+	if (r)
+		return r;
+	char err[512] = "";
+	pthread_mutex_lock(&db->mu);
+	struct version *v = vset_current(db->vs);
+	version_ref(v);
+	for (int level = 0; !r && level < NUM_LEVELS; level++) {
+		for (int i = 0; !r && i < v->nfiles[level]; i++) {
+			char from[4096], to[4096];
+			uint64_t num = v->files[level][i]->number;
+			table_file_name(from, sizeof(from), db->dir, num);
+			table_file_name(to, sizeof(to), dest, num);
+			r = env_link(db->env, from, to);
+			if (r)
+				r = copy_file(db->env, from, to);
+			if (r)
+				fmt_msg(err, sizeof(err), "cannot link or copy '%s' to '%s'", from,
+				        to);
+		}
+	}
+	if (!r)
+		r = vset_write_snapshot_manifest(db->vs, dest, vset_manifest_number(db->vs), err,
+		                                 sizeof(err));
+	if (!r)
+		r = env_sync_dir(db->env, dest);
+	version_unref(v);
+	pthread_mutex_unlock(&db->mu);
+	if (r)
+		return db_err(db, r, "checkpoint to '%s' failed: %s", dest, err);
+	return 0;
+}
+
+/* ---- statistics ---- */
+
+#define LOAD(x) atomic_load(&db->st.x)
+
+CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st)
+{
+	if (!db || !st)
+		return CAIRN_EINVAL;
+	memset(st, 0, sizeof(*st));
+	st->puts = LOAD(puts);
+	st->deletes = LOAD(deletes);
+	st->batches = LOAD(batches);
+	st->gets = LOAD(gets);
+	st->gets_found = LOAD(gets_found);
+	st->iterators = LOAD(iterators);
+	st->user_bytes_written = LOAD(user_bytes_written);
+	st->wal_bytes_written = LOAD(wal_bytes_written);
+	st->wal_syncs = LOAD(wal_syncs);
+	st->wal_group_commits = LOAD(wal_group_commits);
+	st->wal_bytes_dropped = LOAD(wal_bytes_dropped);
+	st->flushes = LOAD(flushes);
+	st->flush_bytes_written = LOAD(flush_bytes_written);
+	st->compactions = LOAD(compactions);
+	st->compaction_bytes_read = LOAD(compaction_bytes_read);
+	st->compaction_bytes_written = LOAD(compaction_bytes_written);
+	st->slowdowns = LOAD(slowdowns);
+	st->slowdown_micros = LOAD(slowdown_micros);
+	st->stops = LOAD(stops);
+	st->stop_micros = LOAD(stop_micros);
+	st->bloom_checks = __atomic_load_n(&db->rstats.bloom_checks, __ATOMIC_RELAXED);
+	st->bloom_negatives = __atomic_load_n(&db->rstats.bloom_negatives, __ATOMIC_RELAXED);
+	cache_counters(db->block_cache, &st->block_cache_hits, &st->block_cache_misses);
+	st->block_cache_bytes = cache_usage(db->block_cache);
+	st->block_cache_capacity = cache_capacity(db->block_cache);
+	uint64_t open = 0;
+	tcache_counters(db->tc, &st->table_cache_hits, &st->table_cache_misses, &open);
+	st->open_tables = open;
+	st->max_open_tables = (uint64_t)db->opts.max_open_tables;
+	st->memtable_limit = db->opts.memtable_size;
+
+	pthread_mutex_lock(&db->mu);
+	st->last_sequence = vset_last_sequence(db->vs);
+	st->memtable_bytes = mem_usage(db->mem) + (db->imm ? mem_usage(db->imm) : 0);
+	struct version *v = vset_current(db->vs);
+	st->num_levels = NUM_LEVELS;
+	for (int l = 0; l < NUM_LEVELS; l++) {
+		st->levels[l].files = (uint64_t)v->nfiles[l];
+		st->levels[l].bytes = version_level_bytes(v, l);
+		st->levels[l].compactions = LOAD(level_compactions[l]);
+		st->levels[l].bytes_read = LOAD(level_bytes_read[l]);
+		st->levels[l].bytes_written = LOAD(level_bytes_written[l]);
+		st->table_bytes += st->levels[l].bytes;
+	}
+	st->wal_bytes = db->log ? wal_size(db->log) : 0;
+	uint64_t manifest = vset_manifest_size(db->vs);
+	pthread_mutex_unlock(&db->mu);
+
+	/* false positives: the filter said maybe, the table had no such key;
+	 * only table_get's misses after a positive are counted by tables */
+	st->bloom_false_positives =
+	        __atomic_load_n(&db->rstats.bloom_false_positives, __ATOMIC_RELAXED);
+	st->total_disk_bytes = st->table_bytes + st->wal_bytes + manifest;
+	/* Index and filter blocks of open tables are held outside the block
+	 * cache; they are bounded by max_open_tables. */
+	st->memory_in_use = st->memtable_bytes + st->block_cache_bytes;
+	return 0;
+}
+
+CAIRN_EXPORT double cairn_stats_write_amp(const struct cairn_stats *st)
+{
+	if (!st || st->user_bytes_written == 0)
+		return 0;
+	double disk = (double)(st->wal_bytes_written + st->flush_bytes_written +
+	                       st->compaction_bytes_written);
+	return disk / (double)st->user_bytes_written;
+}

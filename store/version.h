@@ -1,0 +1,224 @@
+/*
+ * version.h - which table files are live, per level, and how that changes.
+ *
+ * A version is an immutable set of files per level. Level 0 holds tables
+ * that may overlap (each is one flushed memtable), newest first by file
+ * number; levels 1..N hold runs of non-overlapping tables sorted by key.
+ * Every change (a flush, a compaction) is a version edit: appended to the
+ * manifest (a record log, wal.h) and synced, then installed as the new
+ * current version. Readers and iterators hold a ref on the version they read,
+ * so the files it names outlive any compaction that replaces them.
+ *
+ * CURRENT names the live manifest. It is replaced by writing a temporary
+ * file, syncing it, renaming it over CURRENT and syncing the directory.
+ *
+ * Compaction picking is deterministic: the level with the highest score
+ * (level 0: file count over the trigger; others: bytes over the level's
+ * target) at or above 1, ties to the lower level; within it the first file
+ * after the level's round-robin compaction pointer that no running
+ * compaction holds.
+ *
+ * Locking: the version set is guarded by the database mutex, which callers
+ * hold for every function here unless it says otherwise.
+ */
+#ifndef CAIRN_VERSION_H
+#define CAIRN_VERSION_H
+
+#include <stdint.h>
+
+#include "cairn.h"
+#include "env.h"
+#include "iter.h"
+#include "sstable.h"
+#include "util.h"
+
+#define NUM_LEVELS CAIRN_MAX_LEVELS
+
+struct file_meta {
+	uint64_t number;
+	uint64_t size;
+	struct buf smallest, largest; /* internal keys */
+	uint64_t min_seq, max_seq;
+	uint64_t num_entries;
+	int refs;            /* versions holding it */
+	int being_compacted; /* an in-flight compaction has it as input */
+};
+
+struct version_set;
+
+struct version {
+	struct version_set *vs;
+	int refs;
+	struct file_meta **files[NUM_LEVELS];
+	int nfiles[NUM_LEVELS];
+	/* computed when installed */
+	double compaction_score;
+	int compaction_level;
+	struct version *prev, *next; /* list of live versions */
+};
+
+void version_ref(struct version *v);
+void version_unref(struct version *v);
+
+/* ---- version edits ---- */
+
+struct edit_file {
+	int level;
+	struct file_meta *f; /* owned by the edit until applied */
+};
+struct edit_deleted {
+	int level;
+	uint64_t number;
+};
+struct edit_pointer {
+	int level;
+	struct buf key; /* internal key */
+};
+
+struct version_edit {
+	int has_log_number, has_next_file, has_last_seq;
+	uint64_t log_number; /* logs older than this are no longer needed */
+	uint64_t next_file_number;
+	uint64_t last_sequence;
+	struct edit_file *added;
+	int nadded, cap_added;
+	struct edit_deleted *deleted;
+	int ndeleted, cap_deleted;
+	struct edit_pointer *pointers;
+	int npointers, cap_pointers;
+};
+
+void edit_init(struct version_edit *e);
+void edit_free(struct version_edit *e);
+int edit_add_file(struct version_edit *e, int level, uint64_t number, uint64_t size,
+                  struct slice smallest, struct slice largest, uint64_t min_seq, uint64_t max_seq,
+                  uint64_t num_entries);
+int edit_delete_file(struct version_edit *e, int level, uint64_t number);
+int edit_set_pointer(struct version_edit *e, int level, struct slice ikey);
+/* Encoding: docs/format.md, "Manifest". decode validates every field and
+ * returns CAIRN_ECORRUPT with a message on bad input. decode initialises *e
+ * itself (pass an unused or freed edit; free it with edit_free even after a
+ * failure, which leaves it empty). */
+int edit_encode(const struct version_edit *e, struct buf *out);
+int edit_decode(struct slice in, struct version_edit *e, char *err, size_t errlen);
+/* One line per field, for `cairn dump`. */
+void edit_dump(const struct version_edit *e, void (*fn)(void *ctx, const char *line), void *ctx);
+
+/* ---- the version set ---- */
+
+/* dbdir and opts are copied or must outlive the set. tc is used for reads. */
+int vset_new(struct cairn_env *env, const char *dbdir, const struct cairn_options *opts,
+             struct table_cache *tc, struct version_set **vsp);
+void vset_free(struct version_set *vs);
+
+/* Creates the first manifest and CURRENT of a new database. */
+int vset_create(struct version_set *vs, char *err, size_t errlen);
+/* Reads CURRENT and replays the manifest it names. CAIRN_ENOENT when there is
+ * no CURRENT; CAIRN_ECORRUPT naming the file and offset on any damage (a torn
+ * last record of the manifest is tolerated: it was never acknowledged). After
+ * recovery the next edit goes to a new manifest that starts with a snapshot
+ * of the current version, and CURRENT is switched to it. */
+int vset_recover(struct version_set *vs, char *err, size_t errlen);
+
+/* Appends e to the manifest (filling in log number, next file number and
+ * last sequence), syncs it, and installs the resulting version as current.
+ * On failure nothing is installed and the set refuses further edits
+ * (CAIRN_EFAILED) because the manifest's tail is unknown. */
+int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err, size_t errlen);
+
+struct version *vset_current(struct version_set *vs); /* no ref taken */
+uint64_t vset_new_file_number(struct version_set *vs);
+/* Makes sure later file numbers are above n (numbers seen while recovering). */
+void vset_mark_file_number_used(struct version_set *vs, uint64_t n);
+uint64_t vset_last_sequence(const struct version_set *vs);
+void vset_set_last_sequence(struct version_set *vs, uint64_t s);
+uint64_t vset_log_number(const struct version_set *vs);
+uint64_t vset_manifest_number(const struct version_set *vs);
+uint64_t vset_manifest_size(const struct version_set *vs);
+
+/* Adds every file number referenced by a live version to *nums (a growable
+ * array the caller frees). */
+int vset_live_files(struct version_set *vs, uint64_t **nums, size_t *n);
+
+/* Files in level of the current version (0 for a level out of range). */
+int vset_num_level_files(struct version_set *vs, int level);
+
+uint64_t version_level_bytes(const struct version *v, int level);
+/* Whether a compaction should run now (some score >= 1 with free inputs). */
+int vset_needs_compaction(struct version_set *vs);
+/* The level a flushed table covering [smallest, largest] (user keys) goes
+ * to: 0, or deeper (up to 2) when nothing there or above overlaps it and it
+ * would not overlap too much of the level below. */
+int version_pick_level_for_flush(struct version *v, struct slice smallest, struct slice largest);
+/* 1 if any file in level overlaps the user-key range (NULL = unbounded). */
+int version_overlaps(struct version *v, int level, const struct slice *smallest,
+                     const struct slice *largest);
+
+/* Point lookup: the newest entry of the lookup key's user key with sequence
+ * <= the lookup key's, searching level 0 newest first, then one table per
+ * level. Returns 1 and fills *ikey_out / *ival_out (the entry may be a
+ * tombstone: check ikey_type), 0 when no level has the key, or an error. */
+int version_get(struct version *v, struct slice lookup_ikey, struct buf *ikey_out,
+                struct buf *ival_out, char *err, size_t errlen);
+
+/* Appends to its[] (room for NUM_LEVELS + nfiles[0]) one iterator per level-0
+ * file and one concatenating iterator per non-empty deeper level; returns the
+ * count. The caller must hold a ref on v while they live. */
+int version_add_iters(struct version *v, struct iter **its);
+
+/* ---- compactions ---- */
+
+struct compaction {
+	int level; /* inputs from level and level + 1; output to level + 1 */
+	struct file_meta **inputs[2];
+	int ninputs[2];
+	struct file_meta **grandparents; /* level + 2 files overlapping */
+	int ngrandparents;
+	struct version *input_version; /* ref held */
+	struct version_edit edit;
+	uint64_t max_output_size;
+	/* state of should_stop_before and is_base_level_for_key */
+	int grand_index, seen_key;
+	uint64_t overlapped_bytes;
+	int level_ptrs[NUM_LEVELS];
+};
+
+/* Picks the next compaction by the deterministic rule above and marks its
+ * inputs being_compacted; NULL when none is needed or possible now. */
+struct compaction *vset_pick_compaction(struct version_set *vs);
+/* A compaction of the files of level overlapping [begin, end] (user keys,
+ * NULL = unbounded); NULL if there are none or some are busy (*busy set). */
+struct compaction *vset_compact_range(struct version_set *vs, int level, const struct slice *begin,
+                                      const struct slice *end, int *busy);
+/* A single input file with nothing to merge and little grandparent overlap
+ * can move down a level by an edit alone. */
+int compaction_is_trivial_move(const struct compaction *c);
+/* Adds the deletion of every input file to the compaction's edit. */
+int compaction_add_input_deletions(struct compaction *c);
+/* 1 if no level below the output level can hold user_key: a tombstone for it
+ * may be dropped. Keys must be asked in increasing order. */
+int compaction_is_base_level_for_key(struct compaction *c, struct slice user_key);
+/* 1 if the output table should end before ikey to bound its overlap with
+ * the grandparent level. Keys must be asked in increasing order. */
+int compaction_should_stop_before(struct compaction *c, struct slice ikey);
+/* A merged iterator over all the inputs. */
+struct iter *compaction_input_iter(struct compaction *c);
+uint64_t compaction_input_bytes(const struct compaction *c);
+/* Clears being_compacted on the inputs, drops the version ref, frees. */
+void compaction_free(struct compaction *c);
+
+/* Writes, into dir, a manifest numbered manifest_number holding the current
+ * version as one edit, and a CURRENT naming it (for checkpoints). */
+int vset_write_snapshot_manifest(struct version_set *vs, const char *dir, uint64_t manifest_number,
+                                 char *err, size_t errlen);
+
+/* File names in a database directory. */
+void manifest_file_name(char *out, size_t len, const char *dbdir, uint64_t number);
+void log_file_name(char *out, size_t len, const char *dbdir, uint64_t number);
+void current_file_name(char *out, size_t len, const char *dbdir);
+
+/* Reads and prints every edit of a manifest file, for `cairn dump`. */
+int manifest_dump(struct cairn_env *env, const char *path, void (*fn)(void *ctx, const char *line),
+                  void *ctx, char *err, size_t errlen);
+
+#endif

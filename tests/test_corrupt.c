@@ -1,0 +1,260 @@
+/*
+ * test_corrupt.c - damaged logs, tables and manifests. Flipped bits,
+ * truncation and zeroed ranges anywhere must give either a clear error
+ * naming the file, or (for a torn log tail, and under
+ * CAIRN_WAL_TOLERATE_CORRUPT) a clean recovery of a prefix of the writes:
+ * never a crash and never a wrong answer.
+ */
+#include "testutil.h"
+
+#define NKEYS 40
+
+static void fill(struct cairn_db *db)
+{
+	char key[32], val[64];
+	for (int i = 0; i < NKEYS; i++) {
+		int kl = tu_key(key, i);
+		int vl = sprintf(val, "value-%d", i);
+		cr_assert_eq(cairn_put(db, key, (size_t)kl, val, (size_t)vl, CAIRN_SYNC), 0);
+	}
+}
+
+/* The writes are applied in key order, so a correct recovery holds keys
+ * 0..k-1 with their values and nothing else. Returns k, or -1 if the state
+ * is not such a prefix. */
+static int prefix_len(struct cairn_db *db)
+{
+	char key[32], val[64];
+	int k = -1;
+	for (int i = 0; i < NKEYS; i++) {
+		void *v;
+		size_t vl;
+		int kl = tu_key(key, i);
+		int wl = sprintf(val, "value-%d", i);
+		int r = cairn_get(db, NULL, key, (size_t)kl, &v, &vl);
+		if (r == 0) {
+			int ok = vl == (size_t)wl && memcmp(v, val, vl) == 0;
+			cairn_free(v);
+			if (!ok || k >= 0)
+				return -1;
+		} else if (r == CAIRN_ENOTFOUND) {
+			if (k < 0)
+				k = i;
+		} else {
+			return -1;
+		}
+	}
+	return k < 0 ? NKEYS : k;
+}
+
+/* Builds a database whose data is all in one log (crash before any flush)
+ * and returns the env and the log's path. */
+static struct cairn_env *log_only_db(char *logpath, size_t len, struct cairn_options *o)
+{
+	struct cairn_env *env;
+	cr_assert_eq(env_sim_new(5, 1700000000000000000LL, &env), 0);
+	tu_small_options(o, env);
+	struct cairn_db *db = tu_open("/db", o);
+	fill(db);
+	env_sim_crash(env);
+	cairn_close(db);
+	env_sim_reboot(env);
+	/* the log is the highest-numbered .log file: after open it is 000003 */
+	for (int n = 1; n < 20; n++) {
+		snprintf(logpath, len, "/db/%06d.log", n);
+		char *data;
+		size_t dl;
+		if (env_sim_read_file(env, logpath, &data, &dl) == 0 && dl > 100) {
+			free(data);
+			return env;
+		}
+	}
+	cr_assert_fail("no log file found");
+	return NULL;
+}
+
+static void check_outcome(struct cairn_env *env, struct cairn_options *o, const char *what,
+                          size_t pos, int may_corrupt)
+{
+	struct cairn_db *db = NULL;
+	char err[512] = "";
+	int r = cairn_open("/db", o, &db, err, sizeof(err));
+	if (r) {
+		cr_assert(may_corrupt, "%s at %zu: open failed: %s (%s)", what, pos,
+		          cairn_strerror(r), err);
+		cr_assert_eq(r, CAIRN_ECORRUPT, "%s at %zu: %s (%s)", what, pos, cairn_strerror(r),
+		             err);
+		cr_assert(strstr(err, ".log"), "%s at %zu: message must name the file: %s", what,
+		          pos, err);
+		return;
+	}
+	int k = prefix_len(db);
+	cr_assert_geq(k, 0, "%s at %zu: recovered state is not a prefix of the writes", what, pos);
+	cairn_close(db);
+}
+
+Test(corrupt, log_truncated_anywhere_recovers_a_prefix)
+{
+	char path[64];
+	struct cairn_options o;
+	struct cairn_env *env = log_only_db(path, sizeof(path), &o);
+	char *orig;
+	size_t len;
+	cr_assert_eq(env_sim_read_file(env, path, &orig, &len), 0);
+	for (size_t cut = 0; cut < len; cut += 7) {
+		/* each attempt starts from the original files */
+		struct cairn_env *e2 = log_only_db(path, sizeof(path), &o);
+		cr_assert_eq(env_sim_write_file(e2, path, orig, cut), 0);
+		check_outcome(e2, &o, "truncation", cut, 0);
+		env_sim_free(e2);
+	}
+	free(orig);
+	env_sim_free(env);
+}
+
+Test(corrupt, log_bit_flips_give_an_error_or_a_prefix, .timeout = 600)
+{
+	char path[64];
+	struct cairn_options o;
+	struct cairn_env *env = log_only_db(path, sizeof(path), &o);
+	char *orig;
+	size_t len;
+	cr_assert_eq(env_sim_read_file(env, path, &orig, &len), 0);
+	env_sim_free(env);
+	for (size_t pos = 0; pos < len; pos += 3) {
+		for (int tolerate = 0; tolerate < 2; tolerate++) {
+			struct cairn_env *e2 = log_only_db(path, sizeof(path), &o);
+			o.wal_recovery = tolerate ? CAIRN_WAL_TOLERATE_CORRUPT : CAIRN_WAL_STRICT;
+			char *copy = malloc(len);
+			memcpy(copy, orig, len);
+			copy[pos] ^= (char)(1 << (pos % 8));
+			cr_assert_eq(env_sim_write_file(e2, path, copy, len), 0);
+			free(copy);
+			check_outcome(e2, &o, tolerate ? "flip (tolerant)" : "flip", pos,
+			              !tolerate);
+			env_sim_free(e2);
+		}
+	}
+	free(orig);
+}
+
+Test(corrupt, log_zeroed_range_gives_an_error_or_a_prefix)
+{
+	char path[64];
+	struct cairn_options o;
+	struct cairn_env *env = log_only_db(path, sizeof(path), &o);
+	char *orig;
+	size_t len;
+	cr_assert_eq(env_sim_read_file(env, path, &orig, &len), 0);
+	env_sim_free(env);
+	for (size_t pos = 0; pos + 64 <= len; pos += 97) {
+		struct cairn_env *e2 = log_only_db(path, sizeof(path), &o);
+		char *copy = malloc(len);
+		memcpy(copy, orig, len);
+		memset(copy + pos, 0, 64);
+		cr_assert_eq(env_sim_write_file(e2, path, copy, len), 0);
+		free(copy);
+		check_outcome(e2, &o, "zeroed range", pos, 1);
+		env_sim_free(e2);
+	}
+	free(orig);
+}
+
+Test(corrupt, damaged_table_is_reported_naming_the_file)
+{
+	struct cairn_env *env;
+	cr_assert_eq(env_sim_new(9, 1700000000000000000LL, &env), 0);
+	struct cairn_options o;
+	tu_small_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	fill(db);
+	cr_assert_eq(cairn_flush(db), 0);
+	cairn_close(db);
+	char path[64];
+	char *data = NULL;
+	size_t len = 0;
+	for (int n = 1; n < 30 && !data; n++) {
+		snprintf(path, sizeof(path), "/db/%06d.sst", n);
+		if (env_sim_read_file(env, path, &data, &len))
+			data = NULL;
+	}
+	cr_assert_not_null(data, "no table found");
+	int errors = 0;
+	for (size_t pos = 0; pos < len; pos += 5) {
+		data[pos] ^= 0x10;
+		env_sim_write_file(env, path, data, len);
+		data[pos] ^= 0x10;
+		char err[512] = "";
+		db = NULL;
+		int r = cairn_open("/db", &o, &db, err, sizeof(err));
+		if (r) {
+			cr_assert(strstr(err, ".sst"), "flip at %zu: %s", pos, err);
+			errors++;
+			continue;
+		}
+		/* every read is right or an error: never a wrong value */
+		char key[32], val[64];
+		for (int i = 0; i < NKEYS; i++) {
+			void *v;
+			size_t vl;
+			int kl = tu_key(key, i), wl = sprintf(val, "value-%d", i);
+			int g = cairn_get(db, NULL, key, (size_t)kl, &v, &vl);
+			if (g == 0) {
+				cr_assert(vl == (size_t)wl && memcmp(v, val, vl) == 0,
+				          "flip at %zu: key %s has a wrong value", pos, key);
+				cairn_free(v);
+			} else {
+				cr_assert(g == CAIRN_ECORRUPT || g == CAIRN_ENOTFOUND,
+				          "flip at %zu: %s", pos, cairn_strerror(g));
+				errors += g == CAIRN_ECORRUPT;
+			}
+		}
+		cairn_close(db);
+	}
+	env_sim_write_file(env, path, data, len);
+	cr_assert_gt(errors, 0);
+	free(data);
+	env_sim_free(env);
+}
+
+Test(corrupt, damaged_manifest_or_current_is_reported)
+{
+	struct cairn_env *env;
+	cr_assert_eq(env_sim_new(11, 1700000000000000000LL, &env), 0);
+	struct cairn_options o;
+	tu_small_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	fill(db);
+	cairn_close(db);
+	char *cur;
+	size_t clen;
+	cr_assert_eq(env_sim_read_file(env, "/db/CURRENT", &cur, &clen), 0);
+	char mpath[128];
+	snprintf(mpath, sizeof(mpath), "/db/%.*s", (int)clen - 1, cur);
+	char *man;
+	size_t mlen;
+	cr_assert_eq(env_sim_read_file(env, mpath, &man, &mlen), 0);
+	for (size_t pos = 0; pos < mlen; pos++) {
+		man[pos] ^= 0x01;
+		env_sim_write_file(env, mpath, man, mlen);
+		man[pos] ^= 0x01;
+		char err[512] = "";
+		db = NULL;
+		int r = cairn_open("/db", &o, &db, err, sizeof(err));
+		if (r) {
+			cr_assert(r == CAIRN_ECORRUPT || r == CAIRN_EVERSION, "flip at %zu: %s",
+			          pos, cairn_strerror(r));
+			cr_assert(strstr(err, "MANIFEST"), "flip at %zu: %s", pos, err);
+		} else {
+			cairn_close(db);
+		}
+		env_sim_write_file(env, mpath, man, mlen);
+	}
+	env_sim_write_file(env, "/db/CURRENT", "garbage", 7);
+	char err[512] = "";
+	cr_assert_eq(cairn_open("/db", &o, &db, err, sizeof(err)), CAIRN_ECORRUPT);
+	cr_assert(strstr(err, "CURRENT"), "%s", err);
+	free(cur);
+	free(man);
+	env_sim_free(env);
+}

@@ -1,0 +1,375 @@
+/*
+ * test_db.c - the public API end to end on real files: open and create
+ * rules, put/get/delete, batches, limits, snapshots, iterators, key info and
+ * range reads, flush and compaction, checkpoints, read-only handles, the
+ * LOCK, and group commit under concurrent writers.
+ */
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+static struct cairn_db *open_default(const char *dir)
+{
+	struct cairn_options o;
+	cairn_options_init(&o);
+	o.sync_interval_ms = 0;
+	return tu_open(dir, &o);
+}
+
+static void expect_value(struct cairn_db *db, const char *key, const char *want)
+{
+	void *v;
+	size_t n;
+	int r = cairn_get(db, NULL, key, strlen(key), &v, &n);
+	cr_assert_eq(r, 0, "get %s: %s", key, cairn_strerror(r));
+	cr_assert(n == strlen(want) && memcmp(v, want, n) == 0, "get %s: got %.*s want %s", key,
+	          (int)n, (char *)v, want);
+	cairn_free(v);
+}
+
+static void expect_missing(struct cairn_db *db, const char *key)
+{
+	void *v = (void *)1;
+	size_t n;
+	cr_assert_eq(cairn_get(db, NULL, key, strlen(key), &v, &n), CAIRN_ENOTFOUND, "%s", key);
+	cr_assert_null(v);
+}
+
+Test(db, open_creates_private_directory_and_reopens_data)
+{
+	char *base = tu_tmpdir("db");
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/new", base);
+	struct cairn_db *db = open_default(dir);
+	struct stat st;
+	cr_assert_eq(stat(dir, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0700);
+	cr_assert_eq(cairn_put(db, "a", 1, "1", 1, 0), 0);
+	cr_assert_eq(cairn_put(db, "b", 1, "2", 1, CAIRN_SYNC), 0);
+	cr_assert_eq(cairn_close(db), 0);
+	db = open_default(dir);
+	expect_value(db, "a", "1");
+	expect_value(db, "b", "2");
+	cairn_close(db);
+	tu_rmrf(base);
+}
+
+Test(db, create_if_missing_rules)
+{
+	char *base = tu_tmpdir("db");
+	char dir[300], err[256];
+	snprintf(dir, sizeof(dir), "%s/x", base);
+	struct cairn_options o;
+	struct cairn_db *db = NULL;
+	cairn_options_init(&o);
+	o.create_if_missing = 0;
+	cr_assert_eq(cairn_open(dir, &o, &db, err, sizeof(err)), CAIRN_ENOENT);
+	cr_assert_null(db);
+	cr_assert(strstr(err, "does not exist"), "%s", err);
+	o.create_if_missing = 2;
+	cr_assert_eq(cairn_open(dir, &o, &db, err, sizeof(err)), 0, "%s", err);
+	cairn_close(db);
+	cr_assert_eq(cairn_open(dir, &o, &db, err, sizeof(err)), CAIRN_EEXIST);
+	cr_assert(strstr(err, "already exists"), "%s", err);
+	tu_rmrf(base);
+}
+
+Test(db, bad_options_are_refused_with_a_message)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_options o;
+	struct cairn_db *db = NULL;
+	char err[256];
+	cairn_options_init(&o);
+	o.memtable_size = 10;
+	cr_assert_eq(cairn_open(dir, &o, &db, err, sizeof(err)), CAIRN_EINVAL);
+	cr_assert(strstr(err, "memtable_size"), "%s", err);
+	cairn_options_init(&o);
+	o.l0_stop_trigger = 1;
+	cr_assert_eq(cairn_open(dir, &o, &db, err, sizeof(err)), CAIRN_EINVAL);
+	cr_assert(strstr(err, "l0_stop_trigger"), "%s", err);
+	tu_rmrf(dir);
+}
+
+Test(db, second_open_is_refused_naming_the_holder)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir), *db2 = NULL;
+	char err[256], pid[32];
+	cr_assert_eq(cairn_open(dir, NULL, &db2, err, sizeof(err)), CAIRN_EBUSY);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	cr_assert(strstr(err, pid), "message should name pid %s: %s", pid, err);
+	cairn_close(db);
+	cr_assert_eq(cairn_open(dir, NULL, &db2, err, sizeof(err)), 0, "%s", err);
+	cairn_close(db2);
+	tu_rmrf(dir);
+}
+
+Test(db, put_get_delete_binary_and_empty)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	const char bkey[] = {0, 1, 2, (char)0xff};
+	const char bval[] = {(char)0xff, 0, 0, 7};
+	cr_assert_eq(cairn_put(db, bkey, sizeof(bkey), bval, sizeof(bval), 0), 0);
+	cr_assert_eq(cairn_put(db, "empty", 5, "", 0, 0), 0);
+	cr_assert_eq(cairn_put(db, "", 0, "emptykey", 8, 0), 0);
+	void *v;
+	size_t n;
+	cr_assert_eq(cairn_get(db, NULL, bkey, sizeof(bkey), &v, &n), 0);
+	cr_assert(n == 4 && memcmp(v, bval, 4) == 0);
+	cairn_free(v);
+	cr_assert_eq(cairn_get(db, NULL, "empty", 5, &v, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_not_null(v);
+	cairn_free(v);
+	expect_value(db, "", "emptykey");
+	cr_assert_eq(cairn_delete(db, "empty", 5, 0), 0);
+	expect_missing(db, "empty");
+	cr_assert_eq(cairn_delete(db, "never", 5, 0), 0);
+	cr_assert_eq(cairn_flush(db), 0);
+	cr_assert_eq(cairn_get(db, NULL, bkey, sizeof(bkey), &v, &n), 0);
+	cairn_free(v);
+	expect_missing(db, "empty");
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
+Test(db, limits_give_etoobig_with_a_message)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	char *big = calloc(1, CAIRN_MAX_KEY_SIZE + 1);
+	char msg[256];
+	cr_assert_eq(cairn_put(db, big, CAIRN_MAX_KEY_SIZE + 1, "v", 1, 0), CAIRN_ETOOBIG);
+	cr_assert_eq(cairn_errmsg(db, msg, sizeof(msg)), CAIRN_ETOOBIG);
+	cr_assert(strstr(msg, "limit"), "%s", msg);
+	cr_assert_eq(cairn_put(db, big, CAIRN_MAX_KEY_SIZE, "v", 1, 0), 0);
+	void *v;
+	size_t n;
+	cr_assert_eq(cairn_get(db, NULL, big, CAIRN_MAX_KEY_SIZE + 1, &v, &n), CAIRN_ETOOBIG);
+	free(big);
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
+Test(db, batch_applies_all_or_nothing_in_order)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	struct cairn_batch *b;
+	cr_assert_eq(cairn_batch_new(&b), 0);
+	cairn_batch_put(b, "x", 1, "1", 1);
+	cairn_batch_put(b, "y", 1, "2", 1);
+	cairn_batch_delete(b, "x", 1);
+	cairn_batch_put(b, "z", 1, "3", 1);
+	cr_assert_eq(cairn_batch_count(b), 4);
+	const struct cairn_snapshot *before;
+	cr_assert_eq(cairn_snapshot_new(db, &before), 0);
+	cr_assert_eq(cairn_write(db, b, CAIRN_SYNC), 0);
+	expect_missing(db, "x");
+	expect_value(db, "y", "2");
+	expect_value(db, "z", "3");
+	void *v;
+	size_t n;
+	cr_assert_eq(cairn_get(db, before, "y", 1, &v, &n), CAIRN_ENOTFOUND);
+	cairn_snapshot_release(db, before);
+	cairn_batch_free(b);
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
+Test(db, snapshot_reads_survive_overwrite_flush_and_compaction)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_options o;
+	tu_small_options(&o, NULL);
+	struct cairn_db *db = tu_open(dir, &o);
+	char key[32], val[64];
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof(key), "k%05d", i);
+		snprintf(val, sizeof(val), "old-%d", i);
+		cr_assert_eq(cairn_put(db, key, strlen(key), val, strlen(val), 0), 0);
+	}
+	const struct cairn_snapshot *snap;
+	cairn_snapshot_new(db, &snap);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof(key), "k%05d", i);
+		if (i % 3 == 0)
+			cr_assert_eq(cairn_delete(db, key, strlen(key), 0), 0);
+		else
+			cr_assert_eq(cairn_put(db, key, strlen(key), "new", 3, 0), 0);
+	}
+	cr_assert_eq(cairn_compact_range(db, NULL, 0, NULL, 0), 0);
+	for (int i = 0; i < 2000; i += 7) {
+		void *v;
+		size_t n;
+		snprintf(key, sizeof(key), "k%05d", i);
+		snprintf(val, sizeof(val), "old-%d", i);
+		cr_assert_eq(cairn_get(db, snap, key, strlen(key), &v, &n), 0, "%s", key);
+		cr_assert(n == strlen(val) && memcmp(v, val, n) == 0);
+		cairn_free(v);
+		if (i % 3 == 0)
+			expect_missing(db, key);
+		else
+			expect_value(db, key, "new");
+	}
+	cairn_snapshot_release(db, snap);
+	struct cairn_stats st;
+	cr_assert_eq(cairn_stats_get(db, &st), 0);
+	cr_assert_gt(st.flushes, 0);
+	cr_assert_gt(st.compactions, 0);
+	cr_assert_gt(cairn_stats_write_amp(&st), 0.5);
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
+Test(db, iterator_seeks_both_ways)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	const char *keys[] = {"b", "d", "f"};
+	for (int i = 0; i < 3; i++)
+		cairn_put(db, keys[i], 1, keys[i], 1, 0);
+	struct cairn_iter *it;
+	size_t n;
+	cr_assert_eq(cairn_iter_new(db, NULL, &it), 0);
+	cairn_iter_seek(it, "c", 1);
+	cr_assert(cairn_iter_valid(it));
+	cr_assert_eq(*(const char *)cairn_iter_key(it, &n), 'd');
+	cairn_iter_prev(it);
+	cr_assert_eq(*(const char *)cairn_iter_key(it, &n), 'b');
+	cairn_iter_seek_for_prev(it, "e", 1);
+	cr_assert_eq(*(const char *)cairn_iter_key(it, &n), 'd');
+	cairn_iter_next(it);
+	cr_assert_eq(*(const char *)cairn_iter_key(it, &n), 'f');
+	cairn_iter_next(it);
+	cr_assert_not(cairn_iter_valid(it));
+	cr_assert_eq(cairn_iter_status(it), 0);
+	cairn_iter_seek(it, "g", 1);
+	cr_assert_not(cairn_iter_valid(it));
+	cairn_iter_seek_for_prev(it, "a", 1);
+	cr_assert_not(cairn_iter_valid(it));
+	/* an iterator sees the state of its creation */
+	cairn_put(db, "c", 1, "c", 1, 0);
+	cairn_iter_seek_first(it);
+	cairn_iter_next(it);
+	cr_assert_eq(*(const char *)cairn_iter_key(it, &n), 'd');
+	cairn_iter_free(it);
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
+Test(db, key_info_and_range_reads)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t before = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	cr_assert_eq(cairn_put(db, "k", 1, "0123456789", 10, 0), 0);
+	struct cairn_key_info info;
+	cr_assert_eq(cairn_key_info(db, NULL, "k", 1, &info), 0);
+	cr_assert_eq(info.size, 10);
+	cr_assert_geq(info.mtime_ns, before);
+	cr_assert_gt(info.seq, 0);
+	char buf[8];
+	size_t got;
+	cr_assert_eq(cairn_get_range(db, NULL, "k", 1, 8, buf, sizeof(buf), &got), 0);
+	cr_assert_eq(got, 2);
+	cr_assert(memcmp(buf, "89", 2) == 0);
+	cr_assert_eq(cairn_get_range(db, NULL, "k", 1, 10, buf, sizeof(buf), &got), 0);
+	cr_assert_eq(got, 0);
+	cr_assert_eq(cairn_get_range(db, NULL, "k", 1, 2, buf, 3, &got), 0);
+	cr_assert(got == 3 && memcmp(buf, "234", 3) == 0);
+	cr_assert_eq(cairn_flush(db), 0);
+	struct cairn_key_info again;
+	cr_assert_eq(cairn_key_info(db, NULL, "k", 1, &again), 0);
+	cr_assert_eq(again.mtime_ns, info.mtime_ns);
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
+Test(db, checkpoint_opens_to_the_state_it_was_taken_at)
+{
+	char *base = tu_tmpdir("db");
+	char dir[300], cp[300];
+	snprintf(dir, sizeof(dir), "%s/db", base);
+	snprintf(cp, sizeof(cp), "%s/cp", base);
+	struct cairn_db *db = open_default(dir);
+	cairn_put(db, "a", 1, "1", 1, 0);
+	cairn_flush(db);
+	cairn_put(db, "b", 1, "2", 1, 0);
+	cr_assert_eq(cairn_checkpoint(db, cp), 0);
+	cairn_put(db, "c", 1, "3", 1, 0);
+	cr_assert_eq(cairn_checkpoint(db, cp), CAIRN_EEXIST);
+	cairn_close(db);
+	db = open_default(cp);
+	expect_value(db, "a", "1");
+	expect_value(db, "b", "2");
+	expect_missing(db, "c");
+	cairn_close(db);
+	tu_rmrf(base);
+}
+
+Test(db, read_only_handle_reads_and_refuses_writes)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	cairn_put(db, "a", 1, "1", 1, 0);
+	cairn_close(db);
+	struct cairn_options o;
+	cairn_options_init(&o);
+	o.read_only = 1;
+	db = tu_open(dir, &o);
+	expect_value(db, "a", "1");
+	cr_assert_eq(cairn_put(db, "b", 1, "2", 1, 0), CAIRN_EREADONLY);
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
+struct writer_arg {
+	struct cairn_db *db;
+	int id;
+};
+
+static void *writer_main(void *p)
+{
+	struct writer_arg *a = p;
+	char key[32];
+	for (int i = 0; i < 300; i++) {
+		snprintf(key, sizeof(key), "w%d-%04d", a->id, i);
+		int r = cairn_put(a->db, key, strlen(key), key, strlen(key), CAIRN_SYNC);
+		if (r)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+Test(db, concurrent_synced_writers_share_log_syncs)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	pthread_t t[8];
+	struct writer_arg a[8];
+	for (int i = 0; i < 8; i++) {
+		a[i] = (struct writer_arg){db, i};
+		pthread_create(&t[i], NULL, writer_main, &a[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		void *ret;
+		pthread_join(t[i], &ret);
+		cr_assert_null(ret);
+	}
+	struct cairn_stats st;
+	cairn_stats_get(db, &st);
+	cr_assert_eq(st.puts, 2400);
+	cr_assert_leq(st.wal_syncs, 2400);
+	cairn_close(db);
+	db = open_default(dir);
+	expect_value(db, "w7-0299", "w7-0299");
+	expect_value(db, "w0-0000", "w0-0000");
+	cairn_close(db);
+	tu_rmrf(dir);
+}
