@@ -8,7 +8,7 @@
  * restart_interval entries a restart point stores its key whole; the offsets
  * of the restart points follow the entries, then their count. Seeks binary
  * search the restart points, then scan at most restart_interval entries.
- * Byte by byte in docs/format-table.md, "Data block".
+ * Byte by byte in docs/format.md, "Tables", "Data block".
  *
  * The reader trusts nothing in the bytes: a corrupt block makes its iterator
  * invalid with status CAIRN_ECORRUPT, never a read outside the block.

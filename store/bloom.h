@@ -6,7 +6,7 @@
  * Internal to the table code (table.c). The filter bytes are a bit array
  * followed by one byte holding k, the number of probes; probes use double
  * hashing from one hash32() of the key. Byte by byte in
- * docs/format-table.md, "Filter block".
+ * docs/format.md, "Tables", "Filter block".
  */
 #ifndef CAIRN_BLOOM_H
 #define CAIRN_BLOOM_H

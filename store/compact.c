@@ -366,13 +366,15 @@ static int compact_entries(struct compaction_state *cs)
 	return r;
 }
 
-int db_run_compaction(struct cairn_db *db, struct compaction *c)
+int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 {
 	int r;
 	char err[512] = "";
 	int level = c->level;
 	db->running_compactions++;
-	if (compaction_is_trivial_move(c)) {
+	/* A manual compaction exists to merge: moving a table down a level
+	 * would leave every overwritten and deleted entry in place. */
+	if (!manual && compaction_is_trivial_move(c)) {
 		struct file_meta *f = c->inputs[0][0];
 		r = edit_delete_file(&c->edit, level, f->number);
 		if (!r)
@@ -432,7 +434,7 @@ int db_compact_inline(struct cairn_db *db)
 		struct compaction *c = vset_pick_compaction(db->vs);
 		if (!c)
 			return 0;
-		int r = db_run_compaction(db, c);
+		int r = db_run_compaction(db, c, 0);
 		if (r)
 			return r;
 	}
@@ -466,7 +468,7 @@ static void *bg_main(void *arg)
 		}
 		struct compaction *c = db->manual_compaction ? NULL : vset_pick_compaction(db->vs);
 		if (c) {
-			db_run_compaction(db, c);
+			db_run_compaction(db, c, 0);
 			continue;
 		}
 		pthread_cond_wait(&db->work_cv, &db->mu);

@@ -272,7 +272,8 @@ void db_delete_obsolete(struct cairn_db *db)
 	struct obsolete_scan s = {.db = db};
 	if (vset_live_files(db->vs, &s.live, &s.nlive))
 		return;
-	qsort(s.live, s.nlive, sizeof(uint64_t), cmp_u64);
+	if (s.nlive)
+		qsort(s.live, s.nlive, sizeof(uint64_t), cmp_u64);
 	env_list_dir(db->env, db->dir, collect_obsolete, &s);
 	for (size_t i = 0; i < s.nnames; i++) {
 		char path[4096];
@@ -292,7 +293,10 @@ struct replay_ctx {
 	struct cairn_db *db;
 	struct memtable *mem;
 	uint64_t max_seq;
-	int status;
+	int flushed;          /* a memtable filled and went to a table mid-replay */
+	int torn;             /* the newest log ends in a torn record ... */
+	uint64_t torn_log;    /* ... this one */
+	uint64_t torn_offset; /* ... whose good part ends here */
 };
 
 static int replay_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
@@ -334,8 +338,12 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 		if (r == WAL_EOF)
 			break;
 		if (r == WAL_TORN) {
-			if (last)
+			if (last) {
+				rc->torn = 1;
+				rc->torn_log = number;
+				rc->torn_offset = wal_good_offset(rd);
 				break;
+			}
 			fmt_msg(err, errlen,
 			        "log '%s': truncated record at offset %llu in a log that is not "
 			        "the newest",
@@ -370,6 +378,7 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 			r = db_write_level0(db, rc->mem, edit);
 			if (r)
 				break;
+			rc->flushed = 1;
 			mem_unref(rc->mem);
 			r = mem_new(&rc->mem);
 			if (r)
@@ -410,6 +419,44 @@ static int new_log(struct cairn_db *db, char *err, size_t errlen)
 	return r;
 }
 
+static int keep_recovered(struct cairn_db *db, const struct replay_ctx *rc)
+{
+	return !rc->flushed && !atomic_load(&db->st.wal_bytes_dropped) &&
+	       mem_usage(rc->mem) < db->opts.memtable_size;
+}
+
+/* Cuts a log back to its last good record (or removes it if not even its
+ * header survived) and makes that durable. */
+static int cut_torn_tail(struct cairn_db *db, uint64_t number, uint64_t good, char *err,
+                         size_t errlen)
+{
+	char path[4096];
+	struct env_file *f;
+	log_file_name(path, sizeof(path), db->dir, number);
+	int r;
+	if (good < WAL_FILE_HEADER) {
+		r = env_unlink(db->env, path);
+		if (!r)
+			r = env_sync_dir(db->env, db->dir);
+	} else {
+		r = env_open_append(db->env, path, &f);
+		if (!r) {
+			r = env_truncate(f, good);
+			if (!r)
+				r = env_sync(f);
+			int c = env_close(f);
+			if (!r)
+				r = c;
+		}
+	}
+	if (r) {
+		char detail[256] = "";
+		env_errmsg(db->env, detail, sizeof(detail));
+		fmt_msg(err, errlen, "cannot cut the torn tail of '%s': %s", path, detail);
+	}
+	return r;
+}
+
 static int recover(struct cairn_db *db, char *err, size_t errlen)
 {
 	struct version_edit edit;
@@ -424,18 +471,17 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 		free(scan.logs);
 		return r;
 	}
-	qsort(scan.logs, scan.nlogs, sizeof(uint64_t), cmp_u64);
+	if (scan.nlogs)
+		qsort(scan.logs, scan.nlogs, sizeof(uint64_t), cmp_u64);
 	edit_init(&edit);
 	r = mem_new(&rc.mem);
 	uint64_t min_log = vset_log_number(db->vs);
-	size_t nreplay = 0;
 	for (size_t i = 0; !r && !stop && i < scan.nlogs; i++) {
 		if (scan.logs[i] < min_log)
 			continue;
 		vset_mark_file_number_used(db->vs, scan.logs[i]);
 		int last = i + 1 == scan.nlogs;
 		r = replay_log(db, scan.logs[i], last, &rc, &edit, &stop, err, errlen);
-		nreplay++;
 	}
 	if (!r && rc.max_seq > vset_last_sequence(db->vs))
 		vset_set_last_sequence(db->vs, rc.max_seq);
@@ -445,7 +491,27 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 			db->mem = rc.mem;
 			rc.mem = NULL;
 		}
+	} else if (!r && keep_recovered(db, &rc)) {
+		/* The logs stay until this memtable is flushed, so an open that
+		 * finds a little data (a command-line put, say) leaves no tiny
+		 * table behind. The torn tail is cut off for good: later
+		 * recoveries must find this log whole, as it is no longer the
+		 * newest. */
+		if (rc.torn)
+			r = cut_torn_tail(db, rc.torn_log, rc.torn_offset, err, errlen);
+		if (!r)
+			r = new_log(db, err, errlen);
+		if (!r)
+			r = vset_log_and_apply(db->vs, &edit, err, errlen);
+		if (!r) {
+			db->mem = rc.mem;
+			rc.mem = NULL;
+		}
 	} else if (!r) {
+		/* Everything replayed goes to tables and every old log becomes
+		 * obsolete: after a tolerated corruption the damaged log must
+		 * never be read again, and after a flush during replay its
+		 * entries are already in a table. */
 		if (mem_entries(rc.mem) > 0)
 			r = db_write_level0(db, rc.mem, &edit);
 		if (!r)
@@ -458,7 +524,6 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 		if (!r)
 			r = mem_new(&db->mem);
 	}
-	(void)nreplay;
 	if (rc.mem)
 		mem_unref(rc.mem);
 	edit_free(&edit);
@@ -1280,11 +1345,13 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 	const struct slice *bp = begin ? &b : NULL, *ep = end ? &e : NULL;
 	pthread_mutex_lock(&db->mu);
 	db->manual_compaction++;
-	int deepest = 1;
+	/* Down to and including the deepest level holding the range, so
+	 * that even tables which never overlapped are merged into one run. */
+	int deepest = 0;
 	for (int level = 1; level < NUM_LEVELS; level++)
 		if (version_overlaps(vset_current(db->vs), level, bp, ep))
 			deepest = level;
-	for (int level = 0; !r && level < deepest; level++) {
+	for (int level = 0; !r && level <= deepest && level < NUM_LEVELS - 1; level++) {
 		for (;;) {
 			int busy = 0;
 			if (db->bg_error) {
@@ -1294,7 +1361,7 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 			}
 			struct compaction *c = vset_compact_range(db->vs, level, bp, ep, &busy);
 			if (c) {
-				r = db_run_compaction(db, c);
+				r = db_run_compaction(db, c, 1);
 				continue;
 			}
 			if (!busy)

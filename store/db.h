@@ -116,7 +116,7 @@ int db_flush_imm(struct cairn_db *db);
 /* With mu held: writes mem (recovery) as a level-0 table into edit. */
 int db_write_level0(struct cairn_db *db, struct memtable *m, struct version_edit *edit);
 /* With mu held: runs one compaction to completion and frees it. */
-int db_run_compaction(struct cairn_db *db, struct compaction *c);
+int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual);
 /* With mu held: deletes files no live version or pending output needs. */
 void db_delete_obsolete(struct cairn_db *db);
 /* With mu held, in inline mode: runs compactions while any is needed. */

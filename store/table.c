@@ -7,7 +7,7 @@
  * a 5-byte trailer (compression type, masked CRC32C). The index maps a short
  * separator key per data block (>= the block's last key, < the next block's
  * first) to the block's handle, so a lookup costs one index binary search and
- * one data block. docs/format-table.md describes every byte.
+ * one data block. docs/format.md ("Tables") describes every byte.
  *
  * A reader keeps the index and the filter in memory for the table's life and
  * reads data blocks through the block cache, verifying the checksum of every

@@ -25,7 +25,7 @@
  * overlap expansion, boundary files, LevelDB's "expand inputs at level L
  * while level L+1 stays the same") follows LevelDB's version_set.cc.
  *
- * Format of an edit: docs/format-manifest.md.
+ * Format of an edit: docs/format.md, "Manifest".
  */
 #include "version.h"
 

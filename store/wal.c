@@ -2,7 +2,7 @@
  * wal.c - the record log: an append-only file of checksummed records. The
  * write-ahead log stores one committed write batch per record and the
  * manifest one version edit per record; both are replayed from the start at
- * open. The format is in docs/format-wal.md.
+ * open. The format is in docs/format.md, "Record logs".
  *
  * Writing: each record is a 12-byte header (payload length, payload CRC32C,
  * CRC32C of those 8 bytes) followed by the payload, back to back. A record

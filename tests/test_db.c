@@ -373,3 +373,56 @@ Test(db, concurrent_synced_writers_share_log_syncs)
 	cairn_close(db);
 	tu_rmrf(dir);
 }
+
+Test(db, compact_range_merges_tables_that_never_overlapped)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	char key[32];
+	for (int i = 0; i < 30; i++) {
+		snprintf(key, sizeof(key), "key%03d", i);
+		cr_assert_eq(cairn_put(db, key, strlen(key), key, strlen(key), 0), 0);
+		cr_assert_eq(cairn_flush(db), 0);
+	}
+	struct cairn_stats st;
+	uint64_t before = 0, after = 0;
+	cairn_stats_get(db, &st);
+	for (int l = 0; l < st.num_levels; l++)
+		before += st.levels[l].files;
+	cr_assert_eq(before, 30);
+	cr_assert_eq(cairn_compact_range(db, NULL, 0, NULL, 0), 0);
+	cairn_stats_get(db, &st);
+	for (int l = 0; l < st.num_levels; l++)
+		after += st.levels[l].files;
+	cr_assert_eq(after, 1, "30 tiny tables should merge into one, got %llu",
+	             (unsigned long long)after);
+	expect_value(db, "key017", "key017");
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
+Test(db, reopen_keeps_a_small_recovered_log_in_memory)
+{
+	char *dir = tu_tmpdir("db");
+	for (int i = 0; i < 5; i++) {
+		struct cairn_db *db = open_default(dir);
+		char key[16];
+		snprintf(key, sizeof(key), "k%d", i);
+		cr_assert_eq(cairn_put(db, key, strlen(key), "v", 1, 0), 0);
+		cairn_close(db);
+	}
+	struct cairn_db *db = open_default(dir);
+	struct cairn_stats st;
+	cairn_stats_get(db, &st);
+	uint64_t tables = 0;
+	for (int l = 0; l < st.num_levels; l++)
+		tables += st.levels[l].files;
+	cr_assert_eq(tables, 0, "small reopens should not leave tables");
+	for (int i = 0; i < 5; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "k%d", i);
+		expect_value(db, key, "v");
+	}
+	cairn_close(db);
+	tu_rmrf(dir);
+}

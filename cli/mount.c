@@ -1,0 +1,118 @@
+/*
+ * mount.c - the cairnfs mount of a database and its control files (see
+ * mount.h). Paths in /proc/self/mounts escape space, tab, newline and
+ * backslash as three octal digits (\040); they are decoded before use.
+ */
+#include "mount.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MOUNT_TYPE "fuse.cairnfs"
+
+/* Decodes the octal escapes of a field of /proc/self/mounts in place. */
+static void unescape_octal(char *s)
+{
+	char *o = s;
+	for (char *p = s; *p;) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 4;
+		} else {
+			*o++ = *p++;
+		}
+	}
+	*o = 0;
+}
+
+/* Reads MOUNT/.cairn/dbdir (one line) into out. */
+static int read_dbdir(const char *mnt, char *out, size_t len)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/.cairn/dbdir", mnt);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	int ok = fgets(out, (int)len, f) != NULL;
+	fclose(f);
+	if (!ok)
+		return -1;
+	out[strcspn(out, "\n")] = 0;
+	return 0;
+}
+
+int mount_find(const char *dbdir, char *mnt, size_t len)
+{
+	char want[PATH_MAX], have[PATH_MAX], line[3 * PATH_MAX];
+	if (!realpath(dbdir, want))
+		return 0;
+	FILE *f = fopen("/proc/self/mounts", "r");
+	if (!f)
+		return 0;
+	int found = 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *save = NULL;
+		char *dev = strtok_r(line, " ", &save);
+		char *dir = dev ? strtok_r(NULL, " ", &save) : NULL;
+		char *type = dir ? strtok_r(NULL, " ", &save) : NULL;
+		if (!type || strcmp(type, MOUNT_TYPE) != 0)
+			continue;
+		unescape_octal(dir);
+		if (read_dbdir(dir, have, sizeof(have)) == 0 && strcmp(have, want) == 0 &&
+		    strlen(dir) < len) {
+			strcpy(mnt, dir);
+			found = 1;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+int mount_control(const char *mnt, const char *cmd, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/.cairn/control", mnt);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t n = strlen(cmd);
+	ssize_t w = write(fd, cmd, n);
+	int saved = errno;
+	if (close(fd) && w == (ssize_t)n) {
+		w = -1;
+		saved = errno;
+	}
+	if (w != (ssize_t)n) {
+		snprintf(err, errlen, "%s: %s", path, w < 0 ? strerror(saved) : "short write");
+		return -1;
+	}
+	return 0;
+}
+
+int mount_cat(const char *mnt, const char *name, FILE *out, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 32], buf[65536];
+	snprintf(path, sizeof(path), "%s/.cairn/%s", mnt, name);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, out);
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		snprintf(err, errlen, "%s: read error", path);
+		return -1;
+	}
+	return 0;
+}
