@@ -320,7 +320,7 @@ static int cmd_get(struct ctx *c, int argc, char **argv)
 	struct arg_bytes k;
 	struct cairn_db *db = NULL;
 	const struct cairn_snapshot *s = NULL;
-	struct cairn_key_info info;
+	struct cairn_key_info info = {0};
 	int code = parse_opts(c, argc, argv, "", NULL, NULL);
 	if (code >= 0 || (code = expect_args(c, argc - optind, 1, 1)) >= 0)
 		return code;

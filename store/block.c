@@ -440,13 +440,24 @@ struct iter *block_iter_new(const struct block *b)
 
 #define FUZZ_MAX_SEEKS 64
 
+static void block_step(struct iter *it, int forward)
+{
+	if (forward)
+		iter_next(it);
+	else
+		iter_prev(it);
+}
+
 static int fuzz_walk(struct iter *it, int forward, struct buf *keys, size_t *nkeys)
 {
 	struct buf prev = {0};
 	int first = 1, r = 0;
 
-	for (forward ? iter_seek_first(it) : iter_seek_last(it); iter_valid(it);
-	     forward ? iter_next(it) : iter_prev(it)) {
+	if (forward)
+		iter_seek_first(it);
+	else
+		iter_seek_last(it);
+	for (; iter_valid(it); block_step(it, forward)) {
 		struct slice k = iter_key(it);
 		(void)iter_value(it);
 		if (!first) {

@@ -179,8 +179,12 @@ static int build_table(struct cairn_db *db, struct memtable *m, struct output *o
 }
 
 /* With mu held. Builds m into a table (dropping the lock in threaded mode)
- * and adds it to edit at the level chosen for it. */
-static int flush_memtable(struct cairn_db *db, struct memtable *m, struct version_edit *edit)
+ * and adds it to edit at the level chosen for it, or at level 0 when
+ * level0_only: recovery puts several tables into one edit, and a deeper
+ * level chosen against the current version could receive two of them that
+ * overlap, the older one shadowing the newer. */
+static int flush_memtable(struct cairn_db *db, struct memtable *m, struct version_edit *edit,
+                          int level0_only)
 {
 	struct output out = {0};
 	struct table_props props = {0};
@@ -201,8 +205,10 @@ static int flush_memtable(struct cairn_db *db, struct memtable *m, struct versio
 	if (written == 0)
 		return 0;
 	struct slice smallest = buf_slice(&props.smallest), largest = buf_slice(&props.largest);
-	int level = version_pick_level_for_flush(vset_current(db->vs), ikey_user(smallest),
-	                                         ikey_user(largest));
+	int level = level0_only ? 0
+	                        : version_pick_level_for_flush(vset_current(db->vs),
+	                                                       ikey_user(smallest),
+	                                                       ikey_user(largest));
 	r = edit_add_file(edit, level, out.number, written, smallest, largest, props.min_seq,
 	                  props.max_seq, props.num_entries);
 	table_props_free(&props);
@@ -217,6 +223,17 @@ static int flush_memtable(struct cairn_db *db, struct memtable *m, struct versio
 	return 0;
 }
 
+/* With mu held: removes the finished tables of an edit that will not be
+ * applied. */
+static void drop_outputs(struct cairn_db *db, struct version_edit *edit)
+{
+	for (int i = 0; i < edit->nadded; i++) {
+		char path[4096];
+		table_file_name(path, sizeof(path), db->dir, edit->added[i].f->number);
+		env_unlink(db->env, path);
+	}
+}
+
 static void edit_unpend(struct cairn_db *db, struct version_edit *edit)
 {
 	for (int i = 0; i < edit->nadded; i++)
@@ -225,7 +242,7 @@ static void edit_unpend(struct cairn_db *db, struct version_edit *edit)
 
 int db_write_level0(struct cairn_db *db, struct memtable *m, struct version_edit *edit)
 {
-	return flush_memtable(db, m, edit);
+	return flush_memtable(db, m, edit, 1);
 }
 
 int db_flush_imm(struct cairn_db *db)
@@ -239,7 +256,7 @@ int db_flush_imm(struct cairn_db *db)
 	char err[512] = "";
 	edit_init(&edit);
 	db->flushing = 1;
-	int r = flush_memtable(db, imm, &edit);
+	int r = flush_memtable(db, imm, &edit, 0);
 	if (!r) {
 		/* The imm's log and all before it are no longer needed. */
 		edit.has_log_number = 1;
@@ -274,6 +291,7 @@ struct compaction_state {
 	struct buf out_smallest, out_largest;
 	uint64_t out_min_seq, out_max_seq, out_entries;
 	uint64_t bytes_written;
+	int aborted; /* stopped for close; not an error */
 	char err[512];
 };
 
@@ -294,8 +312,13 @@ static int finish_output(struct compaction_state *cs)
 		cs->bytes_written += size;
 	}
 	table_props_free(&props);
+	if (r) {
+		/* not in the edit: nothing else will remove it */
+		output_abandon(db, &cs->out, db->opts.background_threads == 0);
+		return r;
+	}
 	memset(&cs->out, 0, sizeof(cs->out));
-	return r;
+	return 0;
 }
 
 /* Merges the inputs into new tables. Runs without mu in threaded mode. */
@@ -317,9 +340,16 @@ static int compact_entries(struct compaction_state *cs)
 		 * not stalled behind a long compaction. */
 		if ((++n & 1023) == 0 && db->opts.background_threads > 0) {
 			pthread_mutex_lock(&db->mu);
-			if (db->imm && !db->flushing)
+			int stop = db->shutting_down;
+			if (!stop && db->imm && !db->flushing)
 				db_flush_imm(db);
 			pthread_mutex_unlock(&db->mu);
+			if (stop) {
+				/* close is waiting: the inputs stay as they are */
+				cs->aborted = 1;
+				r = CAIRN_EFAILED;
+				break;
+			}
 		}
 		if (!ikey_valid(ik)) {
 			fmt_msg(cs->err, sizeof(cs->err), "compaction input holds a malformed key");
@@ -385,16 +415,19 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 			r = vset_log_and_apply(db->vs, &c->edit, err, sizeof(err));
 	} else {
 		struct compaction_state cs = {.db = db, .c = c};
+		aborted_p = &cs.aborted;
 		cs.smallest_snapshot = db_smallest_snapshot(db);
 		uint64_t in_bytes = compaction_input_bytes(c);
 		int threaded = db->opts.background_threads > 0;
 		if (threaded)
 			pthread_mutex_unlock(&db->mu);
 		r = compact_entries(&cs);
-		if (r && cs.out.tb)
+		if (r && cs.out.number)
 			output_abandon(db, &cs.out, !threaded);
 		if (threaded)
 			pthread_mutex_lock(&db->mu);
+		if (r)
+			drop_outputs(db, &c->edit);
 		if (!r)
 			r = compaction_add_input_deletions(c);
 		if (!r)
@@ -413,7 +446,9 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 	}
 	compaction_free(c);
 	db->running_compactions--;
-	if (r) {
+	if (r && aborted) {
+		r = 0;
+	} else if (r) {
 		char msg[600];
 		fmt_msg(msg, sizeof(msg), "compaction of level %d failed: %s", level,
 		        err[0] ? err : cairn_strerror(r));

@@ -374,7 +374,9 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 		}
 		if (r < 0)
 			break;
-		if (mem_usage(rc->mem) >= db->opts.memtable_size) {
+		/* Read-only: nothing may be written, so everything stays in
+		 * memory. */
+		if (!db->opts.read_only && mem_usage(rc->mem) >= db->opts.memtable_size) {
 			r = db_write_level0(db, rc->mem, edit);
 			if (r)
 				break;
@@ -409,6 +411,7 @@ static int new_log(struct cairn_db *db, char *err, size_t errlen)
 				db->log = w;
 				db->log_number = number;
 				db->log_unsynced = 0;
+				db->log_size = wal_size(w);
 				return 0;
 			}
 		}
@@ -416,6 +419,10 @@ static int new_log(struct cairn_db *db, char *err, size_t errlen)
 	char detail[256] = "";
 	env_errmsg(db->env, detail, sizeof(detail));
 	fmt_msg(err, errlen, "cannot start log '%s': %s", path, detail);
+	/* A log that never took a record must not stay behind: once its
+	 * header is lost in a crash, recovery would take it for a torn log
+	 * in the middle of the sequence. */
+	env_unlink(db->env, path); /* best effort */
 	return r;
 }
 
@@ -491,23 +498,26 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 			db->mem = rc.mem;
 			rc.mem = NULL;
 		}
-	} else if (!r && keep_recovered(db, &rc)) {
+	}
+	/* A torn tail is cut off for good before any newer log exists: if this
+	 * open is itself cut short, the next recovery must find this log
+	 * whole, as it will no longer be the newest. */
+	if (!r && !db->opts.read_only && rc.torn)
+		r = cut_torn_tail(db, rc.torn_log, rc.torn_offset, err, errlen);
+	if (r || db->opts.read_only) {
+		/* nothing more to do */
+	} else if (keep_recovered(db, &rc)) {
 		/* The logs stay until this memtable is flushed, so an open that
 		 * finds a little data (a command-line put, say) leaves no tiny
-		 * table behind. The torn tail is cut off for good: later
-		 * recoveries must find this log whole, as it is no longer the
-		 * newest. */
-		if (rc.torn)
-			r = cut_torn_tail(db, rc.torn_log, rc.torn_offset, err, errlen);
-		if (!r)
-			r = new_log(db, err, errlen);
+		 * table behind. */
+		r = new_log(db, err, errlen);
 		if (!r)
 			r = vset_log_and_apply(db->vs, &edit, err, errlen);
 		if (!r) {
 			db->mem = rc.mem;
 			rc.mem = NULL;
 		}
-	} else if (!r) {
+	} else {
 		/* Everything replayed goes to tables and every old log becomes
 		 * obsolete: after a tolerated corruption the damaged log must
 		 * never be read again, and after a flush during replay its
@@ -734,6 +744,90 @@ CAIRN_EXPORT int cairn_errmsg(struct cairn_db *db, char *buf, size_t len)
 
 /* ---- the write path ---- */
 
+/* Internal write flag: the leader freezes the memtable (cairn_flush). Only
+ * the leader may switch the memtable and the log, because it alone appends
+ * to them with the mutex dropped. */
+#define DB_FREEZE (1u << 31)
+
+/* With mu held, as the leader: freezes mem as imm and starts a new log.
+ * imm must be NULL. The old log is synced first so that a crash can never
+ * keep later writes (in the new log) and lose earlier ones (in the old).
+ * A full disk while creating the new log changes nothing and is not fatal;
+ * any other failure is. */
+static int switch_memtable(struct cairn_db *db)
+{
+	char err[256];
+	struct memtable *fresh;
+	int r = mem_new(&fresh);
+	if (r)
+		return db_err(db, r, "cannot allocate a memtable");
+	if (db->log_unsynced) {
+		r = wal_sync(db->log);
+		atomic_fetch_add(&db->st.wal_syncs, 1);
+		if (r) {
+			char detail[256] = "";
+			env_errmsg(db->env, detail, sizeof(detail));
+			mem_unref(fresh);
+			db_set_bg_error(db, r, "cannot sync the log before switching");
+			return db_err(db, r, "cannot sync log %06llu.log: %s",
+			              (unsigned long long)db->log_number,
+			              detail[0] ? detail : cairn_strerror(r));
+		}
+		db->log_unsynced = 0;
+	}
+	struct wal_writer *old = db->log;
+	uint64_t old_number = db->log_number;
+	uint64_t old_size = db->log_size;
+	r = new_log(db, err, sizeof(err));
+	if (r) {
+		mem_unref(fresh);
+		db->log = old;
+		db->log_number = old_number;
+		db->log_size = old_size;
+		if (r != CAIRN_ENOSPC)
+			db_set_bg_error(db, r, "cannot switch to a new log");
+		return db_err(db, r, "cannot switch to a new log: %s", err);
+	}
+	wal_writer_close(old);
+	db->imm = db->mem;
+	db->imm_log_number = old_number;
+	db->mem = fresh;
+	db_schedule_work(db);
+	return 0;
+}
+
+/* With mu held: waits until imm is gone (flushing it inline when there are
+ * no background threads). */
+static int wait_for_imm(struct cairn_db *db)
+{
+	while (db->imm) {
+		if (db->bg_error)
+			return db_err(db, CAIRN_EFAILED, "writes stopped: %s", db->bg_errmsg);
+		if (db->opts.background_threads == 0) {
+			int r = db_flush_imm(db);
+			if (r)
+				return r;
+			continue;
+		}
+		db_schedule_work(db);
+		pthread_cond_wait(&db->bg_cv, &db->mu);
+	}
+	return 0;
+}
+
+/* With mu held, as the leader: freezes the memtable if it holds anything. */
+static int freeze_for_flush(struct cairn_db *db)
+{
+	int r = wait_for_imm(db);
+	if (r)
+		return r;
+	if (db->bg_error)
+		return db_err(db, CAIRN_EFAILED, "writes stopped: %s", db->bg_errmsg);
+	if (mem_entries(db->mem) == 0)
+		return 0;
+	return switch_memtable(db);
+}
+
 /* With mu held, as the leader: makes the memtable able to take size more
  * bytes, freezing it and starting a new log when it is full, and slowing or
  * stopping the writer while level 0 is too deep. */
@@ -750,6 +844,7 @@ static int make_room(struct cairn_db *db, size_t size)
 			/* A delay that grows with the depth of level 0 spreads the
 			 * stall over many writes instead of stopping one dead. */
 			uint64_t us = 1000u * (uint64_t)(l0 - db->opts.l0_slowdown_trigger + 1);
+			db_schedule_work(db);
 			pthread_mutex_unlock(&db->mu);
 			env_sleep_us(db->env, us);
 			pthread_mutex_lock(&db->mu);
@@ -763,9 +858,12 @@ static int make_room(struct cairn_db *db, size_t size)
 			return 0;
 		if (db->imm || l0 >= db->opts.l0_stop_trigger) {
 			if (inline_mode) {
-				int r = db->imm ? db_flush_imm(db) : db_compact_inline(db);
+				int had_imm = db->imm != NULL;
+				int r = had_imm ? db_flush_imm(db) : db_compact_inline(db);
 				if (r)
 					return r;
+				if (!had_imm && vset_current(db->vs)->nfiles[0] >= l0)
+					break; /* compaction cannot help: do not spin */
 				continue;
 			}
 			uint64_t t0 = env_mono_ns(db->env);
@@ -775,35 +873,9 @@ static int make_room(struct cairn_db *db, size_t size)
 			atomic_fetch_add(&db->st.stop_micros, (env_mono_ns(db->env) - t0) / 1000);
 			continue;
 		}
-		/* Freeze the memtable. The old log is synced first so that a
-		 * crash can never keep later writes (in the new log) and lose
-		 * earlier ones (in the old). */
-		char err[256];
-		struct memtable *fresh;
-		int r = mem_new(&fresh);
-		if (r)
-			return db_err(db, r, "cannot allocate a memtable");
-		if (db->log_unsynced) {
-			r = wal_sync(db->log);
-			atomic_fetch_add(&db->st.wal_syncs, 1);
-		}
-		struct wal_writer *old = db->log;
-		uint64_t old_number = db->log_number;
-		if (!r)
-			r = new_log(db, err, sizeof(err));
-		if (r) {
-			mem_unref(fresh);
-			db->log = old;
-			db->log_number = old_number;
-			db_set_bg_error(db, r, "cannot switch to a new log");
-			return db_err(db, r, "cannot switch to a new log: %s", err);
-		}
-		wal_writer_close(old);
-		db->imm = db->mem;
-		db->imm_log_number = old_number;
-		db->mem = fresh;
-		db_schedule_work(db);
+		break;
 	}
+	return switch_memtable(db);
 }
 
 struct insert_ctx {
@@ -842,11 +914,13 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 	struct db_writer w = {.batch = b, .flags = flags};
 	pthread_cond_init(&w.cv, NULL);
 	pthread_mutex_lock(&db->mu);
+	/* The queue links writers' stack frames: each is unlinked by the
+	 * leader before its owner returns. */
 	if (db->wq_tail)
 		db->wq_tail->next = &w;
 	else
-		db->wq_head = &w;
-	db->wq_tail = &w;
+		db->wq_head = &w; // cppcheck-suppress autoVariables
+	db->wq_tail = &w;         // cppcheck-suppress autoVariables
 	while (!w.done && db->wq_head != &w)
 		pthread_cond_wait(&w.cv, &db->mu);
 	if (w.done) {
@@ -857,9 +931,16 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 
 	/* This writer leads the group. */
 	size_t first = b ? b->rep.len : 0;
-	int r = (b && b->count) ? make_room(db, first) : (db->bg_error ? CAIRN_EFAILED : 0);
-	if (r == CAIRN_EFAILED && !(b && b->count))
-		db_err(db, r, "writes stopped: %s", db->bg_errmsg);
+	int has_batch = b && b->count;
+	int r;
+	if (flags & DB_FREEZE)
+		r = freeze_for_flush(db);
+	else if (has_batch)
+		r = make_room(db, first);
+	else if (db->bg_error)
+		r = db_err(db, CAIRN_EFAILED, "writes stopped: %s", db->bg_errmsg);
+	else
+		r = 0;
 	struct db_writer *last = &w;
 	if (!r) {
 		size_t limit =
@@ -870,6 +951,11 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 		for (struct db_writer *x = &w; x; x = x->next) {
 			size_t n = x->batch ? x->batch->rep.len - BATCH_HEADER : 0;
 			if (x != &w && total + n > limit)
+				break;
+			/* A leader that made no room carries no batches; a freeze
+			 * must lead its own group. */
+			if (x != &w &&
+			    ((!has_batch && x->batch && x->batch->count) || (x->flags & DB_FREEZE)))
 				break;
 			total += n;
 			sync |= (x->flags & CAIRN_SYNC) != 0;
@@ -894,6 +980,7 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 		pthread_mutex_unlock(&db->mu);
 
 		uint64_t wal_bytes = 0;
+		int sync_failed = 0, attempted = !r;
 		if (!r && count) {
 			enc_fixed64(header, seq);
 			enc_fixed32(header + 8, count);
@@ -913,6 +1000,7 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 		if (!r && sync && (count || unsynced)) {
 			r = wal_sync(db->log);
 			atomic_fetch_add(&db->st.wal_syncs, 1);
+			sync_failed = r != 0;
 		}
 		uint64_t next_seq = seq;
 		for (struct db_writer *x = &w; !r && count; x = x->next) {
@@ -937,7 +1025,12 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 			atomic_fetch_add(&db->st.wal_bytes_written, wal_bytes);
 			atomic_fetch_add(&db->st.wal_group_commits, 1);
 		}
-		if (r == CAIRN_ENOSPC && rollback_log(db, log_size) == 0) {
+		/* A failed sync is never retried: the kernel may have dropped
+		 * the dirty pages it could not write, so a later sync could
+		 * succeed over lost data. */
+		if (r && !attempted) {
+			/* refused before touching the log: nothing to undo */
+		} else if (r == CAIRN_ENOSPC && !sync_failed && rollback_log(db, log_size) == 0) {
 			db_err(db, r,
 			       "log '%06llu.log': no space left on device; nothing was written",
 			       (unsigned long long)db->log_number);
@@ -952,6 +1045,7 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 			if (count)
 				vset_set_last_sequence(db->vs, seq + count - 1);
 			db->log_unsynced = sync ? 0 : unsynced + wal_bytes;
+			db->log_size = log_size + wal_bytes;
 		}
 	}
 	for (;;) {
@@ -1283,50 +1377,13 @@ CAIRN_EXPORT int cairn_flush(struct cairn_db *db)
 		return CAIRN_EINVAL;
 	if (db->opts.read_only)
 		return db_err(db, CAIRN_EREADONLY, "the database was opened read-only");
-	/* Queue as a writer so the memtable switch is ordered with writes. */
-	int r = do_write(db, NULL, CAIRN_SYNC);
+	/* The switch happens in the writer queue: only its leader may touch
+	 * the memtable and the log, which it fills with the mutex dropped. */
+	int r = do_write(db, NULL, CAIRN_SYNC | DB_FREEZE);
 	if (r)
 		return r;
 	pthread_mutex_lock(&db->mu);
-	/* Wait for an earlier flush, then freeze the memtable if it has data. */
-	while (!r && db->imm) {
-		if (db->opts.background_threads == 0)
-			r = db_flush_imm(db);
-		else if (db->bg_error)
-			r = CAIRN_EFAILED;
-		else
-			pthread_cond_wait(&db->bg_cv, &db->mu);
-	}
-	if (!r && mem_entries(db->mem) > 0) {
-		char err[256];
-		struct memtable *fresh;
-		struct wal_writer *old = db->log;
-		uint64_t old_number = db->log_number;
-		r = mem_new(&fresh);
-		if (!r)
-			r = new_log(db, err, sizeof(err));
-		if (r) {
-			if (!db->log)
-				db->log = old;
-			db->log_number = old_number;
-			if (fresh)
-				mem_unref(fresh);
-		} else {
-			wal_writer_close(old);
-			db->imm = db->mem;
-			db->imm_log_number = old_number;
-			db->mem = fresh;
-			db_schedule_work(db);
-		}
-	}
-	while (!r && db->imm) {
-		if (db->opts.background_threads == 0)
-			r = db_flush_imm(db);
-		else if (db->bg_error)
-			r = CAIRN_EFAILED;
-		else
-			pthread_cond_wait(&db->bg_cv, &db->mu);
-	}
+	r = wait_for_imm(db);
 	if (r == CAIRN_EFAILED)
 		db_err(db, r, "flush failed: %s", db->bg_errmsg);
 	pthread_mutex_unlock(&db->mu);
@@ -1498,7 +1555,7 @@ CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st)
 		st->levels[l].bytes_written = LOAD(level_bytes_written[l]);
 		st->table_bytes += st->levels[l].bytes;
 	}
-	st->wal_bytes = db->log ? wal_size(db->log) : 0;
+	st->wal_bytes = db->log ? db->log_size : 0;
 	uint64_t manifest = vset_manifest_size(db->vs);
 	pthread_mutex_unlock(&db->mu);
 

@@ -71,6 +71,9 @@ struct cairn_db {
 	struct wal_writer *log;
 	uint64_t log_number;
 	uint64_t log_unsynced;   /* bytes appended since the last sync */
+	uint64_t log_size;       /* bytes in the log, for the stats (the leader
+	                            updates it under mu; wal_size is not safe
+	                            to read while the leader appends) */
 	uint64_t imm_log_number; /* the log that holds imm's data */
 
 	struct version_set *vs;

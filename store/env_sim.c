@@ -591,7 +591,7 @@ static int sim_open_existing(struct cairn_env *env, const char *path, int writab
                              struct env_file **fp)
 {
 	struct sim *s = sim_of(env);
-	struct sim_inode *ino;
+	struct sim_inode *ino = NULL;
 	int rc;
 
 	*fp = NULL;
@@ -621,7 +621,7 @@ static int sim_open_append(struct cairn_env *env, const char *path, struct env_f
 static int sim_create(struct sim *s, const char *path, struct sim_inode **inop)
 {
 	struct sim_inode *dir, *ino;
-	struct sim_dirent *e;
+	struct sim_dirent *e = NULL;
 	const char *name;
 	size_t len;
 	int rc = sim_walk(s, "open", path, &dir, &name, &len);
@@ -653,7 +653,7 @@ static int sim_create(struct sim *s, const char *path, struct sim_inode **inop)
 static int sim_open_write(struct cairn_env *env, const char *path, struct env_file **fp)
 {
 	struct sim *s = sim_of(env);
-	struct sim_inode *ino;
+	struct sim_inode *ino = NULL;
 	int rc;
 
 	*fp = NULL;
@@ -801,7 +801,7 @@ static int sim_truncate(struct env_file *f, uint64_t size)
 static int sim_exists(struct cairn_env *env, const char *path)
 {
 	struct sim *s = sim_of(env);
-	struct sim_inode *ino;
+	struct sim_inode *ino = NULL;
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
@@ -820,7 +820,7 @@ static int sim_exists(struct cairn_env *env, const char *path)
 static int sim_file_size(struct cairn_env *env, const char *path, uint64_t *size)
 {
 	struct sim *s = sim_of(env);
-	struct sim_inode *ino;
+	struct sim_inode *ino = NULL;
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
@@ -864,7 +864,7 @@ static int sim_dir_empty(const struct sim_inode *dir)
 static int sim_unlink(struct cairn_env *env, const char *path)
 {
 	struct sim *s = sim_of(env);
-	struct sim_dirent *e;
+	struct sim_dirent *e = NULL;
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
@@ -883,7 +883,7 @@ static int sim_unlink(struct cairn_env *env, const char *path)
 static int sim_rmdir(struct cairn_env *env, const char *path)
 {
 	struct sim *s = sim_of(env);
-	struct sim_dirent *e;
+	struct sim_dirent *e = NULL;
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
@@ -905,7 +905,7 @@ static int sim_mkdir(struct cairn_env *env, const char *path)
 {
 	struct sim *s = sim_of(env);
 	struct sim_inode *dir, *ino;
-	struct sim_dirent *e;
+	struct sim_dirent *e = NULL;
 	const char *name;
 	size_t len;
 	int rc;
@@ -1116,7 +1116,7 @@ static int sim_lock(struct cairn_env *env, const char *path, struct env_lock **l
 {
 	struct sim *s = sim_of(env);
 	char norm[SIM_PATH_MAX];
-	struct sim_inode *ino;
+	struct sim_inode *ino = NULL;
 	struct sim_lock *lk;
 	int rc;
 
@@ -1378,7 +1378,7 @@ void env_sim_reboot(struct cairn_env *env)
 int env_sim_read_file(struct cairn_env *env, const char *path, char **data, size_t *len)
 {
 	struct sim *s = sim_of(env);
-	struct sim_inode *ino;
+	struct sim_inode *ino = NULL;
 	int rc;
 
 	*data = NULL;
@@ -1456,7 +1456,7 @@ static struct sim_inode *sim_write_target(struct sim *s, const char *path, int *
 int env_sim_write_file(struct cairn_env *env, const char *path, const void *data, size_t len)
 {
 	struct sim *s = sim_of(env);
-	struct sim_inode *ino;
+	struct sim_inode *ino = NULL;
 	int rc;
 
 	pthread_mutex_lock(&s->mu);

@@ -163,7 +163,12 @@ int wal_truncate(struct wal_writer *w, uint64_t size)
 	 * the file well formed again; then appends may resume. */
 	if (size > w->size || size < WAL_FILE_HEADER)
 		return CAIRN_EINVAL;
-	int r = env_truncate(w->f, size);
+	/* An append that failed without writing a byte (the usual ENOSPC)
+	 * leaves nothing to cut; truncate itself may fail on a full disk. */
+	uint64_t cur;
+	int r = env_size(w->f, &cur);
+	if (r || cur != size)
+		r = env_truncate(w->f, size);
 	if (r)
 		return r;
 	w->size = size;

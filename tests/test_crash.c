@@ -104,7 +104,17 @@ static int state_matches(struct cairn_db *db, const struct tu_model *m)
 
 /* Runs the workload with a crash armed at write point n (0: none). Returns
  * the number of write points the full run used. */
+static uint64_t crash_run2(uint64_t seed, const struct workload *w, uint64_t n, uint64_t m2);
+
 static uint64_t crash_run(uint64_t seed, const struct workload *w, uint64_t n)
+{
+	return crash_run2(seed, w, n, 0);
+}
+
+/* As crash_run, and when m > 0 the first reopen after the crash loses power
+ * too, at its m2-th write point (recovery writes a manifest, CURRENT, a log
+ * and maybe a table), before a second reopen. */
+static uint64_t crash_run2(uint64_t seed, const struct workload *w, uint64_t n, uint64_t m2)
 {
 	struct cairn_env *env;
 	struct cairn_options o;
@@ -136,9 +146,19 @@ static uint64_t crash_run(uint64_t seed, const struct workload *w, uint64_t n)
 	cairn_close(db);
 	env_sim_reboot(env);
 	db = NULL;
+	if (m2) {
+		env_sim_arm(env, m2, SIM_FAULT_CRASH);
+		r = cairn_open("/db", &o, &db, err, sizeof(err));
+		if (!env_sim_crashed(env))
+			env_sim_crash(env);
+		cairn_close(db);
+		env_sim_reboot(env);
+		db = NULL;
+	}
 	r = cairn_open("/db", &o, &db, err, sizeof(err));
-	cr_assert_eq(r, 0, "seed %llu crash@%llu: reopen failed: %s (%s)", (unsigned long long)seed,
-	             (unsigned long long)n, cairn_strerror(r), err);
+	cr_assert_eq(r, 0, "seed %llu crash@%llu/%llu: reopen failed: %s (%s)",
+	             (unsigned long long)seed, (unsigned long long)n, (unsigned long long)m2,
+	             cairn_strerror(r), err);
 	/* Find the prefix the database holds. */
 	struct tu_model m = {0};
 	int found = -1;
@@ -189,12 +209,31 @@ Test(crash, every_write_point_of_a_workload, .timeout = 900)
 
 Test(crash, random_points_across_seeds, .timeout = 900)
 {
-	for (uint64_t seed = 2; seed < 60; seed++) {
+	/* CAIRN_CRASH_BASE and CAIRN_CRASH_SEEDS widen the run (scripts/soak) */
+	uint64_t base =
+	        getenv("CAIRN_CRASH_BASE") ? strtoull(getenv("CAIRN_CRASH_BASE"), NULL, 10) : 2;
+	uint64_t count =
+	        getenv("CAIRN_CRASH_SEEDS") ? strtoull(getenv("CAIRN_CRASH_SEEDS"), NULL, 10) : 58;
+	for (uint64_t seed = base; seed < base + count; seed++) {
 		struct workload w;
 		make_workload(&w, seed);
 		uint64_t points = crash_run(seed, &w, 0);
 		uint64_t rng = seed;
 		for (int i = 0; i < 4; i++)
 			crash_run(seed * 100 + (uint64_t)i, &w, 1 + prng_below(&rng, points));
+	}
+}
+
+Test(crash, power_loss_during_recovery, .timeout = 900)
+{
+	struct workload w;
+	make_workload(&w, 3);
+	uint64_t points = crash_run(3, &w, 0);
+	uint64_t rng = 3;
+	for (int i = 0; i < 60; i++) {
+		uint64_t n = 1 + prng_below(&rng, points);
+		/* recovery of this workload takes a few dozen write points */
+		for (uint64_t m = 1; m <= 40; m += 3)
+			crash_run2(500 + (uint64_t)i, &w, n, m);
 	}
 }
