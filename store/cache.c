@@ -1,7 +1,7 @@
 /*
  * cache.c - the sharded LRU cache behind the block cache and the table cache.
  *
- * The cache is split into CACHE_SHARDS shards chosen by the top bits of
+ * A large cache is split into CACHE_SHARDS shards chosen by the top bits of
  * hash32(key); each shard has its own mutex, its own share of the capacity
  * and its own counters, so readers of different blocks rarely meet on a lock.
  *
@@ -67,6 +67,8 @@ struct cache_shard {
 
 struct cache {
 	size_t capacity;
+	int shard_bits; /* 0 for small capacities, so the bound is exact */
+	int nshards;
 	atomic_uint_fast64_t last_id;
 	struct cache_shard shards[CACHE_SHARDS];
 };
@@ -78,7 +80,7 @@ static uint32_t cache_hash(struct slice key)
 
 static struct cache_shard *cache_shard_of(struct cache *c, uint32_t hash)
 {
-	return &c->shards[hash >> (32 - CACHE_SHARD_BITS)];
+	return &c->shards[c->shard_bits ? hash >> (32 - c->shard_bits) : 0];
 }
 
 static struct slice cache_key(const struct cache_handle *e)
@@ -282,9 +284,14 @@ int cache_new(size_t capacity, struct cache **cp)
 		return CAIRN_ENOMEM;
 	c->capacity = capacity;
 	atomic_init(&c->last_id, 0);
-	/* Round up so that the shards together hold at least capacity. */
-	size_t per_shard = capacity / CACHE_SHARDS + (capacity % CACHE_SHARDS != 0);
-	for (int i = 0; i < CACHE_SHARDS; i++) {
+	/* A small capacity (the table cache counts tables) would be split
+	 * into shards too small to hold its share, so it gets one shard and
+	 * an exact bound; large ones are sharded for concurrency. Round up so
+	 * that the shards together hold at least capacity. */
+	c->shard_bits = capacity >= 64u * CACHE_SHARDS ? CACHE_SHARD_BITS : 0;
+	c->nshards = 1 << c->shard_bits;
+	size_t per_shard = capacity / (size_t)c->nshards + (capacity % (size_t)c->nshards != 0);
+	for (int i = 0; i < c->nshards; i++) {
 		if (shard_init(&c->shards[i], per_shard)) {
 			while (i-- > 0)
 				shard_destroy(&c->shards[i]);
@@ -300,7 +307,7 @@ void cache_free(struct cache *c)
 {
 	if (!c)
 		return;
-	for (int i = 0; i < CACHE_SHARDS; i++)
+	for (int i = 0; i < c->nshards; i++)
 		shard_destroy(&c->shards[i]);
 	free(c);
 }
@@ -408,7 +415,7 @@ uint64_t cache_new_id(struct cache *c)
 size_t cache_usage(struct cache *c)
 {
 	size_t total = 0;
-	for (int i = 0; i < CACHE_SHARDS; i++) {
+	for (int i = 0; i < c->nshards; i++) {
 		struct cache_shard *s = &c->shards[i];
 		pthread_mutex_lock(&s->mu);
 		total += s->usage;
@@ -425,7 +432,7 @@ size_t cache_capacity(const struct cache *c)
 size_t cache_entries(struct cache *c)
 {
 	size_t total = 0;
-	for (int i = 0; i < CACHE_SHARDS; i++) {
+	for (int i = 0; i < c->nshards; i++) {
 		struct cache_shard *s = &c->shards[i];
 		pthread_mutex_lock(&s->mu);
 		total += s->entries;
@@ -437,7 +444,7 @@ size_t cache_entries(struct cache *c)
 void cache_counters(struct cache *c, uint64_t *hits, uint64_t *misses)
 {
 	uint64_t h = 0, m = 0;
-	for (int i = 0; i < CACHE_SHARDS; i++) {
+	for (int i = 0; i < c->nshards; i++) {
 		struct cache_shard *s = &c->shards[i];
 		pthread_mutex_lock(&s->mu);
 		h += s->hits;

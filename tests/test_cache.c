@@ -63,22 +63,22 @@ static int get(struct cache *c, int k)
 	return v;
 }
 
-/* Finds n keys that fall in the same shard as key 0, without knowing the
- * hash: with one unit of capacity per shard, inserting a key evicts key 0
- * exactly when both share a shard. */
+/* Caches of under 1024 units have a single shard, so any keys share it. */
 static void same_shard_keys(int *keys, int n)
 {
-	keys[0] = 0;
-	int found = 1;
-	for (int k = 1; found < n && k < MAX_KEYS; k++) {
-		struct cache *c = new_cache(16);
-		put(c, 0, 1);
+	for (int i = 0; i < n; i++)
+		keys[i] = i;
+}
+
+Test(cache, small_capacity_is_an_exact_bound)
+{
+	struct cache *c = new_cache(8);
+	for (int k = 0; k < 100; k++)
 		put(c, k, 1);
-		if (get(c, 0) < 0)
-			keys[found++] = k;
-		cache_free(c);
-	}
-	cr_assert_eq(found, n, "could not find %d keys of one shard", n);
+	cr_assert_eq(cache_entries(c), 8);
+	for (int k = 92; k < 100; k++)
+		cr_assert_eq(get(c, k), k, "the 8 newest entries must all be there");
+	cache_free(c);
 }
 
 Test(cache, lookup_returns_value_and_counts_hits_and_misses)
@@ -109,7 +109,7 @@ Test(cache, evicts_least_recently_used_first)
 	int k[5];
 	same_shard_keys(k, 5);
 	g_counts = &cnt;
-	struct cache *c = new_cache(16 * 3); /* three units per shard */
+	struct cache *c = new_cache(3);
 	put(c, k[0], 1);
 	put(c, k[1], 1);
 	put(c, k[2], 1);
@@ -135,7 +135,7 @@ Test(cache, pinned_entry_survives_erase_and_eviction)
 	int k[4];
 	same_shard_keys(k, 4);
 	g_counts = &cnt;
-	struct cache *c = new_cache(16 * 2);
+	struct cache *c = new_cache(2);
 	char b[16];
 	struct cache_handle *pin =
 	        cache_insert(c, int_key(k[0], b), (void *)(intptr_t)k[0], 1, count_deleter);
