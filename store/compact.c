@@ -173,6 +173,12 @@ static int build_table(struct cairn_db *db, struct memtable *m, struct output *o
 	for (; !r && iter_valid(it); iter_next(it))
 		r = tb_add(out->tb, iter_key(it), iter_value(it));
 	iter_free(it);
+	if (r && !err[0]) {
+		char detail[256] = "";
+		env_errmsg(db->env, detail, sizeof(detail));
+		fmt_msg(err, errlen, "cannot write table '%s': %s", out->path,
+		        detail[0] ? detail : cairn_strerror(r));
+	}
 	if (!r)
 		r = output_finish(db, out, props, written, err, errlen);
 	return r;
@@ -184,16 +190,15 @@ static int build_table(struct cairn_db *db, struct memtable *m, struct output *o
  * level chosen against the current version could receive two of them that
  * overlap, the older one shadowing the newer. */
 static int flush_memtable(struct cairn_db *db, struct memtable *m, struct version_edit *edit,
-                          int level0_only)
+                          int level0_only, char *err, size_t errlen)
 {
 	struct output out = {0};
 	struct table_props props = {0};
 	uint64_t written = 0;
-	char err[512] = "";
 	int threaded = db->opts.background_threads > 0;
 	if (threaded)
 		pthread_mutex_unlock(&db->mu);
-	int r = build_table(db, m, &out, &props, &written, err, sizeof(err));
+	int r = build_table(db, m, &out, &props, &written, err, errlen);
 	if (threaded)
 		pthread_mutex_lock(&db->mu);
 	if (r) {
@@ -205,15 +210,17 @@ static int flush_memtable(struct cairn_db *db, struct memtable *m, struct versio
 	if (written == 0)
 		return 0;
 	struct slice smallest = buf_slice(&props.smallest), largest = buf_slice(&props.largest);
-	int level = level0_only ? 0
-	                        : version_pick_level_for_flush(vset_current(db->vs),
-	                                                       ikey_user(smallest),
-	                                                       ikey_user(largest));
+	int level = level0_only
+	                    ? 0
+	                    : version_pick_level_for_flush(vset_current(db->vs),
+	                                                   ikey_user(smallest), ikey_user(largest));
 	r = edit_add_file(edit, level, out.number, written, smallest, largest, props.min_seq,
 	                  props.max_seq, props.num_entries);
 	table_props_free(&props);
 	if (r) {
 		output_abandon(db, &out, 1);
+		fmt_msg(err, errlen, "cannot record table %06llu: %s",
+		        (unsigned long long)out.number, cairn_strerror(r));
 		return r;
 	}
 	atomic_fetch_add(&db->st.flushes, 1);
@@ -240,9 +247,10 @@ static void edit_unpend(struct cairn_db *db, struct version_edit *edit)
 		db_pending_remove(db, edit->added[i].f->number);
 }
 
-int db_write_level0(struct cairn_db *db, struct memtable *m, struct version_edit *edit)
+int db_write_level0(struct cairn_db *db, struct memtable *m, struct version_edit *edit, char *err,
+                    size_t errlen)
 {
-	return flush_memtable(db, m, edit, 1);
+	return flush_memtable(db, m, edit, 1, err, errlen);
 }
 
 int db_flush_imm(struct cairn_db *db)
@@ -256,7 +264,7 @@ int db_flush_imm(struct cairn_db *db)
 	char err[512] = "";
 	edit_init(&edit);
 	db->flushing = 1;
-	int r = flush_memtable(db, imm, &edit, 0);
+	int r = flush_memtable(db, imm, &edit, 0, err, sizeof(err));
 	if (!r) {
 		/* The imm's log and all before it are no longer needed. */
 		edit.has_log_number = 1;
@@ -379,8 +387,12 @@ static int compact_entries(struct compaction_state *cs)
 			continue;
 		if (!cs->out.tb)
 			r = output_open(db, &cs->out, cs->err, sizeof(cs->err));
-		if (!r)
-			r = tb_add(cs->out.tb, ik, iter_value(it));
+		if (!r && (r = tb_add(cs->out.tb, ik, iter_value(it))) != 0) {
+			char detail[256] = "";
+			env_errmsg(db->env, detail, sizeof(detail));
+			fmt_msg(cs->err, sizeof(cs->err), "cannot write table '%s': %s",
+			        cs->out.path, detail[0] ? detail : cairn_strerror(r));
+		}
 		if (!r && tb_file_size(cs->out.tb) >= c->max_output_size)
 			r = finish_output(cs);
 	}
@@ -398,7 +410,7 @@ static int compact_entries(struct compaction_state *cs)
 
 int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 {
-	int r;
+	int r, aborted = 0;
 	char err[512] = "";
 	int level = c->level;
 	db->running_compactions++;
@@ -415,7 +427,6 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 			r = vset_log_and_apply(db->vs, &c->edit, err, sizeof(err));
 	} else {
 		struct compaction_state cs = {.db = db, .c = c};
-		aborted_p = &cs.aborted;
 		cs.smallest_snapshot = db_smallest_snapshot(db);
 		uint64_t in_bytes = compaction_input_bytes(c);
 		int threaded = db->opts.background_threads > 0;
@@ -428,6 +439,7 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 			pthread_mutex_lock(&db->mu);
 		if (r)
 			drop_outputs(db, &c->edit);
+		aborted = cs.aborted;
 		if (!r)
 			r = compaction_add_input_deletions(c);
 		if (!r)

@@ -344,6 +344,13 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 				rc->torn_offset = wal_good_offset(rd);
 				break;
 			}
+			/* A log that never got its header written (a switch cut
+			 * short, its removal failed) never held a record: it is
+			 * empty, wherever it stands. */
+			if (wal_good_offset(rd) < WAL_FILE_HEADER) {
+				r = WAL_EOF;
+				break;
+			}
 			fmt_msg(err, errlen,
 			        "log '%s': truncated record at offset %llu in a log that is not "
 			        "the newest",
@@ -377,7 +384,7 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 		/* Read-only: nothing may be written, so everything stays in
 		 * memory. */
 		if (!db->opts.read_only && mem_usage(rc->mem) >= db->opts.memtable_size) {
-			r = db_write_level0(db, rc->mem, edit);
+			r = db_write_level0(db, rc->mem, edit, err, errlen);
 			if (r)
 				break;
 			rc->flushed = 1;
@@ -523,7 +530,7 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 		 * never be read again, and after a flush during replay its
 		 * entries are already in a table. */
 		if (mem_entries(rc.mem) > 0)
-			r = db_write_level0(db, rc.mem, &edit);
+			r = db_write_level0(db, rc.mem, &edit, err, errlen);
 		if (!r)
 			r = new_log(db, err, errlen);
 		if (!r) {
@@ -750,10 +757,11 @@ CAIRN_EXPORT int cairn_errmsg(struct cairn_db *db, char *buf, size_t len)
 #define DB_FREEZE (1u << 31)
 
 /* With mu held, as the leader: freezes mem as imm and starts a new log.
- * imm must be NULL. The old log is synced first so that a crash can never
- * keep later writes (in the new log) and lose earlier ones (in the old).
- * A full disk while creating the new log changes nothing and is not fatal;
- * any other failure is. */
+ * imm must be NULL. The old log is synced before the new one exists, so
+ * that a crash can never keep later writes (in the new log) and lose
+ * earlier ones (in the old), and recovery only ever meets a torn record in
+ * the newest log. A failed sync is fatal (see do_write); a full disk while
+ * creating the new log changes nothing and is not. */
 static int switch_memtable(struct cairn_db *db)
 {
 	char err[256];
@@ -768,24 +776,21 @@ static int switch_memtable(struct cairn_db *db)
 			char detail[256] = "";
 			env_errmsg(db->env, detail, sizeof(detail));
 			mem_unref(fresh);
-			db_set_bg_error(db, r, "cannot sync the log before switching");
-			return db_err(db, r, "cannot sync log %06llu.log: %s",
-			              (unsigned long long)db->log_number,
-			              detail[0] ? detail : cairn_strerror(r));
+			fmt_msg(err, sizeof(err), "sync of log %06llu.log failed: %s",
+			        (unsigned long long)db->log_number,
+			        detail[0] ? detail : cairn_strerror(r));
+			db_set_bg_error(db, r, err);
+			return db_err(db, r, "%s", err);
 		}
 		db->log_unsynced = 0;
 	}
 	struct wal_writer *old = db->log;
 	uint64_t old_number = db->log_number;
-	uint64_t old_size = db->log_size;
 	r = new_log(db, err, sizeof(err));
 	if (r) {
 		mem_unref(fresh);
-		db->log = old;
-		db->log_number = old_number;
-		db->log_size = old_size;
 		if (r != CAIRN_ENOSPC)
-			db_set_bg_error(db, r, "cannot switch to a new log");
+			db_set_bg_error(db, r, err);
 		return db_err(db, r, "cannot switch to a new log: %s", err);
 	}
 	wal_writer_close(old);
@@ -1035,12 +1040,13 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 			       "log '%06llu.log': no space left on device; nothing was written",
 			       (unsigned long long)db->log_number);
 		} else if (r) {
-			char detail[256] = "";
+			char detail[256] = "", msg[400];
 			env_errmsg(db->env, detail, sizeof(detail));
-			db_set_bg_error(db, r, detail[0] ? detail : cairn_strerror(r));
-			db_err(db, r, "write to log %06llu.log failed: %s",
-			       (unsigned long long)db->log_number,
-			       detail[0] ? detail : cairn_strerror(r));
+			fmt_msg(msg, sizeof(msg), "%s of log %06llu.log failed: %s",
+			        sync_failed ? "sync" : "write", (unsigned long long)db->log_number,
+			        detail[0] ? detail : cairn_strerror(r));
+			db_set_bg_error(db, r, msg);
+			db_err(db, r, "%s", msg);
 		} else {
 			if (count)
 				vset_set_last_sequence(db->vs, seq + count - 1);

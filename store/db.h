@@ -116,8 +116,10 @@ void db_bg_stop(struct cairn_db *db);
 void db_schedule_work(struct cairn_db *db);
 /* With mu held: writes imm as a table and installs it. */
 int db_flush_imm(struct cairn_db *db);
-/* With mu held: writes mem (recovery) as a level-0 table into edit. */
-int db_write_level0(struct cairn_db *db, struct memtable *m, struct version_edit *edit);
+/* With mu held: writes mem (recovery) as a level-0 table into edit; err
+ * says what failed. */
+int db_write_level0(struct cairn_db *db, struct memtable *m, struct version_edit *edit, char *err,
+                    size_t errlen);
 /* With mu held: runs one compaction to completion and frees it. */
 int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual);
 /* With mu held: deletes files no live version or pending output needs. */

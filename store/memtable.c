@@ -5,7 +5,7 @@
  * and flushed to a level-0 table. It is a skiplist in the style of LevelDB's
  * db/skiplist.h, whose nodes live in an arena:
  *
- * - The arena hands out memory from 64 KiB blocks and frees nothing until the
+ * - The arena hands out memory from 16 KiB blocks and frees nothing until the
  *   whole memtable goes; an allocation over a quarter block gets a block of
  *   its own so large values do not waste the rest of a shared block. Its
  *   usage (every block byte plus the block headers) is what the engine
@@ -40,7 +40,7 @@
 #define MEM_BRANCHING  4
 #define MEM_PRNG_SEED  UINT64_C(0x636169726d656d74) /* any constant: runs must repeat */
 
-#define ARENA_BLOCK_SIZE (64 * 1024)
+#define ARENA_BLOCK_SIZE (16 * 1024) /* well under the smallest memtable_size (64 KiB) */
 #define ARENA_ALIGN      alignof(void *)
 
 struct arena_block {
@@ -266,13 +266,14 @@ void mem_unref(struct memtable *m)
 /* Links n, whose internal key is already written, into every level below
  * height. Its own pointers are set before it is published so a reader that
  * reaches it can follow them. */
-static void mem_link(struct memtable *m, struct mem_node *n, int height)
+static int mem_link(struct memtable *m, struct mem_node *n, int height)
 {
 	struct mem_node *prev[MEM_MAX_HEIGHT];
 	struct mem_node *ge = mem_find_ge(m, node_key(n), prev);
-	/* the caller guarantees (key, seq) is unique */
-	assert(!ge || ikey_cmp(node_key(ge), node_key(n)) != 0);
-	(void)ge;
+	/* Writers never repeat a (key, seq), but a damaged log replayed by
+	 * recovery can: refuse it rather than corrupt the list. */
+	if (ge && ikey_cmp(node_key(ge), node_key(n)) == 0)
+		return CAIRN_ECORRUPT;
 
 	int cur = mem_height(m);
 	if (height > cur) {
@@ -286,12 +287,13 @@ static void mem_link(struct memtable *m, struct mem_node *n, int height)
 		atomic_store_explicit(&n->next[i], next, memory_order_relaxed);
 		atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
 	}
+	return 0;
 }
 
 int mem_add(struct memtable *m, uint64_t seq, enum value_type type, struct slice key,
             int64_t time_ns, struct slice value)
 {
-	if (type != TYPE_VALUE && type != TYPE_DELETION)
+	if (type != TYPE_VALUE && type != TYPE_DELETION && type != TYPE_BLOB)
 		return CAIRN_EINVAL;
 	if (seq > MAX_SEQUENCE)
 		return CAIRN_EINVAL;
@@ -312,7 +314,9 @@ int mem_add(struct memtable *m, uint64_t seq, enum value_type type, struct slice
 	if (value.len)
 		memcpy(p + klen + IVAL_HEADER, value.data, value.len);
 
-	mem_link(m, n, height);
+	int r = mem_link(m, n, height);
+	if (r)
+		return r; /* n stays in the arena, unreachable, until the table goes */
 	atomic_fetch_add_explicit(&m->entries, 1, memory_order_relaxed);
 	return 0;
 }
@@ -341,7 +345,7 @@ enum mem_get_result mem_get(struct memtable *m, struct slice key, uint64_t seq, 
 		return MEM_DELETED;
 	if (ival)
 		*ival = node_value(n);
-	return MEM_FOUND;
+	return ikey_type(node_key(n)) == TYPE_BLOB ? MEM_BLOB : MEM_FOUND;
 }
 
 size_t mem_usage(const struct memtable *m)

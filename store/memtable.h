@@ -25,9 +25,10 @@ int mem_new(struct memtable **mp);
 void mem_ref(struct memtable *m);
 void mem_unref(struct memtable *m); /* frees at zero */
 
-/* Inserts one entry. The caller serialises writers and guarantees
- * (key, seq) is unique. Copies key and value into the arena.
- * Errors: CAIRN_ENOMEM. */
+/* Inserts one entry. The caller serialises writers; a (key, seq) already
+ * present (only a damaged log replayed by recovery can repeat one) is
+ * refused with CAIRN_ECORRUPT. Copies key and value into the arena.
+ * Errors: CAIRN_ENOMEM, CAIRN_ECORRUPT. */
 int mem_add(struct memtable *m, uint64_t seq, enum value_type type, struct slice key,
             int64_t time_ns, struct slice value);
 
@@ -35,6 +36,7 @@ enum mem_get_result {
 	MEM_ABSENT = 0,  /* no version of key visible at seq */
 	MEM_FOUND = 1,   /* *ival is the internal value (time + value) */
 	MEM_DELETED = 2, /* the newest visible version is a tombstone */
+	MEM_BLOB = 3,    /* *ival is time + a blob reference (TYPE_BLOB) */
 };
 /* Looks up the newest version of key with sequence <= seq. *ival points into
  * the arena and stays valid while the caller holds a ref. *found_seq gets

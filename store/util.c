@@ -151,6 +151,8 @@ const char *dec_varint32(const char *p, const char *limit, uint32_t *v)
 
 int slice_get_varint32(struct slice *in, uint32_t *v)
 {
+	if (in->len == 0) /* also keeps NULL + 0 (undefined) out of the decoder */
+		return -1;
 	const char *q = dec_varint32(in->data, in->data + in->len, v);
 	if (!q)
 		return -1;
@@ -161,6 +163,8 @@ int slice_get_varint32(struct slice *in, uint32_t *v)
 
 int slice_get_varint64(struct slice *in, uint64_t *v)
 {
+	if (in->len == 0) /* also keeps NULL + 0 (undefined) out of the decoder */
+		return -1;
 	const char *q = dec_varint64(in->data, in->data + in->len, v);
 	if (!q)
 		return -1;

@@ -26,7 +26,7 @@ struct workload {
 static size_t op_value(char *out, int id, uint64_t version)
 {
 	/* big enough that the 64 KiB memtable fills every few dozen ops */
-	size_t n = 700 + (size_t)((id * 31 + version * 17) % 900);
+	size_t n = 1500 + (size_t)((id * 31 + version * 17) % 4000);
 	int head = sprintf(out, "v%d.%llu:", id, (unsigned long long)version);
 	for (size_t i = (size_t)head; i < n; i++)
 		out[i] = (char)('a' + (i + (size_t)id) % 26);
@@ -51,7 +51,7 @@ static void make_workload(struct workload *w, uint64_t seed)
 
 static void apply_model(struct tu_model *m, const struct op *o)
 {
-	char val[2000];
+	char val[8192];
 	for (int j = 0; j < o->n; j++) {
 		if (o->del[j])
 			tu_model_del(m, o->id[j]);
@@ -62,7 +62,7 @@ static void apply_model(struct tu_model *m, const struct op *o)
 
 static int run_op(struct cairn_db *db, const struct op *o)
 {
-	char key[32], val[2000];
+	char key[32], val[8192];
 	struct cairn_batch *b;
 	cairn_batch_new(&b);
 	for (int j = 0; j < o->n; j++) {
@@ -203,6 +203,7 @@ Test(crash, every_write_point_of_a_workload, .timeout = 900)
 	make_workload(&w, 1);
 	uint64_t points = crash_run(1, &w, 0);
 	cr_assert_gt(points, 50);
+	fprintf(stderr, "crash: %llu write points\n", (unsigned long long)points);
 	for (uint64_t n = 1; n <= points; n++)
 		crash_run(n, &w, n);
 }
