@@ -18,9 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Called once per entry of a scan, with the entry's key and value lengths.
- * Returning nonzero stops the scan. */
-typedef int (*bench_scan_fn)(void *arg, size_t klen, size_t vlen);
+/* Called once per entry of a scan with the entry's key (valid during the
+ * call) and the key and value lengths. Returning nonzero stops the scan. */
+typedef int (*bench_scan_fn)(void *arg, const void *key, size_t klen, size_t vlen);
 
 struct bench_engine {
 	const char *name;

@@ -143,9 +143,10 @@ static int bcairn_scan(void *tp, int reverse, bench_scan_fn fn, void *arg)
 	else
 		cairn_iter_seek_first(it);
 	while (cairn_iter_valid(it)) {
-		cairn_iter_key(it, &kl);
+		const void *key = cairn_iter_key(it, &kl);
+
 		cairn_iter_value(it, &vl);
-		if (fn(arg, kl, vl))
+		if (fn(arg, key, kl, vl))
 			break;
 		if (reverse)
 			cairn_iter_prev(it);
@@ -158,17 +159,17 @@ static int bcairn_scan(void *tp, int reverse, bench_scan_fn fn, void *arg)
 }
 
 const struct bench_engine bench_cairn = {
-	.name = "cairn",
-	.settings = "cairn_options_init() defaults: 8 MiB block cache, 4 MiB memtable, LZ4, "
-	            "1 background thread, log synced every 1000 ms; CAIRN_SYNC per write for "
-	            "fillsync*",
-	.open = bcairn_open,
-	.close = bcairn_close,
-	.thread_open = bcairn_thread_open,
-	.thread_close = bcairn_thread_close,
-	.put = bcairn_put,
-	.del = bcairn_del,
-	.get = bcairn_get,
-	.seek = bcairn_seek,
-	.scan = bcairn_scan,
+        .name = "cairn",
+        .settings = "cairn_options_init() defaults: 8 MiB block cache, 4 MiB memtable, LZ4, "
+                    "1 background thread, log synced every 1000 ms; CAIRN_SYNC per write for "
+                    "fillsync*",
+        .open = bcairn_open,
+        .close = bcairn_close,
+        .thread_open = bcairn_thread_open,
+        .thread_close = bcairn_thread_close,
+        .put = bcairn_put,
+        .del = bcairn_del,
+        .get = bcairn_get,
+        .seek = bcairn_seek,
+        .scan = bcairn_scan,
 };

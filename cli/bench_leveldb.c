@@ -164,9 +164,10 @@ static int bldb_scan(void *tp, int reverse, bench_scan_fn fn, void *arg)
 	else
 		leveldb_iter_seek_to_first(it);
 	while (leveldb_iter_valid(it)) {
-		leveldb_iter_key(it, &kl);
+		const char *key = leveldb_iter_key(it, &kl);
+
 		leveldb_iter_value(it, &vl);
-		if (fn(arg, kl, vl))
+		if (fn(arg, key, kl, vl))
 			break;
 		if (reverse)
 			leveldb_iter_prev(it);
@@ -179,17 +180,17 @@ static int bldb_scan(void *tp, int reverse, bench_scan_fn fn, void *arg)
 }
 
 const struct bench_engine bench_leveldb = {
-	.name = "leveldb",
-	.settings = "defaults (4 MiB write buffer, Snappy, 1000 open files) with an 8 MiB LRU "
-	            "block cache; WriteOptions.sync per write for fillsync*",
-	.open = bldb_open,
-	.close = bldb_close,
-	.thread_open = bldb_thread_open,
-	.thread_close = bldb_thread_close,
-	.put = bldb_put,
-	.del = bldb_del,
-	.get = bldb_get,
-	.seek = bldb_seek,
-	.scan = bldb_scan,
+        .name = "leveldb",
+        .settings = "defaults (4 MiB write buffer, Snappy, 1000 open files) with an 8 MiB LRU "
+                    "block cache; WriteOptions.sync per write for fillsync*",
+        .open = bldb_open,
+        .close = bldb_close,
+        .thread_open = bldb_thread_open,
+        .thread_close = bldb_thread_close,
+        .put = bldb_put,
+        .del = bldb_del,
+        .get = bldb_get,
+        .seek = bldb_seek,
+        .scan = bldb_scan,
 };
 #endif /* HAVE_LEVELDB */

@@ -3,7 +3,7 @@
  *
  * Settings: RocksDB defaults (64 MiB write buffer, Snappy, 2 background
  * jobs, leveled compaction) except the block-based table's block cache,
- * an 8 MiB LRU cache like cairn's (RocksDB's own default is 32 MiB). Sync
+ * an 8 MiB LRU cache, the same budget as cairn's. Sync
  * workloads set WriteOptions.sync on every write.
  */
 #include "bench.h"
@@ -168,9 +168,10 @@ static int brdb_scan(void *tp, int reverse, bench_scan_fn fn, void *arg)
 	else
 		rocksdb_iter_seek_to_first(it);
 	while (rocksdb_iter_valid(it)) {
-		rocksdb_iter_key(it, &kl);
+		const char *key = rocksdb_iter_key(it, &kl);
+
 		rocksdb_iter_value(it, &vl);
-		if (fn(arg, kl, vl))
+		if (fn(arg, key, kl, vl))
 			break;
 		if (reverse)
 			rocksdb_iter_prev(it);
@@ -183,17 +184,17 @@ static int brdb_scan(void *tp, int reverse, bench_scan_fn fn, void *arg)
 }
 
 const struct bench_engine bench_rocksdb = {
-	.name = "rocksdb",
-	.settings = "defaults (64 MiB write buffer, Snappy, 2 background jobs) with an 8 MiB "
-	            "LRU block cache; WriteOptions.sync per write for fillsync*",
-	.open = brdb_open,
-	.close = brdb_close,
-	.thread_open = brdb_thread_open,
-	.thread_close = brdb_thread_close,
-	.put = brdb_put,
-	.del = brdb_del,
-	.get = brdb_get,
-	.seek = brdb_seek,
-	.scan = brdb_scan,
+        .name = "rocksdb",
+        .settings = "defaults (64 MiB write buffer, Snappy, 2 background jobs) with an 8 MiB "
+                    "LRU block cache; WriteOptions.sync per write for fillsync*",
+        .open = brdb_open,
+        .close = brdb_close,
+        .thread_open = brdb_thread_open,
+        .thread_close = brdb_thread_close,
+        .put = brdb_put,
+        .del = brdb_del,
+        .get = brdb_get,
+        .seek = brdb_seek,
+        .scan = brdb_scan,
 };
 #endif /* HAVE_ROCKSDB */

@@ -1,0 +1,312 @@
+/*
+ * control.c - the files under MOUNT/.cairn/: statistics to read and a
+ * control file that takes commands.
+ *
+ * Each read-only file is rendered once when it is opened (so one read(2)
+ * loop sees one consistent snapshot of the counters) and served from that
+ * buffer; the files are direct-I/O, so their size of 0 in stat does not cut
+ * reads short. All three statistics formats come from one table of fields,
+ * so they always agree.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairnfs.h"
+
+static const char *const ctl_names[CTL_NFILES] = {
+        [CTL_STATS] = "stats", [CTL_STATS_JSON] = "stats.json", [CTL_METRICS] = "metrics",
+        [CTL_DBDIR] = "dbdir", [CTL_CONTROL] = "control",
+};
+
+const char *ctl_name(int which)
+{
+	return which >= 0 && which < CTL_NFILES ? ctl_names[which] : "";
+}
+
+/* A growing output buffer; an allocation failure sticks in err. */
+struct ctl_out {
+	char *buf;
+	size_t len, cap;
+	int err;
+};
+
+static void ctl_printf(struct ctl_out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->err)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			o->err = -EINVAL;
+			return;
+		}
+		if ((size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return;
+		}
+		size_t ncap = (o->cap + (size_t)n + 1) * 2;
+		char *nb = realloc(o->buf, ncap);
+
+		if (!nb) {
+			o->err = -ENOMEM;
+			return;
+		}
+		o->buf = nb;
+		o->cap = ncap;
+	}
+}
+
+struct ctl_field {
+	const char *name;
+	uint64_t value;
+	int gauge;
+	const char *help;
+};
+
+#define CTL_NFIELDS 48
+
+/* Collects every figure shown, engine and daemon, in one order. */
+static int ctl_fields(struct cairnfs *fs, struct ctl_field *f, struct cairn_stats *st)
+{
+	struct cairnfs_counters c;
+	int n = 0, rc = cairn_stats_get(cairnfs_db(fs), st);
+
+	if (rc)
+		return -EIO;
+	cairnfs_counters(fs, &c);
+#define G(nm, v, h) f[n++] = (struct ctl_field){nm, (v), 1, h}
+#define C(nm, v, h)                                                                                \
+	f[n++] = (struct ctl_field)                                                                \
+	{                                                                                          \
+		nm, (v), 0, h                                                                      \
+	}
+	G("last_sequence", st->last_sequence, "sequence number of the last write");
+	C("puts", st->puts, "puts applied");
+	C("deletes", st->deletes, "deletes applied");
+	C("batches", st->batches, "write batches applied");
+	C("gets", st->gets, "point reads");
+	C("gets_found", st->gets_found, "point reads that found a value");
+	C("iterators", st->iterators, "iterators created");
+	C("user_bytes_written", st->user_bytes_written, "key and value bytes submitted");
+	C("wal_bytes_written", st->wal_bytes_written, "bytes appended to the log");
+	C("wal_syncs", st->wal_syncs, "log syncs");
+	C("wal_group_commits", st->wal_group_commits, "writes that shared a log write");
+	C("wal_bytes_dropped", st->wal_bytes_dropped, "log bytes dropped by recovery");
+	G("memtable_bytes", st->memtable_bytes, "bytes in memtables");
+	G("memtable_limit", st->memtable_limit, "memtable size limit");
+	G("block_cache_bytes", st->block_cache_bytes, "bytes in the block cache");
+	G("block_cache_capacity", st->block_cache_capacity, "block cache capacity");
+	G("open_tables", st->open_tables, "open table files");
+	G("max_open_tables", st->max_open_tables, "table cache capacity");
+	G("memory_in_use", st->memory_in_use, "engine buffer bytes");
+	C("block_cache_hits", st->block_cache_hits, "block cache hits");
+	C("block_cache_misses", st->block_cache_misses, "block cache misses");
+	C("table_cache_hits", st->table_cache_hits, "table cache hits");
+	C("table_cache_misses", st->table_cache_misses, "table cache misses");
+	C("bloom_checks", st->bloom_checks, "bloom filter checks");
+	C("bloom_negatives", st->bloom_negatives, "bloom filter negatives");
+	C("bloom_false_positives", st->bloom_false_positives, "bloom false positives");
+	C("flushes", st->flushes, "memtable flushes");
+	C("flush_bytes_written", st->flush_bytes_written, "bytes written by flushes");
+	C("compactions", st->compactions, "compactions");
+	C("compaction_bytes_read", st->compaction_bytes_read, "bytes read by compactions");
+	C("compaction_bytes_written", st->compaction_bytes_written, "bytes written by compactions");
+	G("pending_compaction_bytes", st->pending_compaction_bytes, "bytes awaiting compaction");
+	C("slowdowns", st->slowdowns, "writes slowed");
+	C("slowdown_micros", st->slowdown_micros, "microseconds writes were slowed");
+	C("stops", st->stops, "writes stopped");
+	C("stop_micros", st->stop_micros, "microseconds writes were stopped");
+	G("table_bytes", st->table_bytes, "bytes in table files");
+	G("wal_bytes", st->wal_bytes, "bytes in log files");
+	G("total_disk_bytes", st->total_disk_bytes, "bytes on disk");
+	C("fs_commits", c.commits, "cairnfs write-buffer commits");
+	C("fs_commit_bytes", c.commit_bytes, "value bytes written by commits");
+	C("fs_fsyncs", c.fsyncs, "fsync and fsyncdir requests");
+	C("fs_hidden_keys", c.hidden_keys, "keys seen that cannot be shown as paths");
+	G("fs_inodes", c.nodes, "inodes the kernel holds");
+	G("fs_buffered_bytes", c.buffered_bytes, "bytes in write buffers");
+#undef G
+#undef C
+	return n;
+}
+
+static void ctl_text(struct ctl_out *o, const struct ctl_field *f, int n,
+                     const struct cairn_stats *st)
+{
+	for (int i = 0; i < n; i++)
+		ctl_printf(o, "%-26s %llu\n", f[i].name, (unsigned long long)f[i].value);
+	ctl_printf(o, "%-26s %.3f\n", "write_amp", cairn_stats_write_amp(st));
+	ctl_printf(o, "level      files        bytes  compactions\n");
+	for (int l = 0; l < st->num_levels && l < CAIRN_MAX_LEVELS; l++)
+		ctl_printf(o, "%5d %10llu %12llu %12llu\n", l,
+		           (unsigned long long)st->levels[l].files,
+		           (unsigned long long)st->levels[l].bytes,
+		           (unsigned long long)st->levels[l].compactions);
+}
+
+static void ctl_json(struct ctl_out *o, const struct ctl_field *f, int n,
+                     const struct cairn_stats *st)
+{
+	ctl_printf(o, "{\n");
+	for (int i = 0; i < n; i++)
+		ctl_printf(o, "  \"%s\": %llu,\n", f[i].name, (unsigned long long)f[i].value);
+	ctl_printf(o, "  \"write_amp\": %.6f,\n  \"levels\": [", cairn_stats_write_amp(st));
+	for (int l = 0; l < st->num_levels && l < CAIRN_MAX_LEVELS; l++)
+		ctl_printf(o,
+		           "%s\n    {\"level\": %d, \"files\": %llu, \"bytes\": %llu, "
+		           "\"compactions\": %llu, \"bytes_read\": %llu, \"bytes_written\": %llu}",
+		           l ? "," : "", l, (unsigned long long)st->levels[l].files,
+		           (unsigned long long)st->levels[l].bytes,
+		           (unsigned long long)st->levels[l].compactions,
+		           (unsigned long long)st->levels[l].bytes_read,
+		           (unsigned long long)st->levels[l].bytes_written);
+	ctl_printf(o, "\n  ]\n}\n");
+}
+
+static void ctl_prom(struct ctl_out *o, const struct ctl_field *f, int n,
+                     const struct cairn_stats *st)
+{
+	static const char *const lv[] = {"files", "bytes", "compactions"};
+
+	for (int i = 0; i < n; i++) {
+		const char *sfx = f[i].gauge ? "" : "_total";
+
+		ctl_printf(o, "# HELP cairn_%s%s %s\n# TYPE cairn_%s%s %s\ncairn_%s%s %llu\n",
+		           f[i].name, sfx, f[i].help, f[i].name, sfx,
+		           f[i].gauge ? "gauge" : "counter", f[i].name, sfx,
+		           (unsigned long long)f[i].value);
+	}
+	ctl_printf(o,
+	           "# HELP cairn_write_amp bytes written to disk per user byte\n"
+	           "# TYPE cairn_write_amp gauge\ncairn_write_amp %.6f\n",
+	           cairn_stats_write_amp(st));
+	for (int k = 0; k < 3; k++) {
+		ctl_printf(o, "# HELP cairn_level_%s level %s\n# TYPE cairn_level_%s gauge\n",
+		           lv[k], lv[k], lv[k]);
+		for (int l = 0; l < st->num_levels && l < CAIRN_MAX_LEVELS; l++) {
+			uint64_t v = k == 0   ? st->levels[l].files
+			             : k == 1 ? st->levels[l].bytes
+			                      : st->levels[l].compactions;
+
+			ctl_printf(o, "cairn_level_%s{level=\"%d\"} %llu\n", lv[k], l,
+			           (unsigned long long)v);
+		}
+	}
+}
+
+int ctl_render(struct cairnfs *fs, int which, char **out, size_t *len)
+{
+	struct ctl_field f[CTL_NFIELDS];
+	struct ctl_out o = {0};
+	struct cairn_stats st;
+	int n = 0;
+
+	if (which == CTL_DBDIR) {
+		ctl_printf(&o, "%s\n", cairnfs_dbdir(fs));
+	} else if (which == CTL_CONTROL) {
+		ctl_printf(&o, "%s", "");
+	} else {
+		n = ctl_fields(fs, f, &st);
+		if (n < 0)
+			return n;
+		if (which == CTL_STATS)
+			ctl_text(&o, f, n, &st);
+		else if (which == CTL_STATS_JSON)
+			ctl_json(&o, f, n, &st);
+		else
+			ctl_prom(&o, f, n, &st);
+	}
+	if (!o.err && !o.buf)
+		o.buf = calloc(1, 1);
+	if (o.err || !o.buf) {
+		free(o.buf);
+		return o.err ? o.err : -ENOMEM;
+	}
+	*out = o.buf;
+	*len = o.len;
+	return 0;
+}
+
+static int ctl_errno(int rc)
+{
+	switch (rc) {
+	case CAIRN_OK:
+		return 0;
+	case CAIRN_EINVAL:
+		return -EINVAL;
+	case CAIRN_EEXIST:
+		return -EEXIST;
+	case CAIRN_ENOSPC:
+		return -ENOSPC;
+	case CAIRN_EREADONLY:
+		return -EROFS;
+	default:
+		return -EIO;
+	}
+}
+
+/* Runs one command line (without its newline). */
+static int ctl_run(struct cairnfs *fs, const char *cmd, size_t len)
+{
+	struct cairn_db *db = cairnfs_db(fs);
+	char path[4096];
+	int rc;
+
+	if (len == 5 && !memcmp(cmd, "flush", 5)) {
+		rc = cairnfs_commit_all(fs);
+		return rc ? rc : ctl_errno(cairn_flush(db));
+	}
+	if (len == 4 && !memcmp(cmd, "sync", 4)) {
+		rc = cairnfs_commit_all(fs);
+		return rc ? rc : ctl_errno(cairn_sync(db));
+	}
+	if (len == 7 && !memcmp(cmd, "compact", 7)) {
+		rc = cairnfs_commit_all(fs);
+		return rc ? rc : ctl_errno(cairn_compact_range(db, NULL, 0, NULL, 0));
+	}
+	if (len > 11 && !memcmp(cmd, "checkpoint ", 11)) {
+		len -= 11;
+		cmd += 11;
+		/* the daemon's working directory is "/": only absolute paths */
+		if (len >= sizeof(path) || cmd[0] != '/' || memchr(cmd, '\0', len))
+			return -EINVAL;
+		memcpy(path, cmd, len);
+		path[len] = '\0';
+		rc = cairnfs_commit_all(fs);
+		return rc ? rc : ctl_errno(cairn_checkpoint(db, path));
+	}
+	return -EINVAL;
+}
+
+int ctl_command(struct cairnfs *fs, const char *buf, size_t len)
+{
+	size_t start = 0;
+
+	/* one command per line; blank lines and surrounding blanks are ignored */
+	while (start < len) {
+		const char *nl = memchr(buf + start, '\n', len - start);
+		size_t end = nl ? (size_t)(nl - buf) : len;
+		size_t s = start, e = end;
+		int rc;
+
+		while (s < e && (buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\r'))
+			s++;
+		while (e > s && (buf[e - 1] == ' ' || buf[e - 1] == '\t' || buf[e - 1] == '\r'))
+			e--;
+		if (e > s) {
+			rc = ctl_run(fs, buf + s, e - s);
+			if (rc)
+				return rc;
+		}
+		start = end + 1;
+	}
+	return 0;
+}

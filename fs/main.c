@@ -1,0 +1,405 @@
+/*
+ * main.c - cairnfs command line and mount lifecycle.
+ *
+ *   cairnfs [options] DBDIR MOUNTPOINT
+ *
+ * The first non-option argument is the database directory, the second the
+ * mount point, so `mount -t fuse.cairnfs DBDIR MOUNTPOINT -o opts` and
+ * /etc/fstab work through mount.fuse3. cairnfs's own options are -o
+ * name=value and are taken out before the rest goes to libfuse.
+ *
+ * Order matters: the database is opened before the file system is mounted
+ * (a database that cannot be opened is never mounted, and the error from
+ * cairn_open is printed), and, when running in the background, after the
+ * fork (the engine's threads would not survive it). The parent waits on a
+ * pipe until the child has mounted, and exits 0 only then, so `mount` and
+ * scripts see the failure and its message. When the session loop ends
+ * (fusermount3 -u, umount, SIGINT, SIGTERM, SIGHUP) every buffered write is
+ * committed, the log synced and the database closed before exit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairnfs.h"
+
+struct main_opts {
+	struct cairnfs_config cfg;
+	char *dbdir;
+	int nonopts;
+	int allow_other;
+	int bad;
+};
+
+enum {
+	K_RO,
+	K_ALLOW_OTHER,
+	K_MEMTABLE,
+	K_CACHE,
+	K_OPEN_TABLES,
+	K_SYNC_MS,
+	K_BG_THREADS,
+	K_WBUF,
+	K_WBUF_TOTAL,
+	K_TIMEOUT,
+	K_WRITEBACK,
+	K_READDIRPLUS,
+};
+
+static const struct fuse_opt main_fuse_opts[] = {
+        FUSE_OPT_KEY("ro", K_RO),
+        FUSE_OPT_KEY("allow_other", K_ALLOW_OTHER),
+        FUSE_OPT_KEY("memtable_size=", K_MEMTABLE),
+        FUSE_OPT_KEY("cache_size=", K_CACHE),
+        FUSE_OPT_KEY("max_open_tables=", K_OPEN_TABLES),
+        FUSE_OPT_KEY("sync_interval_ms=", K_SYNC_MS),
+        FUSE_OPT_KEY("background_threads=", K_BG_THREADS),
+        FUSE_OPT_KEY("write_buffer=", K_WBUF),
+        FUSE_OPT_KEY("write_buffer_total=", K_WBUF_TOTAL),
+        FUSE_OPT_KEY("timeout=", K_TIMEOUT),
+        FUSE_OPT_KEY("writeback=", K_WRITEBACK),
+        FUSE_OPT_KEY("readdirplus=", K_READDIRPLUS),
+        FUSE_OPT_END,
+};
+
+static void main_usage(const char *prog)
+{
+	printf("usage: %s [options] DBDIR MOUNTPOINT\n\n"
+	       "Mounts the cairn database in DBDIR (created when missing) on MOUNTPOINT:\n"
+	       "each key is a file, each file a key.\n\n"
+	       "cairnfs options:\n"
+	       "    -o ro                       read-only database and mount\n"
+	       "    -o memtable_size=SIZE       engine memtable size (default 4M)\n"
+	       "    -o cache_size=SIZE          engine block cache size (default 8M)\n"
+	       "    -o max_open_tables=N        engine table cache entries (default 64)\n"
+	       "    -o sync_interval_ms=N       background log sync period (default 1000)\n"
+	       "    -o background_threads=N     flush/compaction threads (default 1)\n"
+	       "    -o write_buffer=SIZE        buffered writes per open file (default 4M)\n"
+	       "    -o write_buffer_total=SIZE  buffered writes in all files (default 64M)\n"
+	       "    -o timeout=SECONDS          kernel entry/attribute cache time (default 1e6)\n"
+	       "    -o writeback=0|1            kernel writeback cache (default 1)\n"
+	       "    -o readdirplus=no|yes|auto  attributes with listings (default auto)\n"
+	       "SIZE takes a K, M or G suffix (powers of 1024).\n\n",
+	       prog);
+}
+
+/* Parses a size with an optional K/M/G suffix. */
+static int main_size(const char *s, size_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (end[0] == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end)
+		return -1;
+	*out = (size_t)v;
+	return 0;
+}
+
+static int main_int(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > INT_MAX)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static int main_value(struct main_opts *m, int key, const char *val)
+{
+	struct cairnfs_config *c = &m->cfg;
+	char *end;
+
+	switch (key) {
+	case K_MEMTABLE:
+		return main_size(val, &c->memtable_size);
+	case K_CACHE:
+		return main_size(val, &c->cache_size);
+	case K_OPEN_TABLES:
+		return main_int(val, &c->max_open_tables);
+	case K_SYNC_MS:
+		return main_int(val, &c->sync_interval_ms);
+	case K_BG_THREADS:
+		return main_int(val, &c->background_threads);
+	case K_WBUF:
+		return main_size(val, &c->write_buffer) || !c->write_buffer ? -1 : 0;
+	case K_WBUF_TOTAL:
+		return main_size(val, &c->write_buffer_total) || !c->write_buffer_total ? -1 : 0;
+	case K_TIMEOUT:
+		c->timeout = strtod(val, &end);
+		return *end || end == val || c->timeout < 0 ? -1 : 0;
+	case K_WRITEBACK:
+		return main_int(val, &c->writeback) || c->writeback > 1 ? -1 : 0;
+	case K_READDIRPLUS:
+		if (!strcmp(val, "no") || !strcmp(val, "0"))
+			c->readdirplus = 0;
+		else if (!strcmp(val, "yes") || !strcmp(val, "1"))
+			c->readdirplus = 1;
+		else if (!strcmp(val, "auto"))
+			c->readdirplus = 2;
+		else
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
+static int main_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct main_opts *m = data;
+	const char *eq;
+
+	(void)outargs;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (m->nonopts++ == 0) {
+			m->dbdir = strdup(arg);
+			return m->dbdir ? 0 : -1;
+		}
+		return 1; /* the mount point, for fuse_parse_cmdline */
+	case K_RO:
+		m->cfg.read_only = 1;
+		return 1; /* the kernel mount is read-only too */
+	case K_ALLOW_OTHER:
+		m->allow_other = 1;
+		return 1;
+	case FUSE_OPT_KEY_OPT:
+		return 1;
+	default:
+		eq = strchr(arg, '=');
+		if (!eq || main_value(m, key, eq + 1)) {
+			fprintf(stderr, "cairnfs: bad option value: %s\n", arg);
+			m->bad = 1;
+		}
+		return 0;
+	}
+}
+
+/* DBDIR as an absolute path: the daemon runs in "/" and .cairn/dbdir shows it. */
+static char *main_abs(const char *dir)
+{
+	char cwd[PATH_MAX], *r = realpath(dir, NULL);
+	size_t n;
+
+	if (r || dir[0] == '/')
+		return r ? r : strdup(dir);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	n = strlen(cwd) + strlen(dir) + 2;
+	r = malloc(n);
+	if (r)
+		snprintf(r, n, "%s/%s", cwd, dir);
+	return r;
+}
+
+/* Forks: the parent waits for the child's word that the mount is up and
+ * exits with its status; the child returns the pipe to report on. */
+static int main_fork(void)
+{
+	int p[2];
+	pid_t pid;
+	char st = 1;
+
+	if (pipe(p) != 0) {
+		perror("cairnfs: pipe");
+		exit(1);
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("cairnfs: fork");
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &st, 1) != 1)
+			st = 1;
+		_exit(st ? 1 : 0);
+	}
+	close(p[0]);
+	setsid();
+	return p[1];
+}
+
+static void main_detach(int fd)
+{
+	int nul = open("/dev/null", O_RDWR);
+	char ok = 0;
+
+	if (chdir("/") != 0)
+		perror("cairnfs: chdir");
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	if (write(fd, &ok, 1) != 1)
+		_exit(1);
+	close(fd);
+}
+
+/* Opens the database, waiting a little while another process (a daemon
+ * still finishing its unmount) holds its LOCK. */
+static int main_open(struct cairnfs_config *cfg, struct cairnfs **fs)
+{
+	char err[1024];
+	int rc;
+
+	for (int i = 0;; i++) {
+		err[0] = '\0';
+		rc = cairnfs_open(cfg, fs, err, sizeof(err));
+		if (rc != -EBUSY || i == 30)
+			break;
+		nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+	}
+	if (rc)
+		fprintf(stderr, "cairnfs: cannot open database %s: %s\n", cfg->dbdir,
+		        err[0] ? err : strerror(-rc));
+	return rc;
+}
+
+static int main_fsname(struct fuse_args *args, const char *dbdir)
+{
+	char *esc = NULL, *opt;
+	int rc;
+
+	if (fuse_opt_add_opt_escaped(&esc, dbdir))
+		return -1;
+	opt = malloc(strlen(esc) + 16);
+	if (!opt) {
+		free(esc);
+		return -1;
+	}
+	sprintf(opt, "-ofsname=%s", esc);
+	rc = fuse_opt_add_arg(args, opt);
+	free(esc);
+	free(opt);
+	return rc;
+}
+
+static int main_run(struct fuse_args *args, struct fuse_cmdline_opts *co, struct main_opts *m)
+{
+	struct fuse_session *se;
+	struct cairnfs *fs = NULL;
+	int fd = -1, rc, ret = 1;
+
+	if (!co->foreground)
+		fd = main_fork();
+	if (main_open(&m->cfg, &fs))
+		return 1;
+	se = fuse_session_new(args, cairnfs_ops(), sizeof(*cairnfs_ops()), fs);
+	if (!se)
+		goto out_fs;
+	cairnfs_set_session(fs, se);
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_se;
+	if (fuse_session_mount(se, co->mountpoint) != 0)
+		goto out_sig;
+	if (fd >= 0)
+		main_detach(fd);
+	if (co->singlethread) {
+		rc = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config lc = {.clone_fd = co->clone_fd,
+		                              .max_idle_threads = co->max_idle_threads};
+
+		if (lc.max_idle_threads > 1000)
+			lc.max_idle_threads = 10; /* not given: libfuse's usual default */
+
+		rc = fuse_session_loop_mt(se, &lc);
+	}
+	ret = rc ? 1 : 0;
+	fuse_session_unmount(se);
+out_sig:
+	fuse_remove_signal_handlers(se);
+out_se:
+	fuse_session_destroy(se); /* calls destroy: buffered writes are committed */
+out_fs:
+	if (cairnfs_close(fs) != 0) {
+		fprintf(stderr, "cairnfs: closing the database failed\n");
+		ret = 1;
+	}
+	return ret;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts co;
+	struct main_opts m;
+	int ret = 1;
+
+	memset(&m, 0, sizeof(m));
+	memset(&co, 0, sizeof(co));
+	cairnfs_config_init(&m.cfg);
+	if (fuse_opt_parse(&args, &m, main_fuse_opts, main_opt_proc) != 0 || m.bad)
+		goto out;
+	if (fuse_parse_cmdline(&args, &co) != 0)
+		goto out;
+	if (co.show_help) {
+		main_usage(argv[0]);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out;
+	}
+	if (co.show_version) {
+		printf("cairnfs %s (libcairn %s, libfuse %s)\n", CAIRNFS_VERSION, cairn_version(),
+		       fuse_pkgversion());
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out;
+	}
+	if (!m.dbdir || !co.mountpoint) {
+		fprintf(stderr, "usage: %s [options] DBDIR MOUNTPOINT (see --help)\n", argv[0]);
+		goto out;
+	}
+	m.cfg.dbdir = main_abs(m.dbdir);
+	if (!m.cfg.dbdir)
+		goto out;
+	if (m.allow_other && fuse_opt_add_arg(&args, "-odefault_permissions"))
+		goto out;
+	if (main_fsname(&args, m.cfg.dbdir))
+		goto out;
+	ret = main_run(&args, &co, &m);
+out:
+	free((char *)m.cfg.dbdir);
+	free(m.dbdir);
+	free(co.mountpoint);
+	fuse_opt_free_args(&args);
+	return ret;
+}

@@ -1,0 +1,93 @@
+/*
+ * meta.h - the metadata record cairnfs keeps for a path, and the rule that
+ * turns what the database holds for a path into a struct stat.
+ *
+ * The record is stored as the value of the key "\0m" PATH (pathkey.h), in the
+ * same write batch as the data it describes. Its encoding, little-endian:
+ *
+ *   offset size  field
+ *   0      1     version, 1
+ *   1      1     type: 1 regular file, 2 directory, 3 symbolic link
+ *   2      2     length T of the symlink target (0 for other types)
+ *   4      4     mode: permission bits (07777); the type bits are not stored
+ *   8      4     uid
+ *   12     4     gid
+ *   16     8     atime, signed nanoseconds since the epoch
+ *   24     8     mtime, likewise
+ *   32     8     ctime, likewise
+ *   40     T     symlink target bytes (no NUL)
+ *
+ * A record of any other version, an unknown type, or a length other than
+ * 40 + T is rejected (EIO): cairnfs never guesses at metadata.
+ */
+#ifndef CAIRNFS_META_H
+#define CAIRNFS_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "cairn.h"
+
+#define META_VERSION    1
+#define META_FIXED      40
+#define META_TARGET_MAX 4095
+#define META_BUF        (META_FIXED + META_TARGET_MAX + 1)
+
+enum meta_type {
+	META_FILE = 1,
+	META_DIR = 2,
+	META_SYMLINK = 3,
+};
+
+struct meta_rec {
+	int type;
+	uint32_t mode; /* permission bits only */
+	uint32_t uid, gid;
+	int64_t atime_ns, mtime_ns, ctime_ns;
+	size_t tlen;        /* symlink target length */
+	const char *target; /* points into the buffer that was decoded */
+};
+
+/* Encodes r into out (at least META_BUF bytes). Returns the length, or
+ * -ENAMETOOLONG for a target over META_TARGET_MAX bytes. */
+int meta_encode(const struct meta_rec *r, char *out);
+
+/* Decodes a record; r->target then points into buf. Returns 0 or -EIO. */
+int meta_decode(const void *buf, size_t len, struct meta_rec *r);
+
+/* Fills a fresh record of the given type: mode, owner, all three times
+ * set to now_ns, no target. */
+void meta_init(struct meta_rec *r, int type, uint32_t mode, uint32_t uid, uint32_t gid,
+               int64_t now_ns);
+
+/* What the database holds for one path, gathered by a lookup or a listing. */
+struct meta_probe {
+	int has_meta;               /* "\0m" PATH exists and decoded */
+	struct meta_rec meta;       /* valid when has_meta (target not kept) */
+	uint64_t meta_seq;          /* sequence of the record's write */
+	int data_file;              /* the key PATH exists */
+	struct cairn_key_info data; /* valid when data_file */
+	int below;                  /* some data or metadata key lies under PATH "/" */
+};
+
+/* Owner and time shown for entries that have no record of their own. */
+struct meta_defaults {
+	uint32_t uid, gid;
+	int64_t time_ns;
+};
+
+/* The one rule deciding what a path is (docs/cairnfs.md, "Key schema"):
+ *   1. a directory record makes a directory, a symlink record a symlink;
+ *   2. a file record together with the key PATH makes a regular file;
+ *   3. otherwise any key under PATH "/" makes a directory (the directory
+ *      wins over a file key of the same name, which is then hidden);
+ *   4. otherwise the key PATH alone makes a regular file, mode 0644, owned by
+ *      the defaults, its times the key's write time;
+ *   5. otherwise the path does not exist.
+ * When the key PATH was written after its record (by an embedding program),
+ * the key's write time is the mtime and ctime. Fills *st (all but st_ino) and
+ * returns the enum meta_type, or -ENOENT. */
+int meta_decide(const struct meta_probe *p, const struct meta_defaults *d, struct stat *st);
+
+#endif /* CAIRNFS_META_H */
