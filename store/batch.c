@@ -91,7 +91,7 @@ static int batch_add(struct cairn_batch *b, enum value_type type, const void *ke
 	if (klen > CAIRN_MAX_KEY_SIZE || vlen > CAIRN_MAX_VALUE_SIZE)
 		return CAIRN_ETOOBIG;
 	need = 1 + (size_t)varint_length(klen) + klen;
-	if (type == TYPE_VALUE)
+	if (type != TYPE_DELETION)
 		need += (size_t)varint_length(vlen) + vlen;
 	if (need > CAIRN_MAX_BATCH_SIZE - b->rep.len || b->count == UINT32_MAX)
 		return CAIRN_ETOOBIG;
@@ -105,7 +105,7 @@ static int batch_add(struct cairn_batch *b, enum value_type type, const void *ke
 	if (klen)
 		memcpy(p, key, klen);
 	p += klen;
-	if (type == TYPE_VALUE) {
+	if (type != TYPE_DELETION) {
 		p += enc_varint32(p, (uint32_t)vlen);
 		if (vlen)
 			memcpy(p, val, vlen);
@@ -123,6 +123,14 @@ int cairn_batch_put(struct cairn_batch *b, const void *key, size_t klen, const v
                     size_t vlen)
 {
 	return batch_add(b, TYPE_VALUE, key, klen, val, vlen);
+}
+
+int batch_put_blob(struct cairn_batch *b, struct slice key, struct slice ref)
+{
+	int r = batch_add(b, TYPE_BLOB, key.data, key.len, ref.data, ref.len);
+	if (!r)
+		b->user_bytes -= ref.len; /* the value's bytes went to a blob file */
+	return r;
 }
 
 int cairn_batch_delete(struct cairn_batch *b, const void *key, size_t klen)
@@ -160,13 +168,14 @@ static int batch_next_entry(struct slice *in, enum value_type *type, struct slic
 	t = (unsigned char)in->data[0];
 	in->data++;
 	in->len--;
-	if (t != TYPE_DELETION && t != TYPE_VALUE)
+	if (t != TYPE_DELETION && t != TYPE_VALUE && t != TYPE_BLOB)
 		return -1;
 	*type = (enum value_type)t;
 	if (slice_get_lenprefixed(in, key) || key->len > CAIRN_MAX_KEY_SIZE)
 		return -1;
 	*val = slice_make(NULL, 0);
-	if (t == TYPE_VALUE && (slice_get_lenprefixed(in, val) || val->len > CAIRN_MAX_VALUE_SIZE))
+	if (t != TYPE_DELETION &&
+	    (slice_get_lenprefixed(in, val) || val->len > CAIRN_MAX_VALUE_SIZE))
 		return -1;
 	return 0;
 }

@@ -4,9 +4,9 @@
  *
  * Encoding (docs/format.md, "Write batch"): fixed64 sequence of the first
  * entry, fixed32 entry count, fixed64 write time (ns), then per entry: a type
- * byte (0 delete, 1 put), varint32 key length, key, and for puts varint32
- * value length, value. The sequence and time are filled in by the writer
- * when the batch is committed.
+ * byte (0 delete, 1 put, 2 blob reference), varint32 key length, key, and
+ * for puts and references varint32 value length, value. The sequence and time are filled in by the
+ * writer when the batch is committed.
  */
 #ifndef CAIRN_BATCH_H
 #define CAIRN_BATCH_H
@@ -42,6 +42,10 @@ static inline int64_t batch_time(struct slice rep)
 	return (int64_t)dec_fixed64(rep.data + 12);
 }
 void batch_set_header(struct cairn_batch *b, uint64_t seq, int64_t time_ns);
+
+/* Appends a TYPE_BLOB entry: key and an encoded blob reference (blob.h),
+ * which stands for a value already written to a blob file. */
+int batch_put_blob(struct cairn_batch *b, struct slice key, struct slice ref);
 
 /* Appends the entries of src to dst (group commit merges batches). */
 int batch_append(struct cairn_batch *dst, const struct cairn_batch *src);

@@ -164,12 +164,27 @@ struct cairn_options {
 	/* See enum cairn_wal_recovery. Default CAIRN_WAL_STRICT. */
 	int wal_recovery;
 
+	/* Large values. A value of at least blob_threshold bytes is written to
+	 * a blob file and the tree keeps a small reference to it, so the value
+	 * never passes through the memtable, the log or compaction. Default
+	 * 64 KiB; 0 keeps every value in the tree (then values are limited to
+	 * CAIRN_MAX_VALUE_SIZE and cairn_stream_* is refused). */
+	size_t blob_threshold;
+	/* Size at which the blob file shared by cairn_put/cairn_write is sealed
+	 * and a new one started. Default 64 MiB; at least 1 MiB. */
+	uint64_t blob_file_size;
+	/* Share of a sealed blob file's bytes that must be garbage (values
+	 * overwritten or deleted and dropped by compaction) before the
+	 * background collector rewrites its live values elsewhere and frees it.
+	 * Default 0.5; between 0.01 and 1. */
+	double blob_gc_ratio;
+
 	/* The environment. NULL (default) uses the POSIX environment. The
 	 * environment must outlive the handle. */
 	struct cairn_env *env;
 
 	/* Reserved for future options; cairn_options_init() zeroes it. */
-	uint64_t reserved[8];
+	uint64_t reserved[5];
 };
 
 /* Fills *opts with the defaults documented above. */
@@ -210,7 +225,10 @@ CAIRN_EXPORT int cairn_errmsg(struct cairn_db *db, char *buf, size_t len);
 /* Write flags. */
 #define CAIRN_SYNC 1u /* return only after the write is synced to the disk */
 
-/* Stores value under key, replacing any earlier value. Unless flags has
+/* Stores value under key, replacing any earlier value. A value of at least
+ * blob_threshold bytes goes to a blob file first (synced before the key can
+ * point at it); cairn_put still holds it in memory, so it is limited to
+ * CAIRN_MAX_VALUE_SIZE: use cairn_stream_* for larger values. Unless flags has
  * CAIRN_SYNC the write is durable after the next sync (cairn_sync, a synced
  * write, the periodic background sync, or close); a crash before then may lose
  * it, but never leaves it half applied. Concurrent writers share one log write
@@ -246,6 +264,33 @@ CAIRN_EXPORT uint32_t cairn_batch_count(const struct cairn_batch *b);
  * changed. An empty batch succeeds and writes nothing. */
 CAIRN_EXPORT int cairn_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags);
 
+/* A stream writes one value of any size with bounded memory: open it for a
+ * key, append the value in pieces, then commit (the key points at the whole
+ * new value, atomically) or abort (nothing changes). Each stream writes its
+ * own blob file, so concurrent streams never interleave; readers see the old
+ * value until the commit. A stream belongs to one thread; several streams
+ * may be open on one handle at once. Every stream must be committed or
+ * aborted before cairn_close(). */
+struct cairn_stream;
+
+/* Opens a stream that will replace the value of key. Memory: about 1 MiB
+ * of buffer per stream, whatever the value's size. Errors: CAIRN_ETOOBIG
+ * (key), CAIRN_ENOTSUP (blob_threshold is 0), CAIRN_EREADONLY,
+ * CAIRN_EFAILED, CAIRN_EIO, CAIRN_ENOSPC, CAIRN_ENOMEM. */
+CAIRN_EXPORT int cairn_stream_new(struct cairn_db *db, const void *key, size_t klen,
+                                  struct cairn_stream **sp);
+/* Appends len bytes to the value. Errors: CAIRN_EIO, CAIRN_ENOSPC (the
+ * stream is then unusable: abort it). */
+CAIRN_EXPORT int cairn_stream_write(struct cairn_stream *s, const void *data, size_t len);
+/* Makes the value durable (its blob file is synced and recorded), then
+ * points the key at it with a write that takes flags as cairn_put(). The
+ * stream is freed whatever the result; on failure the key keeps its old
+ * value. Errors: as cairn_put(). */
+CAIRN_EXPORT int cairn_stream_commit(struct cairn_stream *s, unsigned flags);
+/* Drops the stream and its file; the key keeps its old value. NULL is
+ * accepted. */
+CAIRN_EXPORT void cairn_stream_abort(struct cairn_stream *s);
+
 /* Syncs the log: every write acknowledged before the call is durable when it
  * returns 0. */
 CAIRN_EXPORT int cairn_sync(struct cairn_db *db);
@@ -268,15 +313,18 @@ CAIRN_EXPORT uint64_t cairn_snapshot_seq(const struct cairn_snapshot *s);
 /* Reads the value of key as of snap (NULL: the latest state). On success
  * *valp points to a malloc'd copy of the value, which the caller frees with
  * cairn_free(), and *vlenp is its length. A zero-length value gives a valid
- * non-NULL pointer. Errors: CAIRN_ENOTFOUND, CAIRN_ECORRUPT, CAIRN_EIO,
- * CAIRN_ENOMEM, CAIRN_ETOOBIG (key too long). */
+ * non-NULL pointer. Errors: CAIRN_ENOTFOUND, CAIRN_ECORRUPT (a checksum
+ * failed, or the blob file of a large value is missing: the message names the
+ * key and the file), CAIRN_EIO, CAIRN_ENOMEM, CAIRN_ETOOBIG (key too long,
+ * or a value over CAIRN_MAX_VALUE_SIZE: read it with cairn_get_range). */
 CAIRN_EXPORT int cairn_get(struct cairn_db *db, const struct cairn_snapshot *snap, const void *key,
                            size_t klen, void **valp, size_t *vlenp);
 
 /* Reads up to len bytes of the value of key, starting at byte offset, into
  * buf, and sets *got to the number of bytes read (0 at or past the end).
- * Only the requested range is read where the storage allows, so callers can
- * walk a large value in pieces. Errors as cairn_get(). */
+ * For a value in a blob file only the 64 KiB chunks holding the range are
+ * read and verified, so callers walk a value of any size in pieces. Errors
+ * as cairn_get() (never CAIRN_ETOOBIG for the value's size). */
 CAIRN_EXPORT int cairn_get_range(struct cairn_db *db, const struct cairn_snapshot *snap,
                                  const void *key, size_t klen, uint64_t offset, void *buf,
                                  size_t len, size_t *got);
@@ -292,7 +340,9 @@ struct cairn_key_info {
 	uint64_t seq;     /* sequence number of the write */
 };
 
-/* Fills *info for key as of snap (NULL: latest). Errors as cairn_get(). */
+/* Fills *info for key as of snap (NULL: latest), without reading the value
+ * (for a value in a blob file the size comes from its reference). Errors as
+ * cairn_get(). */
 CAIRN_EXPORT int cairn_key_info(struct cairn_db *db, const struct cairn_snapshot *snap,
                                 const void *key, size_t klen, struct cairn_key_info *info);
 
@@ -323,7 +373,11 @@ CAIRN_EXPORT void cairn_iter_prev(struct cairn_iter *it);
  * valid, cairn_iter_status() says whether that was the end or an error. */
 CAIRN_EXPORT int cairn_iter_valid(const struct cairn_iter *it);
 /* The current key and value. The pointers stay valid until the iterator
- * moves or is freed. Only on a valid iterator. */
+ * moves or is freed. Only on a valid iterator. A value kept in a blob file
+ * is read when cairn_iter_value is called (use cairn_iter_info for its size
+ * and cairn_get_range for pieces of it); if it cannot be read, or is over
+ * CAIRN_MAX_VALUE_SIZE, cairn_iter_value returns NULL with *vlen 0 and
+ * cairn_iter_status reports the error until the iterator moves. */
 CAIRN_EXPORT const void *cairn_iter_key(const struct cairn_iter *it, size_t *klen);
 CAIRN_EXPORT const void *cairn_iter_value(const struct cairn_iter *it, size_t *vlen);
 /* Size, write time and sequence of the current entry. */
@@ -428,7 +482,11 @@ struct cairn_stats {
 	struct cairn_level_stats levels[CAIRN_MAX_LEVELS];
 	/* space on disk (gauges) */
 	uint64_t table_bytes, wal_bytes, total_disk_bytes;
-	uint64_t reserved[16];
+	/* blob files: count and bytes (gauges), garbage collections run and
+	 * the bytes of live values they moved (counters) */
+	uint64_t blob_files, blob_bytes_live, blob_bytes_garbage;
+	uint64_t blob_collections, blob_bytes_moved;
+	uint64_t reserved[11];
 };
 
 /* Fills *st with the current figures. Cheap: takes one short lock. */

@@ -20,8 +20,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db.h"
+
+void db_bg_failed(struct cairn_db *db, int code, const char *msg)
+{
+	if (code == CAIRN_ENOSPC) {
+		db->bg_nospace = 1;
+		pthread_cond_broadcast(&db->bg_cv);
+		return;
+	}
+	db_set_bg_error(db, code, msg);
+}
 
 void db_set_bg_error(struct cairn_db *db, int code, const char *msg)
 {
@@ -279,8 +290,9 @@ int db_flush_imm(struct cairn_db *db)
 	if (r) {
 		char msg[600];
 		fmt_msg(msg, sizeof(msg), "flush failed: %s", err[0] ? err : cairn_strerror(r));
-		db_set_bg_error(db, r, msg);
+		db_bg_failed(db, r, msg);
 	} else {
+		db->bg_nospace = 0;
 		db->imm = NULL;
 		mem_unref(imm);
 		db_delete_obsolete(db);
@@ -383,6 +395,9 @@ static int compact_entries(struct compaction_state *cs)
 			drop = 1; /* nothing older lies deeper for it to hide */
 		}
 		last_seq_for_key = seq;
+		/* the dropped entry's blob record is garbage now */
+		if (drop && !r && ikey_type(ik) == TYPE_BLOB)
+			r = db_blob_note_garbage(&c->edit, uk, iter_value(it));
 		if (drop || r)
 			continue;
 		if (!cs->out.tb)
@@ -399,8 +414,7 @@ static int compact_entries(struct compaction_state *cs)
 	if (!r)
 		r = iter_status(it);
 	if (r && !cs->err[0])
-		fmt_msg(cs->err, sizeof(cs->err), "reading compaction input: %s",
-		        cairn_strerror(r));
+		fmt_msg(cs->err, sizeof(cs->err), "compaction: %s", cairn_strerror(r));
 	iter_free(it);
 	buf_free(&cur_user);
 	if (!r)
@@ -465,8 +479,9 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 		fmt_msg(msg, sizeof(msg), "compaction of level %d failed: %s", level,
 		        err[0] ? err : cairn_strerror(r));
 		db_err(db, r, "%s", msg);
-		db_set_bg_error(db, r, msg);
+		db_bg_failed(db, r, msg);
 	} else {
+		db->bg_nospace = 0;
 		db_delete_obsolete(db);
 	}
 	pthread_cond_broadcast(&db->bg_cv);
@@ -500,6 +515,16 @@ void db_schedule_work(struct cairn_db *db)
 	pthread_cond_broadcast(&db->work_cv);
 }
 
+/* After a full disk, wait a second (or until woken) before trying again,
+ * rather than spinning on a disk that has no room. */
+static void bg_backoff(struct cairn_db *db)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 1;
+	pthread_cond_timedwait(&db->work_cv, &db->mu, &ts);
+}
+
 static void *bg_main(void *arg)
 {
 	struct cairn_db *db = arg;
@@ -509,16 +534,20 @@ static void *bg_main(void *arg)
 			pthread_cond_wait(&db->work_cv, &db->mu);
 			continue;
 		}
-		if (db->imm && !db->flushing) {
-			db_flush_imm(db);
-			continue;
-		}
-		struct compaction *c = db->manual_compaction ? NULL : vset_pick_compaction(db->vs);
-		if (c) {
-			db_run_compaction(db, c, 0);
-			continue;
-		}
-		pthread_cond_wait(&db->work_cv, &db->mu);
+		int r = 0;
+		struct compaction *c = NULL;
+		if (db->imm && !db->flushing)
+			r = db_flush_imm(db);
+		else if (!db->manual_compaction && (c = vset_pick_compaction(db->vs)) != NULL)
+			r = db_run_compaction(db, c, 0);
+		/* blob files are collected once the tree is compacted: its
+		 * compactions are what count their garbage */
+		else if (!db->manual_compaction && db_blob_gc_due(db))
+			db_blob_collect(db, 0);
+		else
+			pthread_cond_wait(&db->work_cv, &db->mu);
+		if (r == CAIRN_ENOSPC && !db->shutting_down)
+			bg_backoff(db);
 	}
 	pthread_mutex_unlock(&db->mu);
 	return NULL;

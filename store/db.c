@@ -117,6 +117,9 @@ CAIRN_EXPORT void cairn_options_init(struct cairn_options *o)
 	o->background_threads = 1;
 	o->sync_interval_ms = 1000;
 	o->wal_recovery = CAIRN_WAL_STRICT;
+	o->blob_threshold = 64u << 10;
+	o->blob_file_size = 64u << 20;
+	o->blob_gc_ratio = 0.5;
 }
 
 static int check_options(const struct cairn_options *o, char *err, size_t errlen)
@@ -153,13 +156,16 @@ static int check_options(const struct cairn_options *o, char *err, size_t errlen
 	BAD(o->sync_interval_ms < 0, "sync_interval_ms must be >= 0");
 	BAD(o->wal_recovery != CAIRN_WAL_STRICT && o->wal_recovery != CAIRN_WAL_TOLERATE_CORRUPT,
 	    "wal_recovery must be CAIRN_WAL_STRICT or CAIRN_WAL_TOLERATE_CORRUPT");
+	BAD(o->blob_file_size < (1u << 20), "blob_file_size must be at least 1 MiB");
+	BAD(!(o->blob_gc_ratio >= 0.01 && o->blob_gc_ratio <= 1.0),
+	    "blob_gc_ratio must be between 0.01 and 1");
 #undef BAD
 	return 0;
 }
 
 /* ---- file names in the directory ---- */
 
-enum db_file_kind { FILE_OTHER, FILE_LOG, FILE_TABLE, FILE_MANIFEST, FILE_TEMP };
+enum db_file_kind { FILE_OTHER, FILE_LOG, FILE_TABLE, FILE_MANIFEST, FILE_TEMP, FILE_BLOB };
 
 static enum db_file_kind parse_file_name(const char *name, uint64_t *number)
 {
@@ -183,6 +189,8 @@ static enum db_file_kind parse_file_name(const char *name, uint64_t *number)
 		return FILE_LOG;
 	if (strcmp(end, ".sst") == 0)
 		return FILE_TABLE;
+	if (strcmp(end, ".blob") == 0)
+		return FILE_BLOB;
 	return FILE_OTHER;
 }
 
@@ -238,7 +246,8 @@ static int collect_obsolete(void *ctx, const char *name)
 		       (db->imm && num == db->imm_log_number);
 		break;
 	case FILE_TABLE:
-		keep = bsearch(&num, s->live, s->nlive, sizeof(uint64_t), cmp_u64) != NULL;
+		keep = s->nlive &&
+		       bsearch(&num, s->live, s->nlive, sizeof(uint64_t), cmp_u64) != NULL;
 		for (size_t i = 0; keep == 0 && i < db->npending; i++)
 			keep = db->pending_outputs[i] == num;
 		break;
@@ -247,6 +256,9 @@ static int collect_obsolete(void *ctx, const char *name)
 		break;
 	case FILE_TEMP:
 		keep = 0;
+		break;
+	case FILE_BLOB:
+		keep = db_blob_keep_file(db, num);
 		break;
 	default:
 		break;
@@ -567,6 +579,8 @@ static void db_free(struct cairn_db *db)
 	if (db->lock)
 		db->env->ops->unlock(db->lock);
 	batch_destroy(&db->group);
+	db_blob_free(db);
+	pthread_mutex_destroy(&db->blob_mu);
 	free(db->pending_outputs);
 	free(db->threads);
 	pthread_mutex_destroy(&db->mu);
@@ -679,6 +693,7 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 	db->opts.env = db->env;
 	pthread_mutex_init(&db->mu, NULL);
 	pthread_mutex_init(&db->err_mu, NULL);
+	pthread_mutex_init(&db->blob_mu, NULL);
 	pthread_cond_init(&db->bg_cv, NULL);
 	pthread_cond_init(&db->work_cv, NULL);
 	db->snapshots.next = db->snapshots.prev = &db->snapshots;
@@ -702,6 +717,8 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 		r = vset_recover(db->vs, errbuf, errlen); /* writes nothing if read_only */
 	if (!r)
 		r = recover(db, errbuf, errlen);
+	if (!r && !db->opts.read_only)
+		r = db_blob_recover(db, errbuf, errlen);
 	if (!r) {
 		db_delete_obsolete(db);
 		if (!db->opts.read_only)
@@ -729,6 +746,8 @@ CAIRN_EXPORT int cairn_close(struct cairn_db *db)
 		return 0;
 	int r = 0;
 	if (!db->opts.read_only) {
+		/* a clean close leaves no blob file for the next open to scan */
+		db_blob_seal_active(db);
 		r = do_write(db, NULL, CAIRN_SYNC);
 		if (r == CAIRN_EFAILED)
 			r = 0; /* already reported when it happened */
@@ -836,7 +855,7 @@ static int freeze_for_flush(struct cairn_db *db)
 /* With mu held, as the leader: makes the memtable able to take size more
  * bytes, freezing it and starting a new log when it is full, and slowing or
  * stopping the writer while level 0 is too deep. */
-static int make_room(struct cairn_db *db, size_t size)
+static int make_room(struct cairn_db *db, size_t size, int gc)
 {
 	int allow_delay = 1;
 	int inline_mode = db->opts.background_threads == 0;
@@ -861,6 +880,21 @@ static int make_room(struct cairn_db *db, size_t size)
 		if (mem_entries(db->mem) == 0 ||
 		    mem_usage(db->mem) + size <= db->opts.memtable_size)
 			return 0;
+		if (gc && !inline_mode && (db->imm || l0 >= db->opts.l0_stop_trigger)) {
+			/* A collection's write may run on the background thread
+			 * that would make the room: it flushes itself and never
+			 * waits for level 0, or it would wait for itself. */
+			if (db->imm && !db->flushing) {
+				int r = db_flush_imm(db);
+				if (r)
+					return r;
+				continue;
+			}
+			if (!db->imm)
+				break;
+			pthread_cond_wait(&db->bg_cv, &db->mu);
+			continue;
+		}
 		if (db->imm || l0 >= db->opts.l0_stop_trigger) {
 			if (inline_mode) {
 				int had_imm = db->imm != NULL;
@@ -871,6 +905,11 @@ static int make_room(struct cairn_db *db, size_t size)
 					break; /* compaction cannot help: do not spin */
 				continue;
 			}
+			if (db->bg_nospace)
+				return db_err(
+				        db, CAIRN_ENOSPC,
+				        "no space left on device: the full memtable cannot be "
+				        "written to a table until space is freed");
 			uint64_t t0 = env_mono_ns(db->env);
 			db_schedule_work(db);
 			pthread_cond_wait(&db->bg_cv, &db->mu);
@@ -896,10 +935,10 @@ static int insert_entry(void *ctx, uint64_t seq, enum value_type type, struct sl
 {
 	struct insert_ctx *ic = ctx;
 	(void)time_ns; /* the group's commit time replaces the batch's own */
-	if (type == TYPE_VALUE)
-		ic->puts++;
-	else
+	if (type == TYPE_DELETION)
 		ic->deletes++;
+	else
+		ic->puts++;
 	return mem_add(ic->mem, ic->base_seq + (seq - ic->batch_seq), type, key, ic->time_ns,
 	               value);
 }
@@ -914,9 +953,15 @@ static int rollback_log(struct cairn_db *db, uint64_t size)
 
 static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)
 {
+	return db_do_write(db, b, flags, NULL);
+}
+
+int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags,
+                struct db_gc_filter *gc)
+{
 	if (db->opts.read_only)
 		return db_err(db, CAIRN_EREADONLY, "the database was opened read-only");
-	struct db_writer w = {.batch = b, .flags = flags};
+	struct db_writer w = {.batch = b, .flags = flags, .gc = gc};
 	pthread_cond_init(&w.cv, NULL);
 	pthread_mutex_lock(&db->mu);
 	/* The queue links writers' stack frames: each is unlinked by the
@@ -935,13 +980,24 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 	}
 
 	/* This writer leads the group. */
+	int filter_r = 0;
+	if (flags & DB_GC) {
+		/* As leader, nobody else can write: decide now which of the
+		 * collection's entries still refer to what it copied. */
+		pthread_mutex_unlock(&db->mu);
+		filter_r = db_blob_gc_filter(db, gc, &b);
+		pthread_mutex_lock(&db->mu);
+		w.batch = b;
+	}
 	size_t first = b ? b->rep.len : 0;
 	int has_batch = b && b->count;
 	int r;
-	if (flags & DB_FREEZE)
+	if (filter_r)
+		r = db_err(db, filter_r, "blob collection: cannot check the current values");
+	else if (flags & DB_FREEZE)
 		r = freeze_for_flush(db);
 	else if (has_batch)
-		r = make_room(db, first);
+		r = make_room(db, first, (flags & DB_GC) != 0);
 	else if (db->bg_error)
 		r = db_err(db, CAIRN_EFAILED, "writes stopped: %s", db->bg_errmsg);
 	else
@@ -959,8 +1015,8 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 				break;
 			/* A leader that made no room carries no batches; a freeze
 			 * must lead its own group. */
-			if (x != &w &&
-			    ((!has_batch && x->batch && x->batch->count) || (x->flags & DB_FREEZE)))
+			if (x != &w && ((!has_batch && x->batch && x->batch->count) ||
+			                (x->flags & (DB_FREEZE | DB_GC)) || (flags & DB_GC)))
 				break;
 			total += n;
 			sync |= (x->flags & CAIRN_SYNC) != 0;
@@ -1074,13 +1130,29 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 	return r;
 }
 
+/* The user's write path: large values go to the shared blob file (synced)
+ * before the batch, now holding references, joins the queue. */
+static int write_user_batch(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)
+{
+	if (db->opts.read_only)
+		return db_err(db, CAIRN_EREADONLY, "the database was opened read-only");
+	struct cairn_batch priv;
+	const struct cairn_batch *use = b;
+	int r = db_blob_convert(db, b, &priv, &use);
+	if (!r)
+		r = do_write(db, use, flags);
+	if (use != b)
+		batch_destroy(&priv);
+	return r;
+}
+
 CAIRN_EXPORT int cairn_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)
 {
 	if (!db || !b)
 		return CAIRN_EINVAL;
 	if (b->count == 0 && !(flags & CAIRN_SYNC))
 		return 0;
-	return do_write(db, b, flags);
+	return write_user_batch(db, b, flags);
 }
 
 static int write_one(struct cairn_db *db, enum value_type type, const void *key, size_t klen,
@@ -1097,7 +1169,7 @@ static int write_one(struct cairn_db *db, enum value_type type, const void *key,
 		db_err(db, r, "key of %zu bytes (limit %u) or value of %zu bytes (limit %u)", klen,
 		       CAIRN_MAX_KEY_SIZE, vlen, CAIRN_MAX_VALUE_SIZE);
 	if (!r)
-		r = do_write(db, &b, flags);
+		r = write_user_batch(db, &b, flags);
 	batch_destroy(&b);
 	return r;
 }
@@ -1127,11 +1199,44 @@ struct read_refs {
 	struct memtable *mem, *imm;
 	struct version *v;
 	uint64_t seq;
+	/* Registered in the snapshot list while a read without a snapshot may
+	 * still open blob files, so collection keeps the files it reads. */
+	struct cairn_snapshot *pin;
 };
 
+/* With mu held: links s at the tail (the newest end) of the snapshot list. */
+static void snapshot_link(struct cairn_db *db, struct cairn_snapshot *s)
+{
+	s->prev = db->snapshots.prev;
+	s->next = &db->snapshots;
+	s->prev->next = s;
+	db->snapshots.prev = s;
+}
+
+/* Drops a pin taken by refs_take; files collected meanwhile may go now. */
+static void refs_unpin(struct cairn_db *db, struct read_refs *rr)
+{
+	if (!rr->pin)
+		return;
+	pthread_mutex_lock(&db->mu);
+	rr->pin->prev->next = rr->pin->next;
+	rr->pin->next->prev = rr->pin->prev;
+	db_blob_reap(db);
+	pthread_mutex_unlock(&db->mu);
+	rr->pin = NULL;
+}
+
+/* Takes the refs; with rr->pin set and no snapshot, also registers the pin
+ * at the read's sequence (a snapshot's reads are protected by it). */
 static void refs_take(struct cairn_db *db, const struct cairn_snapshot *snap, struct read_refs *rr)
 {
 	pthread_mutex_lock(&db->mu);
+	if (rr->pin && snap)
+		rr->pin = NULL;
+	if (rr->pin) {
+		rr->pin->seq = vset_last_sequence(db->vs);
+		snapshot_link(db, rr->pin);
+	}
 	rr->mem = db->mem;
 	mem_ref(rr->mem);
 	rr->imm = db->imm;
@@ -1154,25 +1259,36 @@ static void refs_drop(struct cairn_db *db, struct read_refs *rr)
 }
 
 /* Finds the newest entry of key visible at the snapshot. On success *ival
- * holds the internal value (time + bytes) and *seq its sequence. */
+ * holds the internal value (time + bytes, or time + blob reference when
+ * *type is TYPE_BLOB) and *seq its sequence. pin (may be NULL) is registered
+ * as refs_take says and stays registered after the call: release it with
+ * refs_unpin. */
 static int lookup(struct cairn_db *db, const struct cairn_snapshot *snap, const void *key,
-                  size_t klen, struct buf *ival, uint64_t *seq)
+                  size_t klen, struct buf *ival, uint64_t *seq, enum value_type *type,
+                  struct read_refs *pin, int count)
 {
+	/* the pin is registered only once refs_take has run */
+	struct read_refs rr = {.pin = pin ? pin->pin : NULL};
+	if (pin)
+		pin->pin = NULL;
 	if (!db || (!key && klen))
 		return CAIRN_EINVAL;
 	if (klen > CAIRN_MAX_KEY_SIZE)
 		return db_err(db, CAIRN_ETOOBIG, "key of %zu bytes is over the limit of %u", klen,
 		              CAIRN_MAX_KEY_SIZE);
-	struct read_refs rr;
 	struct slice ukey = slice_make(key ? key : "", klen);
 	struct slice found;
-	atomic_fetch_add(&db->st.gets, 1);
+	if (count)
+		atomic_fetch_add(&db->st.gets, 1);
 	refs_take(db, snap, &rr);
+	if (pin)
+		pin->pin = rr.pin;
 	enum mem_get_result m = mem_get(rr.mem, ukey, rr.seq, &found, seq);
 	if (m == MEM_ABSENT && rr.imm)
 		m = mem_get(rr.imm, ukey, rr.seq, &found, seq);
 	int r;
-	if (m == MEM_FOUND) {
+	*type = m == MEM_BLOB ? TYPE_BLOB : TYPE_VALUE;
+	if (m == MEM_FOUND || m == MEM_BLOB) {
 		r = buf_set(ival, found.data, found.len);
 	} else if (m == MEM_DELETED) {
 		r = CAIRN_ENOTFOUND;
@@ -1185,7 +1301,8 @@ static int lookup(struct cairn_db *db, const struct cairn_snapshot *snap, const 
 		if (r == 1) {
 			struct slice fks = buf_slice(&fk);
 			*seq = ikey_seq(fks);
-			r = ikey_type(fks) == TYPE_VALUE ? 0 : CAIRN_ENOTFOUND;
+			*type = ikey_type(fks);
+			r = *type != TYPE_DELETION ? 0 : CAIRN_ENOTFOUND;
 		} else if (r == 0) {
 			r = CAIRN_ENOTFOUND;
 		} else {
@@ -1197,9 +1314,31 @@ static int lookup(struct cairn_db *db, const struct cairn_snapshot *snap, const 
 	refs_drop(db, &rr);
 	if (!r && !ival_valid(buf_slice(ival)))
 		r = db_err(db, CAIRN_ECORRUPT, "value of a key has no write-time header");
-	if (!r)
+	if (!r && count)
 		atomic_fetch_add(&db->st.gets_found, 1);
 	return r;
+}
+
+int db_lookup_latest(struct cairn_db *db, struct slice key, enum value_type *type, struct buf *ival)
+{
+	uint64_t seq;
+	return lookup(db, NULL, key.data, key.len, ival, &seq, type, NULL, 0);
+}
+
+/* The size of the value an internal value of type stands for. */
+static int value_size(struct cairn_db *db, struct slice key, enum value_type type,
+                      struct slice ival, uint64_t *size)
+{
+	struct blob_ref ref;
+	if (type != TYPE_BLOB) {
+		*size = ival.len - IVAL_HEADER;
+		return 0;
+	}
+	if (db_blob_ref(ival, &ref))
+		return db_err(db, CAIRN_ECORRUPT, "key of %zu bytes: malformed blob reference",
+		              key.len);
+	*size = ref.size;
+	return 0;
 }
 
 CAIRN_EXPORT int cairn_get(struct cairn_db *db, const struct cairn_snapshot *snap, const void *key,
@@ -1210,22 +1349,40 @@ CAIRN_EXPORT int cairn_get(struct cairn_db *db, const struct cairn_snapshot *sna
 	*valp = NULL;
 	*vlenp = 0;
 	struct buf ival = {0};
-	uint64_t seq;
-	int r = lookup(db, snap, key, klen, &ival, &seq);
+	struct cairn_snapshot node;
+	struct read_refs pin = {.pin = &node};
+	uint64_t seq, size = 0;
+	enum value_type type;
+	struct slice ukey = slice_make(key ? key : "", klen);
+	int r = lookup(db, snap, key, klen, &ival, &seq, &type, &pin, 1);
+	if (!r)
+		r = value_size(db, ukey, type, buf_slice(&ival), &size);
+	if (!r && size > CAIRN_MAX_VALUE_SIZE)
+		r = db_err(db, CAIRN_ETOOBIG,
+		           "value of %llu bytes is over the limit of %u for cairn_get: read it "
+		           "in pieces with cairn_get_range",
+		           (unsigned long long)size, CAIRN_MAX_VALUE_SIZE);
+	char *out = NULL;
+	if (!r) {
+		out = malloc(size ? (size_t)size : 1);
+		if (!out)
+			r = db_err(db, CAIRN_ENOMEM, "cannot allocate %llu bytes for a value",
+			           (unsigned long long)size);
+	}
+	if (!r && type == TYPE_BLOB) {
+		size_t got = 0;
+		r = db_blob_read(db, ukey, buf_slice(&ival), 0, out, (size_t)size, &got);
+	} else if (!r) {
+		memcpy(out, ival.data + IVAL_HEADER, (size_t)size);
+	}
+	refs_unpin(db, &pin);
+	buf_free(&ival);
 	if (r) {
-		buf_free(&ival);
+		free(out);
 		return r;
 	}
-	size_t n = ival.len - IVAL_HEADER;
-	char *out = malloc(n ? n : 1);
-	if (!out) {
-		buf_free(&ival);
-		return db_err(db, CAIRN_ENOMEM, "cannot allocate %zu bytes for a value", n);
-	}
-	memcpy(out, ival.data + IVAL_HEADER, n);
-	buf_free(&ival);
 	*valp = out;
-	*vlenp = n;
+	*vlenp = (size_t)size;
 	return 0;
 }
 
@@ -1237,9 +1394,15 @@ CAIRN_EXPORT int cairn_get_range(struct cairn_db *db, const struct cairn_snapsho
 		return CAIRN_EINVAL;
 	*got = 0;
 	struct buf ival = {0};
+	struct cairn_snapshot node;
+	struct read_refs pin = {.pin = &node};
 	uint64_t seq;
-	int r = lookup(db, snap, key, klen, &ival, &seq);
-	if (!r) {
+	enum value_type type;
+	int r = lookup(db, snap, key, klen, &ival, &seq, &type, &pin, 1);
+	if (!r && type == TYPE_BLOB) {
+		r = db_blob_read(db, slice_make(key ? key : "", klen), buf_slice(&ival), offset,
+		                 buf, len, got);
+	} else if (!r) {
 		uint64_t size = ival.len - IVAL_HEADER;
 		if (offset < size) {
 			size_t n = size - offset < len ? (size_t)(size - offset) : len;
@@ -1247,6 +1410,7 @@ CAIRN_EXPORT int cairn_get_range(struct cairn_db *db, const struct cairn_snapsho
 			*got = n;
 		}
 	}
+	refs_unpin(db, &pin);
 	buf_free(&ival);
 	return r;
 }
@@ -1257,11 +1421,15 @@ CAIRN_EXPORT int cairn_key_info(struct cairn_db *db, const struct cairn_snapshot
 	if (!info)
 		return CAIRN_EINVAL;
 	struct buf ival = {0};
-	uint64_t seq = 0;
-	int r = lookup(db, snap, key, klen, &ival, &seq);
+	uint64_t seq = 0, size = 0;
+	enum value_type type;
+	int r = lookup(db, snap, key, klen, &ival, &seq, &type, NULL, 1);
+	if (!r)
+		r = value_size(db, slice_make(key ? key : "", klen), type, buf_slice(&ival), &size);
 	if (!r) {
-		info->size = ival.len - IVAL_HEADER;
-		info->mtime_ns = ival_time(buf_slice(&ival));
+		info->size = size;
+		info->mtime_ns = type == TYPE_BLOB ? db_blob_time(buf_slice(&ival))
+		                                   : ival_time(buf_slice(&ival));
 		info->seq = seq;
 	}
 	buf_free(&ival);
@@ -1297,6 +1465,7 @@ CAIRN_EXPORT void cairn_snapshot_release(struct cairn_db *db, const struct cairn
 	pthread_mutex_lock(&db->mu);
 	s->prev->next = s->next;
 	s->next->prev = s->prev;
+	db_blob_reap(db);
 	pthread_mutex_unlock(&db->mu);
 	free(s);
 }
@@ -1318,13 +1487,39 @@ uint64_t db_smallest_snapshot(struct cairn_db *db)
 struct iter_refs {
 	struct cairn_db *db;
 	struct read_refs rr;
+	struct cairn_snapshot node; /* the pin of an iterator without snapshot */
 };
 
 static void iter_refs_release(void *ctx)
 {
 	struct iter_refs *ir = ctx;
+	refs_unpin(ir->db, &ir->rr);
 	refs_drop(ir->db, &ir->rr);
 	free(ir);
+}
+
+/* Reads the whole value of a TYPE_BLOB entry for cairn_iter_value. */
+static int iter_load_blob(void *ctx, struct slice key, struct slice ival, struct buf *out)
+{
+	struct iter_refs *ir = ctx;
+	struct cairn_db *db = ir->db;
+	struct blob_ref ref;
+	if (db_blob_ref(ival, &ref))
+		return db_err(db, CAIRN_ECORRUPT, "key of %zu bytes: malformed blob reference",
+		              key.len);
+	if (ref.size > CAIRN_MAX_VALUE_SIZE)
+		return db_err(db, CAIRN_ETOOBIG,
+		              "value of %llu bytes is over the limit of %u: read it in pieces "
+		              "with cairn_get_range",
+		              (unsigned long long)ref.size, CAIRN_MAX_VALUE_SIZE);
+	buf_clear(out);
+	int r = buf_reserve(out, (size_t)ref.size + 1);
+	size_t got = 0;
+	if (!r)
+		r = db_blob_read(db, key, ival, 0, out->data, (size_t)ref.size, &got);
+	if (!r)
+		out->len = got;
+	return r;
 }
 
 CAIRN_EXPORT int cairn_iter_new(struct cairn_db *db, const struct cairn_snapshot *snap,
@@ -1337,6 +1532,9 @@ CAIRN_EXPORT int cairn_iter_new(struct cairn_db *db, const struct cairn_snapshot
 	if (!ir)
 		return CAIRN_ENOMEM;
 	ir->db = db;
+	/* Iterators count as snapshots: blob files they may read outlive any
+	 * collection that runs meanwhile. */
+	ir->rr.pin = &ir->node;
 	refs_take(db, snap, &ir->rr);
 	struct version *v = ir->rr.v;
 	int cap = 2 + NUM_LEVELS + v->nfiles[0];
@@ -1370,6 +1568,7 @@ CAIRN_EXPORT int cairn_iter_new(struct cairn_db *db, const struct cairn_snapshot
 	struct cairn_iter *it = dbiter_new(merged, ir->rr.seq, iter_refs_release, ir);
 	if (!it)
 		return CAIRN_ENOMEM;
+	dbiter_set_blob_loader(it, iter_load_blob, ir);
 	atomic_fetch_add(&db->st.iterators, 1);
 	*itp = it;
 	return 0;
@@ -1433,6 +1632,12 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 		}
 	}
 	db->manual_compaction--;
+	/* The compactions counted the garbage: collect every blob file over
+	 * the ratio now, so a manual compaction frees blob space too. */
+	while (!r && db->blob_gc_running && !db->bg_error)
+		pthread_cond_wait(&db->bg_cv, &db->mu);
+	if (!r)
+		db_blob_collect(db, 1);
 	pthread_cond_broadcast(&db->bg_cv);
 	pthread_mutex_unlock(&db->mu);
 	return r;
@@ -1474,8 +1679,11 @@ CAIRN_EXPORT int cairn_checkpoint(struct cairn_db *db, const char *dest)
 	if (r)
 		return db_err(db, r, "cannot create checkpoint directory '%s'", dest);
 	/* Everything acknowledged so far goes into tables, which are
-	 * immutable: the checkpoint is then hard links plus a manifest. */
-	r = cairn_flush(db);
+	 * immutable, and sealed blob files: the checkpoint is then hard links
+	 * plus a manifest. */
+	r = db_blob_seal_active(db);
+	if (!r)
+		r = cairn_flush(db);
 	if (r)
 		return r;
 	char err[512] = "";
@@ -1495,6 +1703,18 @@ CAIRN_EXPORT int cairn_checkpoint(struct cairn_db *db, const char *dest)
 				fmt_msg(err, sizeof(err), "cannot link or copy '%s' to '%s'", from,
 				        to);
 		}
+	}
+	int nblobs;
+	const struct blob_file_meta *blobs = vset_blob_files(db->vs, &nblobs);
+	for (int i = 0; !r && i < nblobs; i++) {
+		char from[4096], to[4096];
+		blob_file_name(from, sizeof(from), db->dir, blobs[i].number);
+		blob_file_name(to, sizeof(to), dest, blobs[i].number);
+		r = env_link(db->env, from, to);
+		if (r)
+			r = copy_file(db->env, from, to);
+		if (r)
+			fmt_msg(err, sizeof(err), "cannot link or copy '%s' to '%s'", from, to);
 	}
 	if (!r)
 		r = vset_write_snapshot_manifest(db->vs, dest, vset_manifest_number(db->vs), err,
@@ -1563,13 +1783,29 @@ CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st)
 	}
 	st->wal_bytes = db->log ? db->log_size : 0;
 	uint64_t manifest = vset_manifest_size(db->vs);
+	int nblobs;
+	const struct blob_file_meta *blobs = vset_blob_files(db->vs, &nblobs);
+	uint64_t active = __atomic_load_n(&db->blob_active_size, __ATOMIC_RELAXED);
+	uint64_t blob_bytes = 0;
+	for (int i = 0; i < nblobs; i++) {
+		uint64_t size = blobs[i].size;
+		if (!blobs[i].sealed && active > size)
+			size = active; /* the shared file, still taking values */
+		blob_bytes += size;
+		st->blob_bytes_garbage += blobs[i].garbage;
+	}
+	st->blob_files = (uint64_t)nblobs;
+	st->blob_bytes_live =
+	        blob_bytes > st->blob_bytes_garbage ? blob_bytes - st->blob_bytes_garbage : 0;
+	st->blob_collections = LOAD(blob_collections);
+	st->blob_bytes_moved = LOAD(blob_bytes_moved);
 	pthread_mutex_unlock(&db->mu);
 
 	/* false positives: the filter said maybe, the table had no such key;
 	 * only table_get's misses after a positive are counted by tables */
 	st->bloom_false_positives =
 	        __atomic_load_n(&db->rstats.bloom_false_positives, __ATOMIC_RELAXED);
-	st->total_disk_bytes = st->table_bytes + st->wal_bytes + manifest;
+	st->total_disk_bytes = st->table_bytes + st->wal_bytes + manifest + blob_bytes;
 	/* Index and filter blocks of open tables are held outside the block
 	 * cache; they are bounded by max_open_tables. */
 	st->memory_in_use = st->memtable_bytes + st->block_cache_bytes;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "blob.h"
 #include "cache.h"
 #include "cairn.h"
 #include "env.h"
@@ -25,10 +26,13 @@
 #include "version.h"
 #include "wal.h"
 
+struct db_gc_filter;
+
 /* A writer waiting in the group-commit queue. */
 struct db_writer {
 	const struct cairn_batch *batch; /* NULL: a sync request */
 	unsigned flags;
+	struct db_gc_filter *gc; /* DB_GC: decides, as leader, what is written */
 	int done;
 	int status;
 	pthread_cond_t cv;
@@ -51,6 +55,12 @@ struct db_counters {
 	atomic_uint_fast64_t level_compactions[NUM_LEVELS];
 	atomic_uint_fast64_t level_bytes_read[NUM_LEVELS];
 	atomic_uint_fast64_t level_bytes_written[NUM_LEVELS];
+	atomic_uint_fast64_t blob_collections, blob_bytes_moved;
+};
+
+/* A collected blob file that readers older than seq may still read. */
+struct db_blob_zombie {
+	uint64_t number, seq;
 };
 
 struct cairn_db {
@@ -92,6 +102,7 @@ struct cairn_db {
 	int running_compactions;
 	int manual_compaction; /* cairn_compact_range in progress */
 	int bg_error;          /* nonzero: writes refused with EFAILED */
+	int bg_nospace;        /* the last flush or compaction ran out of disk space */
 	char bg_errmsg[256];
 	uint64_t *pending_outputs; /* table numbers being written */
 	size_t npending, cap_pending;
@@ -101,8 +112,23 @@ struct cairn_db {
 	int last_err;
 	char errmsg[512];
 
+	/* blob files (db_blob.c). blob_mu serialises appends to the shared
+	 * blob file; it is taken before mu, never while holding it. */
+	pthread_mutex_t blob_mu;
+	struct blob_writer *blob_active; /* the shared file; NULL: none yet */
+	uint64_t blob_active_size;       /* its size, for the stats (under mu) */
+	/* under mu: */
+	int blob_gc_running;
+	uint64_t *blob_gc_skip; /* files a collection failed on (damaged) */
+	size_t nblob_gc_skip;
+	struct db_blob_zombie *zombies;
+	size_t nzombies, cap_zombies;
+
 	struct db_counters st;
 };
+
+/* Internal write flag of a collection's conditional write (db_blob.c). */
+#define DB_GC (1u << 30)
 
 /* Records code and a formatted message as the handle's last error and
  * returns code, so callers write `return db_err(db, r, "...")`. */
@@ -126,10 +152,58 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual);
 void db_delete_obsolete(struct cairn_db *db);
 /* With mu held, in inline mode: runs compactions while any is needed. */
 int db_compact_inline(struct cairn_db *db);
+/* With mu held: records the failure of a flush or compaction. A full disk
+ * is transient (outputs are removed, work is retried, writers that need a
+ * flush get CAIRN_ENOSPC); anything else sets the failed state. */
+void db_bg_failed(struct cairn_db *db, int code, const char *msg);
 /* With mu held: sets the failed state (writes refused) with a message. */
 void db_set_bg_error(struct cairn_db *db, int code, const char *msg);
 uint64_t db_smallest_snapshot(struct cairn_db *db);
 int db_pending_add(struct cairn_db *db, uint64_t number);
 void db_pending_remove(struct cairn_db *db, uint64_t number);
+
+/* db.c, for db_blob.c */
+int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags,
+                struct db_gc_filter *gc);
+/* The newest entry of key at the latest sequence: 0 with *type and the
+ * internal value in *ival, CAIRN_ENOTFOUND when absent or deleted. */
+int db_lookup_latest(struct cairn_db *db, struct slice key, enum value_type *type,
+                     struct buf *ival);
+
+/* db_blob.c */
+/* Rewrites b into *out with every put of a value >= blob_threshold moved to
+ * the shared blob file (synced); *out is b itself when nothing moved, else
+ * priv, initialised here, which the caller then destroys. */
+int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cairn_batch *priv,
+                    const struct cairn_batch **out);
+/* Reads [off, off + len) of the value a TYPE_BLOB internal value refers to;
+ * errors name key and file. */
+int db_blob_read(struct cairn_db *db, struct slice key, struct slice ival, uint64_t off, void *buf,
+                 size_t len, size_t *got);
+/* The reference of a TYPE_BLOB internal value (CAIRN_ECORRUPT if bad). */
+int db_blob_ref(struct slice ival, struct blob_ref *ref);
+/* The write time a reader reports for a TYPE_BLOB internal value. */
+int64_t db_blob_time(struct slice ival);
+/* Open: seals blob files a crash left unsealed. With mu held. */
+int db_blob_recover(struct cairn_db *db, char *err, size_t errlen);
+/* Seals the shared blob file (close, checkpoint). Without mu. */
+int db_blob_seal_active(struct cairn_db *db);
+/* With mu held (it is dropped while working): collects blob files whose
+ * garbage share is over blob_gc_ratio; all of them when all is set, else
+ * one. Returns 1 if one was collected. */
+int db_blob_collect(struct cairn_db *db, int all);
+/* With mu held: whether a collection is due. */
+int db_blob_gc_due(struct cairn_db *db);
+/* The leader's filter of a DB_GC write, run without mu (it reads). */
+int db_blob_gc_filter(struct cairn_db *db, struct db_gc_filter *gc,
+                      const struct cairn_batch **batch);
+/* With mu held: 1 if a *.blob file numbered number must stay. */
+int db_blob_keep_file(struct cairn_db *db, uint64_t number);
+/* With mu held: unlinks collected files no reader can need any more. */
+void db_blob_reap(struct cairn_db *db);
+/* Compaction dropped entry (ukey, ival) of type TYPE_BLOB: its record is
+ * garbage now. */
+int db_blob_note_garbage(struct version_edit *e, struct slice ukey, struct slice ival);
+void db_blob_free(struct cairn_db *db);
 
 #endif

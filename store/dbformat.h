@@ -22,9 +22,12 @@
 enum value_type {
 	TYPE_DELETION = 0,
 	TYPE_VALUE = 1,
+	/* a value kept in a blob file: the internal value is the write time
+	 * followed by an encoded reference (blob.h) */
+	TYPE_BLOB = 2,
 	/* the highest type: seeks use it so that (key, seq) sorts before every
 	 * entry of key at seq or older */
-	TYPE_SEEK = TYPE_VALUE,
+	TYPE_SEEK = TYPE_BLOB,
 };
 
 #define MAX_SEQUENCE ((UINT64_C(1) << 56) - 1)
@@ -47,7 +50,7 @@ static inline int ikey_append(struct buf *b, struct slice ukey, uint64_t seq, en
  * ikey_valid on anything read from disk). */
 static inline int ikey_valid(struct slice ik)
 {
-	return ik.len >= IKEY_TRAILER && (ik.data[ik.len - 8] & 0xff) <= TYPE_VALUE;
+	return ik.len >= IKEY_TRAILER && (ik.data[ik.len - 8] & 0xff) <= TYPE_BLOB;
 }
 static inline struct slice ikey_user(struct slice ik)
 {

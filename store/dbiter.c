@@ -22,6 +22,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "blob.h"
 #include "cairn.h"
 #include "dbformat.h"
 #include "dbiter.h"
@@ -46,7 +47,34 @@ struct cairn_iter {
 	/* reverse: the internal value shown (write time + bytes) */
 	struct buf saved_value;
 	uint64_t saved_seq;
+	enum value_type saved_type;
+	/* values kept in blob files are read on demand by the engine */
+	int (*load_blob)(void *ctx, struct slice key, struct slice ival, struct buf *out);
+	void *load_ctx;
+	struct buf blob_value;
+	int blob_loaded;
+	int blob_err; /* the last load's error, until the iterator moves */
 };
+
+void dbiter_set_blob_loader(struct cairn_iter *d,
+                            int (*load)(void *ctx, struct slice key, struct slice ival,
+                                        struct buf *out),
+                            void *ctx)
+{
+	d->load_blob = load;
+	d->load_ctx = ctx;
+}
+
+/* Forgets the blob value loaded for the entry shown (it is about to move). */
+static void dbiter_drop_blob(struct cairn_iter *d)
+{
+	d->blob_loaded = 0;
+	d->blob_err = 0;
+	if (d->blob_value.cap > DBITER_KEEP_VALUE_BUF)
+		buf_free(&d->blob_value);
+	else
+		buf_clear(&d->blob_value);
+}
 
 struct cairn_iter *dbiter_new(struct iter *internal, uint64_t seq, void (*release)(void *ctx),
                               void *release_ctx)
@@ -76,6 +104,7 @@ CAIRN_EXPORT void cairn_iter_free(struct cairn_iter *d)
 		d->release(d->release_ctx);
 	buf_free(&d->saved_key);
 	buf_free(&d->saved_value);
+	buf_free(&d->blob_value);
 	free(d);
 }
 
@@ -173,6 +202,7 @@ static void dbiter_find_prev(struct cairn_iter *d)
 				    dbiter_save_value(d, iter_value(d->iter)))
 					return;
 				d->saved_seq = ikey_seq(ik);
+				d->saved_type = type;
 			}
 		}
 		iter_prev(d->iter);
@@ -199,6 +229,7 @@ static void dbiter_find_prev(struct cairn_iter *d)
 /* Every positioning call starts here: a sticky error keeps it invalid. */
 static int dbiter_start(struct cairn_iter *d, enum dbiter_dir dir)
 {
+	dbiter_drop_blob(d);
 	if (d->status) {
 		d->valid = 0;
 		return -1;
@@ -272,6 +303,7 @@ CAIRN_EXPORT void cairn_iter_next(struct cairn_iter *d)
 {
 	if (!d->valid)
 		return;
+	dbiter_drop_blob(d);
 	if (d->dir == DBITER_REVERSE) {
 		/* back onto the entries of the key shown; saved_key holds it,
 		 * and the skipping below passes them */
@@ -298,6 +330,7 @@ CAIRN_EXPORT void cairn_iter_prev(struct cairn_iter *d)
 {
 	if (!d->valid)
 		return;
+	dbiter_drop_blob(d);
 	if (d->dir == DBITER_FORWARD) {
 		/* walk back past the newer, invisible entries of the key shown */
 		if (dbiter_save_key(d, ikey_user(iter_key(d->iter))))
@@ -344,11 +377,41 @@ static struct slice dbiter_ival(const struct cairn_iter *d)
 	return d->dir == DBITER_FORWARD ? iter_value(d->iter) : buf_slice(&d->saved_value);
 }
 
-CAIRN_EXPORT const void *cairn_iter_value(const struct cairn_iter *d, size_t *vlen)
+static enum value_type dbiter_type(const struct cairn_iter *d)
 {
+	return d->dir == DBITER_FORWARD ? ikey_type(iter_key(d->iter)) : d->saved_type;
+}
+
+/* Reads the blob value of the entry shown into blob_value (once). */
+static int dbiter_load_blob(struct cairn_iter *d)
+{
+	if (d->blob_loaded)
+		return 0;
+	if (d->blob_err)
+		return d->blob_err;
+	struct slice key =
+	        d->dir == DBITER_FORWARD ? ikey_user(iter_key(d->iter)) : buf_slice(&d->saved_key);
+	int r = d->load_blob ? d->load_blob(d->load_ctx, key, dbiter_ival(d), &d->blob_value)
+	                     : CAIRN_ENOTSUP;
+	if (r)
+		d->blob_err = r;
+	else
+		d->blob_loaded = 1;
+	return r;
+}
+
+CAIRN_EXPORT const void *cairn_iter_value(const struct cairn_iter *cd, size_t *vlen)
+{
+	/* loading a blob value caches it in the iterator: logically const */
+	struct cairn_iter *d = (struct cairn_iter *)cd;
 	struct slice v = slice_make(NULL, 0);
-	if (d->valid)
+	if (d->valid && dbiter_type(d) == TYPE_BLOB) {
+		if (dbiter_load_blob(d) == 0)
+			v = slice_make(d->blob_value.data ? d->blob_value.data : "",
+			               d->blob_value.len);
+	} else if (d->valid) {
 		v = ival_value(dbiter_ival(d));
+	}
 	if (vlen)
 		*vlen = v.len;
 	return v.data;
@@ -363,12 +426,20 @@ CAIRN_EXPORT void cairn_iter_info(const struct cairn_iter *d, struct cairn_key_i
 		return;
 	}
 	struct slice iv = dbiter_ival(d);
+	struct blob_ref ref;
 	info->size = iv.len - IVAL_HEADER;
 	info->mtime_ns = ival_time(iv);
+	if (dbiter_type(d) == TYPE_BLOB && blob_ref_decode(ival_value(iv), &ref) == 0) {
+		info->size = ref.size;
+		if (ref.has_time)
+			info->mtime_ns = ref.time_ns;
+	}
 	info->seq = d->dir == DBITER_FORWARD ? ikey_seq(iter_key(d->iter)) : d->saved_seq;
 }
 
 CAIRN_EXPORT int cairn_iter_status(const struct cairn_iter *d)
 {
-	return d->status ? d->status : iter_status(d->iter);
+	if (d->status)
+		return d->status;
+	return d->blob_err ? d->blob_err : iter_status(d->iter);
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "iter.h"
+#include "util.h"
 
 struct cairn_iter;
 
@@ -25,5 +26,14 @@ struct cairn_iter;
  * allocation failure, after freeing internal and calling release. */
 struct cairn_iter *dbiter_new(struct iter *internal, uint64_t seq, void (*release)(void *ctx),
                               void *release_ctx);
+
+/* Sets how cairn_iter_value reads an entry of type TYPE_BLOB: load fills
+ * out with the whole value of key from its internal value ival, or returns
+ * an error that cairn_iter_status reports until the iterator moves. Without
+ * a loader such values read as CAIRN_ENOTSUP. */
+void dbiter_set_blob_loader(struct cairn_iter *d,
+                            int (*load)(void *ctx, struct slice key, struct slice ival,
+                                        struct buf *out),
+                            void *ctx);
 
 #endif

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "blob.h"
 #include "cairn.h"
 #include "env.h"
 #include "sstable.h"
@@ -50,6 +51,7 @@ enum file_kind {
 	KIND_MANIFEST,
 	KIND_CURRENT,
 	KIND_TEMP,
+	KIND_BLOB,
 };
 
 /* One directory entry, as a number and a kind where the name has them. */
@@ -64,8 +66,11 @@ struct dir_entry {
 /* A file the manifest says is live. */
 struct live_file {
 	uint64_t number, size;
-	int level;
+	int level;  /* LIVE_BLOB for a blob file */
+	int sealed; /* blob files: size is final */
 };
+
+#define LIVE_BLOB (-1)
 
 struct problem {
 	char *file;
@@ -114,6 +119,8 @@ static enum file_kind classify(const char *name, uint64_t *number)
 		return KIND_TABLE;
 	if (parse_numbered(name, ".log", number))
 		return KIND_LOG;
+	if (parse_numbered(name, ".blob", number))
+		return KIND_BLOB;
 	if (strncmp(name, "MANIFEST-", 9) == 0 && parse_numbered(name + 9, "", number))
 		return KIND_MANIFEST;
 	if (strcmp(name, "CURRENT") == 0)
@@ -336,6 +343,31 @@ static int apply_edit(struct check *c, const char *path, uint64_t off, const str
 		if (add_live(c, f->number, f->size, e->added[i].level))
 			return CAIRN_ENOMEM;
 	}
+	for (int i = 0; i < e->ndeleted_blobs; i++) {
+		struct live_file *l = find_live(c, e->deleted_blobs[i]);
+		if (!l || l->level != LIVE_BLOB) {
+			report(c, path, off,
+			       "edit deletes blob file %06" PRIu64 ", which is not live",
+			       e->deleted_blobs[i]);
+			continue;
+		}
+		*l = c->live[--c->nlive];
+	}
+	for (int i = 0; i < e->nblobs; i++) {
+		struct live_file *l = find_live(c, e->blobs[i].number);
+		if (l && l->level != LIVE_BLOB) {
+			report(c, path, off, "edit adds blob file %06" PRIu64 ", a table's number",
+			       e->blobs[i].number);
+			continue;
+		}
+		if (!l) {
+			if (add_live(c, e->blobs[i].number, 0, LIVE_BLOB))
+				return CAIRN_ENOMEM;
+			l = &c->live[c->nlive - 1];
+		}
+		l->size = e->blobs[i].size;
+		l->sealed = e->blobs[i].sealed;
+	}
 	if (e->has_log_number) {
 		c->has_log_number = 1;
 		c->log_number = e->log_number;
@@ -509,6 +541,18 @@ static void check_live_files(struct check *c)
 	char path[INSPECT_PATH_LEN];
 	for (size_t i = 0; i < c->nlive; i++) {
 		const struct live_file *l = &c->live[i];
+		if (l->level == LIVE_BLOB) {
+			blob_file_name(path, sizeof(path), c->dir, l->number);
+			const struct dir_entry *e = find_entry(c, KIND_BLOB, l->number);
+			if (!e)
+				report(c, path, 0, "missing (a blob file of the manifest)");
+			else if (e->has_size && l->sealed && e->size < l->size)
+				report(c, path, 0,
+				       "%" PRIu64 " bytes, shorter than the %" PRIu64
+				       " the manifest records",
+				       e->size, l->size);
+			continue;
+		}
 		table_file_name(path, sizeof(path), c->dir, l->number);
 		const struct dir_entry *e = find_entry(c, KIND_TABLE, l->number);
 		if (!e)
@@ -517,6 +561,27 @@ static void check_live_files(struct check *c)
 			report(c, path, 0, "%" PRIu64 " bytes, the manifest records %" PRIu64,
 			       e->size, l->size);
 	}
+}
+
+static void verify_blob(struct check *c, const struct dir_entry *e)
+{
+	char path[INSPECT_PATH_LEN], err[512] = "";
+	struct blob_reader *rd;
+	path_of(c, e->name, path, sizeof(path));
+	const struct live_file *l = find_live(c, e->number);
+	/* bytes past a sealed size are a torn append nobody refers to */
+	uint64_t limit = l && l->sealed ? l->size : UINT64_MAX;
+	int r = blob_reader_open(c->env, path, &rd, err, sizeof(err));
+	if (!r) {
+		r = blob_scan(rd, limit, 1, NULL, NULL, NULL, err, sizeof(err));
+		blob_reader_close(rd);
+	}
+	if (r == BLOB_SCAN_TORN && l && !l->sealed)
+		r = 0; /* the file still taking values may end in a partial one */
+	if (r == BLOB_SCAN_TORN)
+		report(c, path, 0, "ends inside a record");
+	else if (r)
+		report(c, path, 0, "%s", strip_file_prefix(err, path));
 }
 
 static uint64_t newest_log(const struct check *c)
@@ -539,6 +604,13 @@ static void check_entry(struct check *c, const struct dir_entry *e, uint64_t new
 		if (c->have_manifest && !find_live(c, e->number))
 			report(c, path, 0, "not referenced by the manifest");
 		verify_table(c, e);
+		break;
+	case KIND_BLOB:
+		if (in_flight(c, e->number))
+			break;
+		if (c->have_manifest && !find_live(c, e->number))
+			report(c, path, 0, "not referenced by the manifest");
+		verify_blob(c, e);
 		break;
 	case KIND_LOG:
 		if (c->have_manifest && e->number < c->log_number) {
@@ -827,6 +899,40 @@ static int dump_current(struct cairn_env *env, const char *path, struct dump *d,
 	return 0;
 }
 
+static int dump_blob_record(void *ctx, const struct blob_record *rec)
+{
+	struct dump *d = ctx;
+	dump_printf(d, "@%" PRIu64 " key '", rec->offset);
+	dump_escaped(d, rec->key, SIZE_MAX);
+	dump_printf(d, "' length %" PRIu64 " end %" PRIu64 " hcrc 0x%08x", rec->size, rec->end,
+	            rec->hcrc);
+	dump_flush(d);
+	return 0;
+}
+
+/* Prints a blob file: the header, then one line per record (every chunk
+ * checksum is verified on the way). */
+static int dump_blob(struct cairn_env *env, const char *path, struct dump *d, char *err,
+                     size_t errlen)
+{
+	struct blob_reader *rd;
+	int r = blob_reader_open(env, path, &rd, err, errlen);
+	if (r)
+		return r;
+	dump_printf(d, "blob file %s: %" PRIu64 " bytes, version %d", path,
+	            blob_reader_file_size(rd), BLOB_VERSION);
+	dump_flush(d);
+	uint64_t good = 0;
+	r = blob_scan(rd, UINT64_MAX, 1, dump_blob_record, d, &good, err, errlen);
+	if (r == BLOB_SCAN_TORN) {
+		dump_printf(d, "torn record at offset %" PRIu64 " (a crash while appending)", good);
+		dump_flush(d);
+		r = 0;
+	}
+	blob_reader_close(rd);
+	return r;
+}
+
 /* The kind by magic number: logs and manifests start with theirs, tables end
  * with theirs. */
 static enum file_kind sniff(struct cairn_env *env, const char *path)
@@ -843,6 +949,8 @@ static enum file_kind sniff(struct cairn_env *env, const char *path)
 	    !env_pread(f, size - 8, tail, 8, &got_tail) && got_tail == 8) {
 		if (memcmp(head, "cairnlog", 8) == 0)
 			kind = KIND_LOG;
+		else if (memcmp(head, "cairnblb", 8) == 0)
+			kind = KIND_BLOB;
 		else if (memcmp(head, "cairnman", 8) == 0)
 			kind = KIND_MANIFEST;
 		else if (memcmp(tail, table_magic, 8) == 0)
@@ -888,8 +996,11 @@ CAIRN_EXPORT int cairn_dump_file(const char *path, void (*emit)(void *ctx, const
 	case KIND_CURRENT:
 		r = dump_current(env, path, &d, errbuf, errlen);
 		break;
+	case KIND_BLOB:
+		r = dump_blob(env, path, &d, errbuf, errlen);
+		break;
 	default:
-		fmt_msg(errbuf, errlen, "%s: not a cairn log, manifest or table", path);
+		fmt_msg(errbuf, errlen, "%s: not a cairn log, manifest, table or blob file", path);
 		r = CAIRN_EINVAL;
 	}
 	if (!r && d.failed)

@@ -1120,6 +1120,7 @@ static int line_ikey(struct buf *b, struct slice k)
 		r = line_printf(b, " @ %" PRIu64 " : %s", ikey_seq(k),
 		                type == TYPE_VALUE      ? "value"
 		                : type == TYPE_DELETION ? "deletion"
+		                : type == TYPE_BLOB     ? "blob"
 		                                        : "bad-type");
 	return r;
 }

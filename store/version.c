@@ -51,6 +51,15 @@ enum edit_tag {
 	TAG_POINTER = 4,
 	TAG_DELETED = 5,
 	TAG_NEW_FILE = 6,
+	TAG_BLOB_FILE = 7,
+	TAG_BLOB_GARBAGE = 8,
+	TAG_DELETED_BLOB = 9,
+};
+
+/* The blob files the manifest knows, sorted by number. */
+struct blob_set {
+	struct blob_file_meta *files;
+	int n, cap;
 };
 
 struct version_set {
@@ -64,6 +73,7 @@ struct version_set {
 	struct buf pointer[NUM_LEVELS]; /* round-robin compaction pointers */
 	struct version list;            /* dummy head of the live versions */
 	struct version *current;
+	struct blob_set blobs;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -151,6 +161,9 @@ void edit_free(struct version_edit *e)
 	free(e->added);
 	free(e->deleted);
 	free(e->pointers);
+	free(e->deleted_blobs);
+	free(e->blobs);
+	free(e->garbage);
 	edit_init(e);
 }
 
@@ -237,6 +250,45 @@ int edit_set_pointer(struct version_edit *e, int level, struct slice ikey)
 	return 0;
 }
 
+int edit_add_blob(struct version_edit *e, uint64_t number, uint64_t size, int sealed)
+{
+	int r = grow((void **)&e->blobs, e->nblobs, &e->cap_blobs, sizeof(*e->blobs));
+	if (r)
+		return r;
+	e->blobs[e->nblobs].number = number;
+	e->blobs[e->nblobs].size = size;
+	e->blobs[e->nblobs].sealed = sealed != 0;
+	e->nblobs++;
+	return 0;
+}
+
+int edit_add_garbage(struct version_edit *e, uint64_t number, uint64_t bytes)
+{
+	for (int i = 0; i < e->ngarbage; i++) {
+		if (e->garbage[i].number == number) {
+			e->garbage[i].bytes += bytes;
+			return 0;
+		}
+	}
+	int r = grow((void **)&e->garbage, e->ngarbage, &e->cap_garbage, sizeof(*e->garbage));
+	if (r)
+		return r;
+	e->garbage[e->ngarbage].number = number;
+	e->garbage[e->ngarbage].bytes = bytes;
+	e->ngarbage++;
+	return 0;
+}
+
+int edit_delete_blob(struct version_edit *e, uint64_t number)
+{
+	int r = grow((void **)&e->deleted_blobs, e->ndeleted_blobs, &e->cap_deleted_blobs,
+	             sizeof(*e->deleted_blobs));
+	if (r)
+		return r;
+	e->deleted_blobs[e->ndeleted_blobs++] = number;
+	return 0;
+}
+
 static int put_tag_u64(struct buf *out, uint32_t tag, uint64_t v)
 {
 	int r = buf_put_varint32(out, tag);
@@ -293,6 +345,20 @@ int edit_encode(const struct version_edit *e, struct buf *out)
 	}
 	for (int i = 0; !r && i < e->nadded; i++)
 		r = encode_file(out, e->added[i].level, e->added[i].f);
+	for (int i = 0; !r && i < e->ndeleted_blobs; i++)
+		r = put_tag_u64(out, TAG_DELETED_BLOB, e->deleted_blobs[i]);
+	for (int i = 0; !r && i < e->nblobs; i++) {
+		r = put_tag_u64(out, TAG_BLOB_FILE, e->blobs[i].number);
+		if (!r)
+			r = buf_put_varint64(out, e->blobs[i].size);
+		if (!r)
+			r = buf_put_varint32(out, (uint32_t)e->blobs[i].sealed);
+	}
+	for (int i = 0; !r && i < e->ngarbage; i++) {
+		r = put_tag_u64(out, TAG_BLOB_GARBAGE, e->garbage[i].number);
+		if (!r)
+			r = buf_put_varint64(out, e->garbage[i].bytes);
+	}
 	return r;
 }
 
@@ -367,6 +433,24 @@ static const char *decode_field(uint32_t tag, struct slice *in, struct version_e
 		return edit_delete_file(e, level, v) ? "out of memory" : NULL;
 	case TAG_NEW_FILE:
 		return decode_file(in, e);
+	case TAG_BLOB_FILE: {
+		uint64_t size;
+		uint32_t flags;
+		if (slice_get_varint64(in, &v) || slice_get_varint64(in, &size) ||
+		    slice_get_varint32(in, &flags) || flags > 1)
+			return "bad blob file";
+		return edit_add_blob(e, v, size, (int)flags) ? "out of memory" : NULL;
+	}
+	case TAG_BLOB_GARBAGE: {
+		uint64_t bytes;
+		if (slice_get_varint64(in, &v) || slice_get_varint64(in, &bytes))
+			return "bad blob garbage";
+		return edit_add_garbage(e, v, bytes) ? "out of memory" : NULL;
+	}
+	case TAG_DELETED_BLOB:
+		if (slice_get_varint64(in, &v))
+			return "bad deleted blob file";
+		return edit_delete_blob(e, v) ? "out of memory" : NULL;
 	default:
 		return "unknown field tag";
 	}
@@ -462,6 +546,116 @@ void edit_dump(const struct version_edit *e, void (*fn)(void *ctx, const char *l
 		        (unsigned long long)f->min_seq, (unsigned long long)f->max_seq, a, b);
 		fn(ctx, line);
 	}
+	for (int i = 0; i < e->ndeleted_blobs; i++) {
+		fmt_msg(line, sizeof(line), "delete_blob #%llu",
+		        (unsigned long long)e->deleted_blobs[i]);
+		fn(ctx, line);
+	}
+	for (int i = 0; i < e->nblobs; i++) {
+		fmt_msg(line, sizeof(line), "blob_file #%llu size %llu%s",
+		        (unsigned long long)e->blobs[i].number,
+		        (unsigned long long)e->blobs[i].size, e->blobs[i].sealed ? " sealed" : "");
+		fn(ctx, line);
+	}
+	for (int i = 0; i < e->ngarbage; i++) {
+		fmt_msg(line, sizeof(line), "blob_garbage #%llu +%llu",
+		        (unsigned long long)e->garbage[i].number,
+		        (unsigned long long)e->garbage[i].bytes);
+		fn(ctx, line);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blob files                                                                */
+
+static int blob_find(const struct blob_set *bs, uint64_t number)
+{
+	int lo = 0, hi = bs->n;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		if (bs->files[mid].number < number)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int blob_known(const struct blob_set *bs, uint64_t number)
+{
+	int i = blob_find(bs, number);
+	return i < bs->n && bs->files[i].number == number;
+}
+
+/* Checks that every blob deletion of e names a known file (or one the same
+ * edit adds earlier, which no writer does). */
+static int blobs_check(const struct blob_set *bs, const struct version_edit *e, char *err,
+                       size_t errlen)
+{
+	for (int i = 0; i < e->ndeleted_blobs; i++) {
+		if (!blob_known(bs, e->deleted_blobs[i])) {
+			fmt_msg(err, errlen, "edit deletes blob file %llu, which is not live",
+			        (unsigned long long)e->deleted_blobs[i]);
+			return CAIRN_ECORRUPT;
+		}
+	}
+	return 0;
+}
+
+/* Applies the blob part of e; blobs_check passed. Only ENOMEM can fail, and
+ * room is made before anything changes. */
+static int blobs_apply(struct blob_set *bs, const struct version_edit *e)
+{
+	int r = 0;
+	if (bs->n + e->nblobs > bs->cap) {
+		int cap = bs->cap ? bs->cap : 8;
+		while (cap < bs->n + e->nblobs)
+			cap *= 2;
+		void *p = realloc(bs->files, (size_t)cap * sizeof(*bs->files));
+		if (!p)
+			return CAIRN_ENOMEM;
+		bs->files = p;
+		bs->cap = cap;
+	}
+	for (int i = 0; i < e->ndeleted_blobs; i++) {
+		int at = blob_find(bs, e->deleted_blobs[i]);
+		memmove(&bs->files[at], &bs->files[at + 1],
+		        (size_t)(bs->n - at - 1) * sizeof(*bs->files));
+		bs->n--;
+	}
+	for (int i = 0; i < e->nblobs; i++) {
+		const struct edit_blob *b = &e->blobs[i];
+		int at = blob_find(bs, b->number);
+		if (at == bs->n || bs->files[at].number != b->number) {
+			memmove(&bs->files[at + 1], &bs->files[at],
+			        (size_t)(bs->n - at) * sizeof(*bs->files));
+			memset(&bs->files[at], 0, sizeof(bs->files[at]));
+			bs->files[at].number = b->number;
+			bs->n++;
+		}
+		bs->files[at].size = b->size;
+		bs->files[at].sealed = b->sealed;
+	}
+	for (int i = 0; i < e->ngarbage; i++) {
+		int at = blob_find(bs, e->garbage[i].number);
+		if (at == bs->n || bs->files[at].number != e->garbage[i].number)
+			continue; /* collected already: its garbage went with it */
+		bs->files[at].garbage += e->garbage[i].bytes;
+	}
+	return r;
+}
+
+const struct blob_file_meta *vset_blob_files(struct version_set *vs, int *n)
+{
+	*n = vs->blobs.n;
+	return vs->blobs.files;
+}
+
+const struct blob_file_meta *vset_find_blob(struct version_set *vs, uint64_t number)
+{
+	int at = blob_find(&vs->blobs, number);
+	return at < vs->blobs.n && vs->blobs.files[at].number == number ? &vs->blobs.files[at]
+	                                                                : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -764,6 +958,7 @@ void vset_free(struct version_set *vs)
 		version_destroy(vs->list.next);
 	for (int l = 0; l < NUM_LEVELS; l++)
 		buf_free(&vs->pointer[l]);
+	free(vs->blobs.files);
 	free(vs->dbdir);
 	free(vs);
 }
@@ -843,6 +1038,12 @@ static int snapshot_edit(struct version_set *vs, const struct version *v, uint64
 	for (int l = 0; !r && l < NUM_LEVELS; l++)
 		for (int i = 0; !r && i < v->nfiles[l]; i++)
 			r = edit_add_meta(e, l, v->files[l][i]);
+	for (int i = 0; !r && i < vs->blobs.n; i++) {
+		const struct blob_file_meta *b = &vs->blobs.files[i];
+		r = edit_add_blob(e, b->number, b->size, b->sealed);
+		if (!r && b->garbage)
+			r = edit_add_garbage(e, b->number, b->garbage);
+	}
 	if (r)
 		edit_free(e);
 	return r;
@@ -1012,6 +1213,12 @@ static int replay_record(struct version_set *vs, struct builder *b, struct repla
 	if (r)
 		return r;
 	r = builder_apply(b, &e, msg, msglen);
+	if (!r)
+		r = blobs_check(&vs->blobs, &e, msg, msglen);
+	if (!r && blobs_apply(&vs->blobs, &e)) {
+		fmt_msg(msg, msglen, "out of memory");
+		r = CAIRN_ENOMEM;
+	}
 	if (!r && vset_apply_pointers(vs, &e)) {
 		fmt_msg(msg, msglen, "out of memory");
 		r = CAIRN_ENOMEM;
@@ -1109,6 +1316,8 @@ int vset_recover(struct version_set *vs, char *err, size_t errlen)
 	for (int l = 0; l < NUM_LEVELS; l++)
 		for (int i = 0; i < v->nfiles[l]; i++)
 			vset_mark_file_number_used(vs, v->files[l][i]->number);
+	for (int i = 0; i < vs->blobs.n; i++)
+		vset_mark_file_number_used(vs, vs->blobs.files[i].number);
 	vset_install(vs, v);
 	if (vs->opts.read_only)
 		return 0;
@@ -1185,6 +1394,11 @@ int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err
 	int r = build_next_version(vs, e, &v, err, errlen);
 	if (r)
 		return r; /* nothing was written */
+	r = blobs_check(&vs->blobs, e, err, errlen);
+	if (r) {
+		version_destroy(v);
+		return CAIRN_EINVAL;
+	}
 	r = edit_encode(e, &rec);
 	if (r) {
 		version_destroy(v);
@@ -1201,6 +1415,13 @@ int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err
 	}
 	/* the pointers only steer picking: losing one to ENOMEM is harmless */
 	(void)vset_apply_pointers(vs, e);
+	if (blobs_apply(&vs->blobs, e)) {
+		/* the manifest holds the edit but memory does not: stop here */
+		vs->failed = 1;
+		version_destroy(v);
+		fmt_msg(err, errlen, "out of memory applying a blob edit");
+		return CAIRN_ENOMEM;
+	}
 	vs->log_number = e->log_number;
 	vset_install(vs, v);
 	return 0;

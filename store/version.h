@@ -75,6 +75,21 @@ struct edit_pointer {
 	struct buf key; /* internal key */
 };
 
+/* A blob file the manifest knows (blob.h). size is its length when sealed
+ * (or when recorded, for the one file still taking appends); garbage is the
+ * bytes of records no entry can reach any more. */
+struct blob_file_meta {
+	uint64_t number, size, garbage;
+	int sealed;
+};
+struct edit_blob {
+	uint64_t number, size;
+	int sealed;
+};
+struct edit_garbage {
+	uint64_t number, bytes;
+};
+
 struct version_edit {
 	int has_log_number, has_next_file, has_last_seq;
 	uint64_t log_number; /* logs older than this are no longer needed */
@@ -86,6 +101,13 @@ struct version_edit {
 	int ndeleted, cap_deleted;
 	struct edit_pointer *pointers;
 	int npointers, cap_pointers;
+	/* blob files: deletions, then additions / updates, then garbage */
+	uint64_t *deleted_blobs;
+	int ndeleted_blobs, cap_deleted_blobs;
+	struct edit_blob *blobs;
+	int nblobs, cap_blobs;
+	struct edit_garbage *garbage;
+	int ngarbage, cap_garbage;
 };
 
 void edit_init(struct version_edit *e);
@@ -95,6 +117,13 @@ int edit_add_file(struct version_edit *e, int level, uint64_t number, uint64_t s
                   uint64_t num_entries);
 int edit_delete_file(struct version_edit *e, int level, uint64_t number);
 int edit_set_pointer(struct version_edit *e, int level, struct slice ikey);
+/* Records blob file number with its size (a number already known gets the
+ * new size and seal flag). */
+int edit_add_blob(struct version_edit *e, uint64_t number, uint64_t size, int sealed);
+/* Adds bytes of garbage to a blob file (ignored if the file is gone). */
+int edit_add_garbage(struct version_edit *e, uint64_t number, uint64_t bytes);
+/* Forgets a blob file; it must be known. */
+int edit_delete_blob(struct version_edit *e, uint64_t number);
 /* Encoding: docs/format.md, "Manifest". decode validates every field and
  * returns CAIRN_ECORRUPT with a message on bad input. decode initialises *e
  * itself (pass an unused or freed edit; free it with edit_free even after a
@@ -139,6 +168,11 @@ uint64_t vset_manifest_size(const struct version_set *vs);
 /* Adds every file number referenced by a live version to *nums (a growable
  * array the caller frees). */
 int vset_live_files(struct version_set *vs, uint64_t **nums, size_t *n);
+
+/* The blob files the manifest knows, sorted by number. The array is owned by
+ * the set and valid until the next edit is applied. */
+const struct blob_file_meta *vset_blob_files(struct version_set *vs, int *n);
+const struct blob_file_meta *vset_find_blob(struct version_set *vs, uint64_t number);
 
 /* Files in level of the current version (0 for a level out of range). */
 int vset_num_level_files(struct version_set *vs, int level);

@@ -230,7 +230,7 @@ Test(batch, batch_truncated_encoding_is_corrupt_without_callbacks)
 	enc_fixed32(copy + 8, 5);
 	cr_assert_eq(batch_iterate(slice_make(copy, rep.len), count_calls, &calls), CAIRN_ECORRUPT);
 	enc_fixed32(copy + 8, 4);
-	copy[BATCH_HEADER] = 2;
+	copy[BATCH_HEADER] = 3;
 	cr_assert_eq(batch_iterate(slice_make(copy, rep.len), count_calls, &calls), CAIRN_ECORRUPT);
 	copy[BATCH_HEADER] = 1;
 	/* sequence numbers that would run past MAX_SEQUENCE */

@@ -267,7 +267,8 @@ test_checkpoint_is_exact_while_writing() {
 		i=1 tries=0
 		while [ $i -le 150 ] && [ $tries -lt 5000 ]; do
 			if "$CAIRN" -d "$DB" put "w$i" "$i" 2>/dev/null; then
-				echo $i >"$T/done"
+				# rename, so a reader never sees the file half written
+				echo $i >"$T/done.tmp" && mv "$T/done.tmp" "$T/done"
 				i=$((i + 1))
 			fi
 			tries=$((tries + 1))

@@ -1,0 +1,823 @@
+/*
+ * db_blob.c - large values in the engine: the shared blob file that
+ * cairn_put/cairn_write move large values to, the streaming writer, reads
+ * through references, sealing at open and close, and the garbage collector.
+ * The file format is blob.c's; this file decides which file takes what and
+ * keeps the manifest and the tree in step with the files.
+ *
+ * Durability order: a blob file's directory entry is synced and the file is
+ * recorded in the manifest before any reference to it can be written, and
+ * each value is synced in its blob file before the entry that refers to it
+ * enters the write path. A crash can therefore leave blob bytes nothing
+ * refers to (garbage), never a reference to bytes that are not there.
+ *
+ * Garbage. Compaction reports every TYPE_BLOB entry it drops; the record's
+ * bytes are added to its file's garbage in the compaction's own edit.
+ *
+ * Collection of file A (one at a time, on a background thread or at the end
+ * of cairn_compact_range):
+ *   1. scan A's records; for each whose key's newest entry still refers to
+ *      exactly that record, copy the value (verified, 1 MiB at a time) into a
+ *      new file B, keeping the original write time in the new reference;
+ *   2. sync B and its directory entry, record B in the manifest;
+ *   3. write the new references with one synced conditional write: its
+ *      group-commit leader (the only writer at that moment) drops every
+ *      entry whose key changed since step 1, so a user write always wins;
+ *   4. record A's deletion in the manifest; A becomes a zombie, unlinked once
+ *      no snapshot, iterator or read in flight older than that write exists.
+ * A crash before 4 leaves A whole and listed (B at worst holds uncounted
+ * garbage); after 4 every live reference is durable in B.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+
+#define GC_COPY_BUF (1u << 20)
+
+/* Formats up to 64 bytes of a key for messages, escaping what is not
+ * printable. */
+static void fmt_key(char *out, size_t len, struct slice k)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < k.len && i < 64 && o + 5 < len; i++) {
+		unsigned char c = (unsigned char)k.data[i];
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
+	}
+	if (k.len > 64 && o + 4 < len) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o < len ? o : len - 1] = 0;
+}
+
+static void io_detail(struct cairn_db *db, char *out, size_t len, int r)
+{
+	out[0] = 0;
+	env_errmsg(db->env, out, len);
+	if (!out[0])
+		fmt_msg(out, len, "%s", cairn_strerror(r));
+}
+
+int db_blob_ref(struct slice ival, struct blob_ref *ref)
+{
+	if (!ival_valid(ival))
+		return CAIRN_ECORRUPT;
+	return blob_ref_decode(ival_value(ival), ref);
+}
+
+int64_t db_blob_time(struct slice ival)
+{
+	struct blob_ref ref;
+	if (db_blob_ref(ival, &ref) == 0 && ref.has_time)
+		return ref.time_ns;
+	return ival_time(ival);
+}
+
+int db_blob_note_garbage(struct version_edit *e, struct slice ukey, struct slice ival)
+{
+	struct blob_ref ref;
+	if (db_blob_ref(ival, &ref))
+		return 0; /* a damaged reference frees nothing it could name */
+	return edit_add_garbage(e, ref.file, blob_record_size(ukey.len, ref.size));
+}
+
+/* With mu held: records blob file number in the manifest. A failed manifest
+ * write stops the database (its tail is unknown). */
+static int record_blob(struct cairn_db *db, uint64_t number, uint64_t size, int sealed,
+                       uint64_t garbage, int del, char *err, size_t errlen)
+{
+	struct version_edit e;
+	edit_init(&e);
+	int r = del ? edit_delete_blob(&e, number) : edit_add_blob(&e, number, size, sealed);
+	if (!r && garbage)
+		r = edit_add_garbage(&e, number, garbage);
+	if (!r)
+		r = vset_log_and_apply(db->vs, &e, err, errlen);
+	edit_free(&e);
+	if (r && r != CAIRN_EINVAL && r != CAIRN_ENOMEM) {
+		char msg[600];
+		fmt_msg(msg, sizeof(msg), "manifest write for blob file %06llu failed: %s",
+		        (unsigned long long)number, err);
+		db_set_bg_error(db, r, msg);
+	}
+	return r;
+}
+
+/* ---- the shared blob file (blob_mu held) ---- */
+
+static int seal_active(struct cairn_db *db)
+{
+	struct blob_writer *w = db->blob_active;
+	if (!w)
+		return 0;
+	db->blob_active = NULL;
+	__atomic_store_n(&db->blob_active_size, 0, __ATOMIC_RELAXED);
+	/* every record was synced when it was written: good_size is durable */
+	uint64_t n = blob_writer_number(w), size = blob_writer_good_size(w);
+	blob_writer_close(w);
+	char err[512] = "";
+	pthread_mutex_lock(&db->mu);
+	int r = db->bg_error ? CAIRN_EFAILED : record_blob(db, n, size, 1, 0, 0, err, sizeof(err));
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+/* Creates a blob file: numbered, created, header synced, directory entry
+ * synced. It stays a pending output until the caller records it. */
+static int create_file(struct cairn_db *db, uint64_t *number, struct blob_writer **wp)
+{
+	char path[4096];
+	*wp = NULL;
+	pthread_mutex_lock(&db->mu);
+	int r = db->bg_error ? CAIRN_EFAILED : 0;
+	if (r)
+		db_err(db, r, "writes stopped: %s", db->bg_errmsg);
+	if (!r) {
+		*number = vset_new_file_number(db->vs);
+		r = db_pending_add(db, *number);
+	}
+	pthread_mutex_unlock(&db->mu);
+	if (r)
+		return r;
+	blob_file_name(path, sizeof(path), db->dir, *number);
+	r = blob_writer_create(db->env, path, *number, wp);
+	if (!r)
+		r = blob_writer_sync(*wp);
+	if (!r)
+		r = env_sync_dir(db->env, db->dir);
+	if (r) {
+		char detail[256];
+		io_detail(db, detail, sizeof(detail), r);
+		db_err(db, r, "cannot create blob file '%s': %s", path, detail);
+		blob_writer_close(*wp);
+		*wp = NULL;
+		env_unlink(db->env, path);
+		pthread_mutex_lock(&db->mu);
+		db_pending_remove(db, *number);
+		pthread_mutex_unlock(&db->mu);
+	}
+	return r;
+}
+
+static int open_active(struct cairn_db *db)
+{
+	struct blob_writer *w;
+	uint64_t n;
+	char err[512] = "";
+	int r = create_file(db, &n, &w);
+	if (r)
+		return r;
+	pthread_mutex_lock(&db->mu);
+	r = record_blob(db, n, BLOB_FILE_HEADER, 0, 0, 0, err, sizeof(err));
+	db_pending_remove(db, n);
+	pthread_mutex_unlock(&db->mu);
+	if (r) {
+		char path[4096];
+		blob_writer_close(w);
+		blob_file_name(path, sizeof(path), db->dir, n);
+		env_unlink(db->env, path);
+		return db_err(db, r, "cannot record blob file %06llu: %s", (unsigned long long)n,
+		              err);
+	}
+	db->blob_active = w;
+	return 0;
+}
+
+/* Appends one value as a record of the shared file and syncs it. */
+static int append_value(struct cairn_db *db, struct slice key, struct slice val,
+                        struct blob_ref *ref)
+{
+	int r = 0;
+	if (db->blob_active && blob_writer_size(db->blob_active) >= db->opts.blob_file_size)
+		r = seal_active(db);
+	if (!r && !db->blob_active)
+		r = open_active(db);
+	if (r)
+		return r;
+	struct blob_writer *w = db->blob_active;
+	r = blob_writer_begin(w, key);
+	if (!r)
+		r = blob_writer_append(w, val.data, val.len);
+	if (!r)
+		r = blob_writer_end(w, ref);
+	if (!r)
+		r = blob_writer_sync(w);
+	if (r) {
+		char detail[256];
+		io_detail(db, detail, sizeof(detail), r);
+		db_err(db, r, "blob file %06llu: write failed: %s",
+		       (unsigned long long)blob_writer_number(w), detail);
+		/* never append after a partial record: seal at the last good
+		 * one and start a new file next time */
+		seal_active(db);
+		return r;
+	}
+	__atomic_store_n(&db->blob_active_size, blob_writer_size(w), __ATOMIC_RELAXED);
+	return 0;
+}
+
+struct convert_ctx {
+	struct cairn_db *db;
+	struct cairn_batch *out;
+	int large; /* scan: a value goes to a blob */
+};
+
+static int find_large(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                      struct slice value, int64_t time_ns)
+{
+	struct convert_ctx *c = ctx;
+	(void)seq, (void)key, (void)time_ns;
+	if (type == TYPE_VALUE && value.len >= c->db->opts.blob_threshold) {
+		c->large = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int convert_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                         struct slice value, int64_t time_ns)
+{
+	struct convert_ctx *c = ctx;
+	(void)seq, (void)time_ns;
+	if (type == TYPE_DELETION)
+		return cairn_batch_delete(c->out, key.data, key.len);
+	if (value.len < c->db->opts.blob_threshold)
+		return cairn_batch_put(c->out, key.data, key.len, value.data, value.len);
+	struct blob_ref ref;
+	char enc[BLOB_REF_MAX];
+	struct buf b = {0};
+	int r = append_value(c->db, key, value, &ref);
+	if (!r)
+		r = blob_ref_encode(&ref, &b);
+	if (!r) {
+		memcpy(enc, b.data, b.len);
+		r = batch_put_blob(c->out, key, slice_make(enc, b.len));
+	}
+	buf_free(&b);
+	return r;
+}
+
+int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cairn_batch *priv,
+                    const struct cairn_batch **out)
+{
+	*out = b;
+	if (!db->opts.blob_threshold || !b->count)
+		return 0;
+	struct convert_ctx c = {.db = db, .out = priv};
+	int r = batch_iterate(buf_slice(&b->rep), find_large, &c);
+	if (r < 0)
+		return r;
+	if (!c.large)
+		return 0;
+	r = batch_init(priv);
+	if (r)
+		return r;
+	pthread_mutex_lock(&db->blob_mu);
+	r = batch_iterate(buf_slice(&b->rep), convert_entry, &c);
+	pthread_mutex_unlock(&db->blob_mu);
+	if (r) {
+		batch_destroy(priv);
+		return r;
+	}
+	priv->user_bytes = b->user_bytes;
+	*out = priv;
+	return 0;
+}
+
+int db_blob_seal_active(struct cairn_db *db)
+{
+	pthread_mutex_lock(&db->blob_mu);
+	int r = seal_active(db);
+	pthread_mutex_unlock(&db->blob_mu);
+	return r;
+}
+
+/* ---- reading ---- */
+
+int db_blob_read(struct cairn_db *db, struct slice key, struct slice ival, uint64_t off, void *buf,
+                 size_t len, size_t *got)
+{
+	char k[300], path[4096], err[512] = "";
+	struct blob_ref ref;
+	struct blob_reader *rd = NULL;
+	*got = 0;
+	fmt_key(k, sizeof(k), key);
+	if (db_blob_ref(ival, &ref))
+		return db_err(db, CAIRN_ECORRUPT, "key '%s': malformed blob reference", k);
+	blob_file_name(path, sizeof(path), db->dir, ref.file);
+	int r = blob_reader_open(db->env, path, &rd, err, sizeof(err));
+	if (r && env_exists(db->env, path) == 0)
+		return db_err(db, CAIRN_ECORRUPT, "key '%s': blob file %06llu.blob is missing", k,
+		              (unsigned long long)ref.file);
+	if (!r)
+		r = blob_read(rd, &ref, key, off, buf, len, got, err, sizeof(err));
+	blob_reader_close(rd);
+	if (r)
+		return db_err(db, r, "key '%s': %s", k, err);
+	return 0;
+}
+
+/* ---- open and close ---- */
+
+int db_blob_recover(struct cairn_db *db, char *err, size_t errlen)
+{
+	int n;
+	const struct blob_file_meta *files = vset_blob_files(db->vs, &n);
+	for (int i = 0; i < n; i++) {
+		if (files[i].sealed)
+			continue;
+		/* A crash left this file taking appends: its good part ends at
+		 * the last whole record (a torn one was never referred to). */
+		char path[4096], msg[512] = "";
+		struct blob_reader *rd;
+		uint64_t number = files[i].number, good = BLOB_FILE_HEADER;
+		blob_file_name(path, sizeof(path), db->dir, number);
+		int r = blob_reader_open(db->env, path, &rd, msg, sizeof(msg));
+		if (!r) {
+			r = blob_scan(rd, UINT64_MAX, 1, NULL, NULL, &good, msg, sizeof(msg));
+			blob_reader_close(rd);
+		}
+		if (r < 0) {
+			/* left unsealed: never collected, reads report the damage */
+			continue;
+		}
+		r = record_blob(db, number, good, 1, 0, 0, err, errlen);
+		if (r)
+			return r;
+		files = vset_blob_files(db->vs, &n); /* the array may have moved */
+	}
+	return 0;
+}
+
+void db_blob_free(struct cairn_db *db)
+{
+	blob_writer_close(db->blob_active);
+	db->blob_active = NULL;
+	free(db->zombies);
+	free(db->blob_gc_skip);
+}
+
+int db_blob_keep_file(struct cairn_db *db, uint64_t number)
+{
+	if (vset_find_blob(db->vs, number))
+		return 1;
+	for (size_t i = 0; i < db->npending; i++)
+		if (db->pending_outputs[i] == number)
+			return 1;
+	for (size_t i = 0; i < db->nzombies; i++)
+		if (db->zombies[i].number == number)
+			return 1;
+	return 0;
+}
+
+void db_blob_reap(struct cairn_db *db)
+{
+	if (!db->nzombies)
+		return;
+	uint64_t oldest = db_smallest_snapshot(db);
+	for (size_t i = 0; i < db->nzombies;) {
+		if (db->zombies[i].seq > oldest) {
+			i++;
+			continue;
+		}
+		char path[4096];
+		blob_file_name(path, sizeof(path), db->dir, db->zombies[i].number);
+		env_unlink(db->env, path);
+		db->zombies[i] = db->zombies[--db->nzombies];
+	}
+}
+
+/* ---- streams ---- */
+
+struct cairn_stream {
+	struct cairn_db *db;
+	struct blob_writer *w;
+	uint64_t number;
+	struct buf key;
+};
+
+static void stream_drop(struct cairn_stream *s, int unlink_file)
+{
+	struct cairn_db *db = s->db;
+	if (s->w)
+		blob_writer_close(s->w);
+	if (unlink_file) {
+		char path[4096];
+		blob_file_name(path, sizeof(path), db->dir, s->number);
+		env_unlink(db->env, path);
+	}
+	pthread_mutex_lock(&db->mu);
+	db_pending_remove(db, s->number);
+	pthread_mutex_unlock(&db->mu);
+	buf_free(&s->key);
+	free(s);
+}
+
+CAIRN_EXPORT int cairn_stream_new(struct cairn_db *db, const void *key, size_t klen,
+                                  struct cairn_stream **sp)
+{
+	if (!db || !sp || (!key && klen))
+		return CAIRN_EINVAL;
+	*sp = NULL;
+	if (db->opts.read_only)
+		return db_err(db, CAIRN_EREADONLY, "the database was opened read-only");
+	if (!db->opts.blob_threshold)
+		return db_err(db, CAIRN_ENOTSUP, "streams need blob files (blob_threshold is 0)");
+	if (klen > CAIRN_MAX_KEY_SIZE)
+		return db_err(db, CAIRN_ETOOBIG, "key of %zu bytes is over the limit of %u", klen,
+		              CAIRN_MAX_KEY_SIZE);
+	struct cairn_stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return CAIRN_ENOMEM;
+	s->db = db;
+	int r = buf_set(&s->key, key ? key : "", klen);
+	if (r) {
+		free(s);
+		return r;
+	}
+	r = create_file(db, &s->number, &s->w);
+	if (r) {
+		buf_free(&s->key);
+		free(s);
+		return r;
+	}
+	r = blob_writer_begin(s->w, buf_slice(&s->key));
+	if (r) {
+		stream_drop(s, 1);
+		return r;
+	}
+	*sp = s;
+	return 0;
+}
+
+CAIRN_EXPORT int cairn_stream_write(struct cairn_stream *s, const void *data, size_t len)
+{
+	if (!s || (!data && len))
+		return CAIRN_EINVAL;
+	int r = blob_writer_append(s->w, data, len);
+	if (r) {
+		char detail[256];
+		io_detail(s->db, detail, sizeof(detail), r);
+		db_err(s->db, r, "blob file %06llu: write failed: %s",
+		       (unsigned long long)s->number, detail);
+	}
+	return r;
+}
+
+CAIRN_EXPORT int cairn_stream_commit(struct cairn_stream *s, unsigned flags)
+{
+	if (!s)
+		return CAIRN_EINVAL;
+	struct cairn_db *db = s->db;
+	struct blob_ref ref;
+	struct buf enc = {0};
+	char err[512] = "";
+	int r = blob_writer_end(s->w, &ref);
+	if (!r)
+		r = blob_writer_sync(s->w);
+	uint64_t size = blob_writer_good_size(s->w);
+	if (r) {
+		char detail[256];
+		io_detail(db, detail, sizeof(detail), r);
+		db_err(db, r, "blob file %06llu: write failed: %s", (unsigned long long)s->number,
+		       detail);
+		stream_drop(s, 1);
+		return r;
+	}
+	blob_writer_close(s->w);
+	s->w = NULL;
+	pthread_mutex_lock(&db->mu);
+	r = db->bg_error ? CAIRN_EFAILED
+	                 : record_blob(db, s->number, size, 1, 0, 0, err, sizeof(err));
+	pthread_mutex_unlock(&db->mu);
+	if (r) {
+		db_err(db, r, "cannot record blob file %06llu: %s", (unsigned long long)s->number,
+		       err[0] ? err : "writes stopped");
+		pthread_mutex_lock(&db->mu);
+		int known = vset_find_blob(db->vs, s->number) != NULL;
+		pthread_mutex_unlock(&db->mu);
+		stream_drop(s, !known);
+		return r;
+	}
+	struct cairn_batch b;
+	r = batch_init(&b);
+	if (!r)
+		r = blob_ref_encode(&ref, &enc);
+	if (!r)
+		r = batch_put_blob(&b, buf_slice(&s->key), buf_slice(&enc));
+	if (!r) {
+		b.user_bytes = s->key.len + ref.size;
+		r = db_do_write(db, &b, flags, NULL);
+	}
+	if (r) {
+		/* the key never pointed at it: the whole file is garbage */
+		pthread_mutex_lock(&db->mu);
+		if (!db->bg_error)
+			record_blob(db, s->number, size, 1, size - BLOB_FILE_HEADER, 0, err,
+			            sizeof(err));
+		pthread_mutex_unlock(&db->mu);
+	}
+	batch_destroy(&b);
+	buf_free(&enc);
+	stream_drop(s, 0);
+	return r;
+}
+
+CAIRN_EXPORT void cairn_stream_abort(struct cairn_stream *s)
+{
+	if (s)
+		stream_drop(s, 1);
+}
+
+/* ---- garbage collection ---- */
+
+struct db_gc_filter {
+	struct cairn_db *db;
+	uint64_t old_file;
+	struct cairn_batch cand; /* key -> new reference, for every value copied */
+	uint64_t *old_offset;    /* per candidate: its record in the old file */
+	uint64_t *new_bytes;     /* per candidate: its record size in the new file */
+	size_t n, cap;
+	size_t at;              /* candidate being filtered */
+	struct cairn_batch out; /* what the leader decided to write */
+	uint64_t moved, rejected;
+	int err;
+};
+
+static int filter_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                        struct slice value, int64_t time_ns)
+{
+	struct db_gc_filter *f = ctx;
+	(void)seq, (void)type, (void)time_ns;
+	size_t i = f->at++;
+	struct buf ival = {0};
+	enum value_type cur;
+	struct blob_ref ref, nref;
+	int r = db_lookup_latest(f->db, key, &cur, &ival);
+	int keep = r == 0 && cur == TYPE_BLOB && db_blob_ref(buf_slice(&ival), &ref) == 0 &&
+	           ref.file == f->old_file && ref.offset == f->old_offset[i];
+	buf_free(&ival);
+	if (r && r != CAIRN_ENOTFOUND)
+		return r;
+	if (!keep) {
+		f->rejected += f->new_bytes[i]; /* a user write got there first */
+		return 0;
+	}
+	if (blob_ref_decode(value, &nref) == 0)
+		f->moved += nref.size;
+	return batch_put_blob(&f->out, key, value);
+}
+
+int db_blob_gc_filter(struct cairn_db *db, struct db_gc_filter *f, const struct cairn_batch **batch)
+{
+	(void)db;
+	f->at = 0;
+	f->moved = f->rejected = 0;
+	cairn_batch_clear(&f->out);
+	int r = batch_iterate(buf_slice(&f->cand.rep), filter_entry, f);
+	*batch = &f->out;
+	return r;
+}
+
+/* With mu held: the sealed file with the highest garbage share at or over
+ * the ratio (ties to the lower number), or 0. */
+static uint64_t gc_pick(struct cairn_db *db, uint64_t *sealed_size)
+{
+	int n;
+	const struct blob_file_meta *files = vset_blob_files(db->vs, &n);
+	uint64_t best = 0;
+	double best_share = 0;
+	for (int i = 0; i < n; i++) {
+		const struct blob_file_meta *b = &files[i];
+		if (!b->sealed || b->size <= BLOB_FILE_HEADER)
+			continue;
+		int skip = 0;
+		for (size_t j = 0; j < db->nblob_gc_skip; j++)
+			skip |= db->blob_gc_skip[j] == b->number;
+		double share = (double)b->garbage / (double)(b->size - BLOB_FILE_HEADER);
+		if (skip || share < db->opts.blob_gc_ratio || (best && share <= best_share))
+			continue;
+		best = b->number;
+		best_share = share;
+		*sealed_size = b->size;
+	}
+	return best;
+}
+
+int db_blob_gc_due(struct cairn_db *db)
+{
+	uint64_t size;
+	return !db->opts.read_only && db->opts.blob_threshold && !db->bg_error &&
+	       !db->blob_gc_running && gc_pick(db, &size) != 0;
+}
+
+struct gc_run {
+	struct cairn_db *db;
+	struct blob_reader *rd;
+	struct db_gc_filter f;
+	struct blob_writer *out;
+	uint64_t out_number;
+	char *copy;
+	char err[512];
+};
+
+static int gc_push(struct gc_run *g, struct slice key, const struct blob_ref *nref,
+                   uint64_t old_offset)
+{
+	struct db_gc_filter *f = &g->f;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		uint64_t *a = realloc(f->old_offset, cap * sizeof(*a));
+		if (a)
+			f->old_offset = a;
+		uint64_t *b = a ? realloc(f->new_bytes, cap * sizeof(*b)) : NULL;
+		if (!b)
+			return CAIRN_ENOMEM;
+		f->new_bytes = b;
+		f->cap = cap;
+	}
+	struct buf enc = {0};
+	int r = blob_ref_encode(nref, &enc);
+	if (!r)
+		r = batch_put_blob(&f->cand, key, buf_slice(&enc));
+	buf_free(&enc);
+	if (r)
+		return r;
+	f->old_offset[f->n] = old_offset;
+	f->new_bytes[f->n] = blob_record_size(key.len, nref->size);
+	f->n++;
+	return 0;
+}
+
+/* Copies the value of one live record into the output file. */
+static int gc_copy(struct gc_run *g, struct slice key, const struct blob_ref *ref, int64_t time_ns)
+{
+	struct cairn_db *db = g->db;
+	int r = 0;
+	if (!g->out)
+		r = create_file(db, &g->out_number, &g->out);
+	if (!r)
+		r = blob_writer_begin(g->out, key);
+	for (uint64_t off = 0; !r && off < ref->size;) {
+		size_t got = 0;
+		r = blob_read(g->rd, ref, key, off, g->copy, GC_COPY_BUF, &got, g->err,
+		              sizeof(g->err));
+		if (!r && got == 0)
+			r = CAIRN_ECORRUPT;
+		if (!r)
+			r = blob_writer_append(g->out, g->copy, got);
+		off += got;
+	}
+	struct blob_ref nref;
+	if (!r)
+		r = blob_writer_end(g->out, &nref);
+	if (r)
+		return r;
+	nref.has_time = 1;
+	nref.time_ns = time_ns;
+	return gc_push(g, key, &nref, ref->offset);
+}
+
+static int gc_record(void *ctx, const struct blob_record *rec)
+{
+	struct gc_run *g = ctx;
+	struct buf ival = {0};
+	enum value_type type;
+	struct blob_ref ref;
+	int r = db_lookup_latest(g->db, rec->key, &type, &ival);
+	if (r == CAIRN_ENOTFOUND) {
+		r = 0;
+	} else if (!r && type == TYPE_BLOB && db_blob_ref(buf_slice(&ival), &ref) == 0 &&
+	           ref.file == g->f.old_file && ref.offset == rec->offset &&
+	           ref.size == rec->size) {
+		r = gc_copy(g, rec->key, &ref, db_blob_time(buf_slice(&ival)));
+	}
+	buf_free(&ival);
+	return r;
+}
+
+/* Collects file number (sealed, size bytes). Runs without mu. */
+static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size)
+{
+	struct gc_run g = {.db = db};
+	char path[4096];
+	int r = batch_init(&g.f.cand);
+	if (!r)
+		r = batch_init(&g.f.out);
+	g.f.db = db;
+	g.f.old_file = number;
+	g.copy = malloc(GC_COPY_BUF);
+	if (!r && !g.copy)
+		r = CAIRN_ENOMEM;
+	blob_file_name(path, sizeof(path), db->dir, number);
+	if (!r)
+		r = blob_reader_open(db->env, path, &g.rd, g.err, sizeof(g.err));
+	if (!r) {
+		r = blob_scan(g.rd, size, 0, gc_record, &g, NULL, g.err, sizeof(g.err));
+		if (r == BLOB_SCAN_TORN)
+			r = 0; /* past the last whole record nothing was referred to */
+	}
+	uint64_t out_size = 0;
+	if (!r && g.out) {
+		r = blob_writer_sync(g.out);
+		out_size = blob_writer_good_size(g.out);
+	}
+	blob_writer_close(g.out);
+	g.out = NULL;
+	int recorded = 0;
+	pthread_mutex_lock(&db->mu);
+	if (!r && g.out_number) {
+		r = record_blob(db, g.out_number, out_size, 1, 0, 0, g.err, sizeof(g.err));
+		recorded = r == 0;
+	}
+	if (g.out_number)
+		db_pending_remove(db, g.out_number);
+	pthread_mutex_unlock(&db->mu);
+	if (r && g.out_number && !recorded) {
+		char opath[4096];
+		blob_file_name(opath, sizeof(opath), db->dir, g.out_number);
+		env_unlink(db->env, opath);
+	}
+	if (!r && g.f.n)
+		r = db_do_write(db, &g.f.cand, CAIRN_SYNC | DB_GC, &g.f);
+	pthread_mutex_lock(&db->mu);
+	if (!r) {
+		struct version_edit e;
+		edit_init(&e);
+		r = edit_delete_blob(&e, number);
+		if (!r && g.f.rejected)
+			r = edit_add_garbage(&e, g.out_number, g.f.rejected);
+		if (!r)
+			r = vset_log_and_apply(db->vs, &e, g.err, sizeof(g.err));
+		edit_free(&e);
+		if (r && r != CAIRN_EINVAL && r != CAIRN_ENOMEM)
+			db_set_bg_error(db, r, g.err);
+	} else if (recorded && !db->bg_error) {
+		/* nothing refers to the copy: all of it is garbage */
+		char e2[256];
+		record_blob(db, g.out_number, out_size, 1, out_size - BLOB_FILE_HEADER, 0, e2,
+		            sizeof(e2));
+	}
+	if (!r) {
+		if (db->nzombies == db->cap_zombies) {
+			size_t cap = db->cap_zombies ? db->cap_zombies * 2 : 8;
+			struct db_blob_zombie *z = realloc(db->zombies, cap * sizeof(*z));
+			if (z) {
+				db->zombies = z;
+				db->cap_zombies = cap;
+			}
+		}
+		if (db->nzombies < db->cap_zombies) {
+			db->zombies[db->nzombies].number = number;
+			db->zombies[db->nzombies].seq = vset_last_sequence(db->vs);
+			db->nzombies++;
+		} /* else: no room to wait; the next open deletes it */
+		atomic_fetch_add(&db->st.blob_collections, 1);
+		atomic_fetch_add(&db->st.blob_bytes_moved, g.f.moved);
+	} else {
+		db_err(db, r, "collection of blob file %06llu failed: %s",
+		       (unsigned long long)number, g.err[0] ? g.err : cairn_strerror(r));
+	}
+	pthread_mutex_unlock(&db->mu);
+	blob_reader_close(g.rd);
+	batch_destroy(&g.f.cand);
+	batch_destroy(&g.f.out);
+	free(g.f.old_offset);
+	free(g.f.new_bytes);
+	free(g.copy);
+	return r;
+}
+
+int db_blob_collect(struct cairn_db *db, int all)
+{
+	int done = 0;
+	while (db_blob_gc_due(db) && !db->shutting_down) {
+		uint64_t size = 0, number = gc_pick(db, &size);
+		db->blob_gc_running = 1;
+		pthread_mutex_unlock(&db->mu);
+		int r = gc_one(db, number, size);
+		pthread_mutex_lock(&db->mu);
+		db->blob_gc_running = 0;
+		if (r) {
+			/* do not spin on a damaged file: it waits for a reopen */
+			uint64_t *p =
+			        realloc(db->blob_gc_skip, (db->nblob_gc_skip + 1) * sizeof(*p));
+			if (p) {
+				db->blob_gc_skip = p;
+				p[db->nblob_gc_skip++] = number;
+			}
+			break;
+		}
+		done = 1;
+		if (!all)
+			break;
+	}
+	db_blob_reap(db);
+	pthread_cond_broadcast(&db->bg_cv);
+	return done;
+}
