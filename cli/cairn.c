@@ -351,54 +351,65 @@ static int cmd_get(struct ctx *c, int argc, char **argv)
 
 static const char put_help[] =
         "Stores VALUE under KEY, replacing any value it had. Without VALUE the value\n"
-        "is read from standard input, so binary and large values (up to 64 MiB) can\n"
-        "be piped in. Creates the database when it does not exist.\n\n"
+        "is read from standard input and streamed into the database, so binary values\n"
+        "of any size can be piped in with bounded memory (a value over 64 KiB goes to\n"
+        "a blob file). Creates the database when it does not exist.\n\n"
         "  -x, --escapes  KEY and VALUE hold escapes (\\xNN, \\\\, \\n, \\t, \\r, \\0)\n"
         "  -h, --help     show this help\n";
 
-/* Reads all of standard input, up to the value size limit. */
-static int read_stdin(const struct ctx *c, char **out, size_t *outlen)
+/* Puts standard input as the value of k. A value that ends within the first
+ * STREAM_AFTER bytes is one cairn_put; a longer one goes through a stream
+ * (cairn_stream_*), read and written a chunk at a time. */
+#define STREAM_AFTER (64u << 10)
+
+static int put_stdin(struct ctx *c, struct cairn_db *db, const struct arg_bytes *k)
 {
-	size_t len = 0, cap = 0;
-	char *buf = NULL;
-	struct progress p;
-	progress_init(&p, "put", 0);
-	for (;;) {
-		if (cap - len < READ_CHUNK) {
-			size_t ncap = cap ? 2 * cap : READ_CHUNK;
-			if (ncap > (size_t)CAIRN_MAX_VALUE_SIZE + READ_CHUNK)
-				ncap = (size_t)CAIRN_MAX_VALUE_SIZE + READ_CHUNK;
-			char *n = realloc(buf, ncap);
-			if (!n) {
-				free(buf);
-				progress_finish(&p);
-				return fail(c, EXIT_FAIL, "out of memory reading standard input");
-			}
-			buf = n;
-			cap = ncap;
-		}
-		size_t got = fread(buf + len, 1, cap - len, stdin);
-		len += got;
-		progress_update(&p, len, 0);
-		if (len > CAIRN_MAX_VALUE_SIZE) {
-			free(buf);
-			progress_finish(&p);
-			return fail(c, EXIT_FAIL,
-			            "the value on standard input is larger than %u "
-			            "bytes (CAIRN_MAX_VALUE_SIZE)",
-			            CAIRN_MAX_VALUE_SIZE);
-		}
+	char *buf = malloc(READ_CHUNK);
+	if (!buf)
+		return fail(c, EXIT_FAIL, "out of memory reading standard input");
+	size_t len = 0;
+	while (len < STREAM_AFTER) {
+		size_t got = fread(buf + len, 1, STREAM_AFTER - len, stdin);
 		if (got == 0)
 			break;
+		len += got;
 	}
-	progress_finish(&p);
+	int r = 0, code = 0;
 	if (ferror(stdin)) {
 		free(buf);
 		return fail(c, EXIT_FAIL, "reading standard input: %s", strerror(errno));
 	}
-	*out = buf;
-	*outlen = len;
-	return EXIT_OK;
+	if (len < STREAM_AFTER) {
+		r = cairn_put(db, k->data, k->len, buf, len, 0);
+		free(buf);
+		return r ? fail_db(c, db, r, "put") : 0;
+	}
+	struct cairn_stream *st = NULL;
+	struct progress p;
+	uint64_t total = 0;
+	progress_init(&p, "put", 0);
+	r = cairn_stream_new(db, k->data, k->len, &st);
+	while (!r && len > 0) {
+		r = cairn_stream_write(st, buf, len);
+		total += len;
+		progress_update(&p, total, 0);
+		len = fread(buf, 1, READ_CHUNK, stdin);
+	}
+	progress_finish(&p);
+	if (!r && ferror(stdin)) {
+		cairn_stream_abort(st);
+		free(buf);
+		return fail(c, EXIT_FAIL, "reading standard input: %s; nothing was written",
+		            strerror(errno));
+	}
+	if (r) {
+		cairn_stream_abort(st);
+		code = fail_db(c, db, r, "put");
+	} else if ((r = cairn_stream_commit(st, 0)) != 0) {
+		code = fail_db(c, db, r, "put");
+	}
+	free(buf);
+	return code;
 }
 
 static int cmd_put(struct ctx *c, int argc, char **argv)
@@ -410,10 +421,15 @@ static int cmd_put(struct ctx *c, int argc, char **argv)
 		return code;
 	if ((code = arg_decode(c, "KEY", argv[optind], &k)))
 		return code;
-	if (optind + 1 < argc)
+	if (optind + 1 < argc) {
 		code = arg_decode(c, "VALUE", argv[optind + 1], &v);
-	else if (!(code = read_stdin(c, &v.data, &v.len)))
-		v.owned = 1;
+	} else {
+		/* Standard input streams: memory stays bounded whatever its size. */
+		if (!(code = open_db(c, OPEN_WRITE, &db, NULL, 0, NULL)))
+			code = close_db(c, db, put_stdin(c, db, &k));
+		arg_free(&k);
+		return code;
+	}
 	if (!code)
 		code = open_db(c, OPEN_WRITE, &db, NULL, 0, NULL);
 	if (!code) {
