@@ -47,6 +47,7 @@
 #define CFS_INO_CTLDIR 2
 #define CFS_INO_CTL0   3 /* CFS_INO_CTL0 + enum ctl_file */
 #define CFS_INO_FIRST  16
+#define CFS_INO_SNAP0  (1ull << 62) /* statistics snapshots: CFS_INO_SNAP0 + n */
 #define CFS_CTL_NAME   ".cairn"
 
 #define CFS_MAX_WRITE (1024 * 1024)
@@ -71,20 +72,6 @@ struct cfs_table {
 	size_t count;
 };
 
-struct cairnfs {
-	struct cairnfs_config cfg;
-	char *dbdir;
-	struct cairn_db *db;
-	struct fuse_session *se;
-	pthread_mutex_t mu;
-	struct cfs_table by_name, by_ino;
-	struct cfs_node root;
-	uint64_t next_ino;
-	size_t buffered;
-	int64_t start_ns;
-	struct cairnfs_counters cnt;
-};
-
 /* A directory handle: the listing, built on the first readdir. */
 struct cfs_dent {
 	size_t name_off;
@@ -99,6 +86,40 @@ struct cfs_dir {
 	size_t n, cap;
 	int built;
 	int err;
+};
+
+struct cairnfs {
+	struct cairnfs_config cfg;
+	char *dbdir;
+	struct cairn_db *db;
+	struct fuse_session *se;
+	pthread_mutex_t mu;
+	struct cfs_table by_name, by_ino;
+	struct cfs_node root;
+	uint64_t next_ino;
+	size_t buffered;
+	int64_t start_ns;
+	uint64_t next_snap;
+	uint64_t wgen;         /* writes so far: a listing older than this is stale */
+	struct cfs_dir lcache; /* the listing of lcache_ino, when opendir is off */
+	fuse_ino_t lcache_ino;
+	uint64_t lcache_gen;
+	int any_xattr;            /* some "\0x" key may exist: unlink must look */
+	struct cfs_ctlsnap *ctls; /* rendered statistics files the kernel holds */
+	struct cairnfs_counters cnt;
+};
+
+/* A statistics file as rendered at one lookup. Each lookup of a statistics
+ * file gets a fresh inode number and a fresh rendering, and the entry is not
+ * cached, so every open(2) sees new figures while a read(2) loop sees one
+ * snapshot: with open answered ENOSYS there is no open to render at. */
+struct cfs_ctlsnap {
+	struct cfs_ctlsnap *next;
+	uint64_t ino;
+	uint64_t nlookup;
+	int which;
+	char *buf;
+	size_t len;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -548,6 +569,7 @@ static int cfs_write_batch(struct cairnfs *fs, struct cairn_batch *b, int toobig
 {
 	int rc = cairn_write(fs->db, b, 0);
 
+	fs->wgen++;
 	if (rc)
 		cfs_log_engine(fs, "write", rc);
 	return -cfs_errno(rc, toobig);
@@ -557,12 +579,42 @@ static int cfs_write_batch(struct cairnfs *fs, struct cairn_batch *b, int toobig
 
 static int cfs_is_ctl(fuse_ino_t ino)
 {
-	return ino >= CFS_INO_CTLDIR && ino < CFS_INO_CTL0 + CTL_NFILES;
+	return (ino >= CFS_INO_CTLDIR && ino < CFS_INO_CTL0 + CTL_NFILES) || ino >= CFS_INO_SNAP0;
 }
 
+/* The snapshot of a statistics inode, under fs->mu. */
+static struct cfs_ctlsnap *cfs_snap_get(struct cairnfs *fs, fuse_ino_t ino)
+{
+	struct cfs_ctlsnap *c = fs->ctls;
+
+	while (c && c->ino != ino)
+		c = c->next;
+	return c;
+}
+
+/* Drops nlookup lookups of a snapshot inode, under fs->mu. */
+static void cfs_snap_forget(struct cairnfs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct cfs_ctlsnap **pp = &fs->ctls, *c;
+
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	c = *pp;
+	if (!c)
+		return;
+	c->nlookup = c->nlookup > nlookup ? c->nlookup - nlookup : 0;
+	if (c->nlookup)
+		return;
+	*pp = c->next;
+	free(c->buf);
+	free(c);
+}
+
+/* stat of a control inode, under fs->mu. */
 static void cfs_ctl_stat(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 {
 	struct meta_defaults d = cfs_defaults(fs);
+	struct cfs_ctlsnap *c = ino >= CFS_INO_SNAP0 ? cfs_snap_get(fs, ino) : NULL;
 	struct meta_probe p;
 
 	memset(&p, 0, sizeof(p));
@@ -575,6 +627,10 @@ static void cfs_ctl_stat(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 		st->st_mode = S_IFREG | 0200;
 	else
 		st->st_mode = S_IFREG | 0444;
+	if (c) {
+		st->st_size = (off_t)c->len;
+		st->st_mtim.tv_sec = cfs_now() / 1000000000;
+	}
 }
 
 static int cfs_ctl_lookup(const char *name)
@@ -586,6 +642,33 @@ static int cfs_ctl_lookup(const char *name)
 }
 
 /* ---- entries ------------------------------------------------------------- */
+
+/* Renders a statistics file into a fresh snapshot inode, named in *e; its
+ * entry and attributes are not cached, so the next open looks it up anew. */
+static int cfs_snap_new(struct cairnfs *fs, int which, struct fuse_entry_param *e)
+{
+	struct cfs_ctlsnap *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	rc = ctl_render(fs, which, &c->buf, &c->len); /* takes fs->mu itself */
+	if (rc) {
+		free(c);
+		return rc;
+	}
+	c->which = which;
+	c->nlookup = 1;
+	pthread_mutex_lock(&fs->mu);
+	c->ino = CFS_INO_SNAP0 + fs->next_snap++;
+	c->next = fs->ctls;
+	fs->ctls = c;
+	pthread_mutex_unlock(&fs->mu);
+	e->ino = c->ino;
+	e->entry_timeout = 0;
+	e->attr_timeout = 0;
+	return 0;
+}
 
 static void cfs_entry_init(struct cairnfs *fs, struct fuse_entry_param *e)
 {
@@ -647,8 +730,17 @@ static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (parent == CFS_INO_CTLDIR || (parent == CFS_INO_ROOT && !strcmp(name, CFS_CTL_NAME))) {
 		e.ino = parent == CFS_INO_CTLDIR ? (fuse_ino_t)cfs_ctl_lookup(name)
 		                                 : CFS_INO_CTLDIR;
+		rc = 0;
+		if (e.ino >= CFS_INO_CTL0 && e.ino != CFS_INO_CTL0 + CTL_CONTROL)
+			rc = cfs_snap_new(fs, (int)(e.ino - CFS_INO_CTL0), &e);
+		if (rc) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		pthread_mutex_lock(&fs->mu);
 		if (e.ino)
 			cfs_ctl_stat(fs, e.ino, &e.attr);
+		pthread_mutex_unlock(&fs->mu);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -681,8 +773,13 @@ err:
 
 static void cfs_forget_one(struct cairnfs *fs, fuse_ino_t ino, uint64_t nlookup)
 {
-	struct cfs_node *n = cfs_node_get(fs, ino);
+	struct cfs_node *n;
 
+	if (ino >= CFS_INO_SNAP0) {
+		cfs_snap_forget(fs, ino, nlookup);
+		return;
+	}
+	n = cfs_node_get(fs, ino);
 	if (!n || n == &fs->root)
 		return;
 	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
@@ -726,7 +823,7 @@ static int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 	if (!n)
 		return -ENOENT;
 	rc = cfs_node_path(fs, n, path, &plen);
-	if (rc == -ENOENT && n->nopen) {
+	if (rc == -ENOENT && (n->nopen || !fs->cfg.open)) {
 		/* unlinked but still open: an empty file with no links */
 		memset(st, 0, sizeof(*st));
 		st->st_mode = S_IFREG | 0600;
@@ -1502,51 +1599,33 @@ static void cfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
 
 /* ---- open files ------------------------------------------------------------ */
 
-struct cfs_ctlfh {
-	char *buf;
-	size_t len;
-};
-
+/* Only reached with cfg.open set (the "open" lever off): the statistics
+ * files are then read with direct I/O, their inode's snapshot taken at lookup. */
 static void cfs_open_ctl(fuse_req_t req, struct cairnfs *fs, fuse_ino_t ino,
                          struct fuse_file_info *fi)
 {
-	int which = (int)(ino - CFS_INO_CTL0);
-	struct cfs_ctlfh *h;
-	int rc;
-
 	fi->direct_io = 1;
+	fi->fh = 0;
 	if (ino == CFS_INO_CTLDIR) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (which == CTL_CONTROL) {
+	if (ino == CFS_INO_CTL0 + CTL_CONTROL) {
 		if (fs->cfg.read_only && (fi->flags & O_ACCMODE) != O_RDONLY) {
 			fuse_reply_err(req, EROFS);
 			return;
 		}
-		fi->fh = 0;
-		fuse_reply_open(req, fi);
-		return;
-	}
-	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+	} else if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	rc = ctl_render(fs, which, &h->buf, &h->len);
-	if (rc) {
-		free(h);
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	fi->fh = (uint64_t)(uintptr_t)h;
 	fuse_reply_open(req, fi);
 }
 
+/* Answered ENOSYS by default: the kernel then never sends open or release
+ * for an existing file (only create does), keeps its pages cached and
+ * handles O_TRUNC with a setattr. Nothing needs per-open state: the write
+ * buffer hangs on the node and is committed by the writes themselves. */
 static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cairnfs *fs = cfs_of(req);
@@ -1555,6 +1634,10 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	size_t plen;
 	int rc = 0;
 
+	if (!fs->cfg.open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (cfs_is_ctl(ino)) {
 		cfs_open_ctl(req, fs, ino, fi);
 		return;
@@ -1584,17 +1667,25 @@ static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
-static void cfs_read_ctl(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
+static void cfs_read_ctl(fuse_req_t req, struct cairnfs *fs, fuse_ino_t ino, size_t size, off_t off)
 {
-	struct cfs_ctlfh *h = (struct cfs_ctlfh *)(uintptr_t)fi->fh;
+	struct cfs_ctlsnap *c;
+	char *buf = NULL;
+	size_t got = 0;
 
-	if (!h || (uint64_t)off >= h->len) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
+	pthread_mutex_lock(&fs->mu);
+	c = cfs_snap_get(fs, ino);
+	if (c && off >= 0 && (uint64_t)off < c->len) {
+		got = c->len - (size_t)off < size ? c->len - (size_t)off : size;
+		buf = malloc(got);
+		if (buf)
+			memcpy(buf, c->buf + off, got);
+		else
+			got = 0;
 	}
-	if (size > h->len - (size_t)off)
-		size = h->len - (size_t)off;
-	fuse_reply_buf(req, h->buf + off, size);
+	pthread_mutex_unlock(&fs->mu);
+	fuse_reply_buf(req, buf, got);
+	free(buf);
 }
 
 static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1607,8 +1698,9 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 	int rc;
 
+	(void)fi;
 	if (cfs_is_ctl(ino)) {
-		cfs_read_ctl(req, size, off, fi);
+		cfs_read_ctl(req, fs, ino, size, off);
 		return;
 	}
 	buf = malloc(size ? size : 1);
@@ -1639,6 +1731,19 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else
 		fuse_reply_buf(req, buf, got);
 	free(buf);
+}
+
+/* Whether a write commits at once. With flush answered ENOSYS the daemon
+ * never hears of close(2), and with open answered ENOSYS it hears release
+ * only for files it created; so a write commits when no release will come
+ * (no create handle is open; each write is then a read-modify-write of the
+ * whole value until extents land), and otherwise when the buffer fills, at
+ * fsync and at the release of the create handle (sent just after close). */
+static int cfs_commit_now(struct cairnfs *fs, struct cfs_node *n)
+{
+	if (n->wb->bytes >= fs->cfg.write_buffer || fs->buffered >= fs->cfg.write_buffer_total)
+		return 1;
+	return !fs->cfg.flush && !n->nopen;
 }
 
 static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -1683,8 +1788,7 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		rc = wbuf_write(n->wb, (uint64_t)off, buf, size);
 		fs->buffered += n->wb->bytes - before;
 	}
-	if (!rc &&
-	    (n->wb->bytes >= fs->cfg.write_buffer || fs->buffered >= fs->cfg.write_buffer_total))
+	if (!rc && cfs_commit_now(fs, n))
 		rc = cfs_commit(fs, n);
 	pthread_mutex_unlock(&fs->mu);
 	if (rc)
@@ -1700,6 +1804,10 @@ static void cfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = 0;
 
 	(void)fi;
+	if (!fs->cfg.flush) {
+		fuse_reply_err(req, ENOSYS); /* the writes commit themselves */
+		return;
+	}
 	pthread_mutex_lock(&fs->mu);
 	n = cfs_node_get(fs, ino);
 	if (n && n->wb && n->wb->dirty)
@@ -1713,12 +1821,8 @@ static void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct cairnfs *fs = cfs_of(req);
 	struct cfs_node *n;
 
+	(void)fi;
 	if (cfs_is_ctl(ino)) {
-		struct cfs_ctlfh *h = (struct cfs_ctlfh *)(uintptr_t)fi->fh;
-
-		if (h)
-			free(h->buf);
-		free(h);
 		fuse_reply_err(req, 0);
 		return;
 	}
@@ -1961,10 +2065,17 @@ static int cfs_dir_build(struct cairnfs *fs, fuse_ino_t ino, struct cfs_dir *d)
 	return 0;
 }
 
+/* Answered ENOSYS by default (the kernel then caches listings and sends no
+ * opendir/releasedir); readdir builds the listing at offset 0 instead. */
 static void cfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cfs_dir *d = calloc(1, sizeof(*d));
+	struct cfs_dir *d;
 
+	if (!cfs_of(req)->cfg.open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	d = calloc(1, sizeof(*d));
 	if (!d) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -2048,6 +2159,15 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		return;
 	}
 	pthread_mutex_lock(&fs->mu);
+	if (!d) {
+		/* no opendir: one listing kept for the directory being read, built
+		 * again at offset 0 or when anything was written since */
+		d = &fs->lcache;
+		if (off > 0 && (fs->lcache_ino != ino || fs->lcache_gen != fs->wgen))
+			d->built = 0;
+		fs->lcache_ino = ino;
+		fs->lcache_gen = fs->wgen;
+	}
 	if (off == 0 || !d->built) {
 		rc = cfs_dir_build(fs, ino, d);
 		d->built = !rc;
@@ -2323,6 +2443,9 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	if (fs->cfg.readdirplus == 2 && conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
 		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+	/* without open the kernel would truncate O_TRUNC opens on its own */
+	if (!fs->cfg.open)
+		conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->max_write = CFS_MAX_WRITE;
 	conn->time_gran = 1;
 }
@@ -2389,6 +2512,8 @@ void cairnfs_config_init(struct cairnfs_config *cfg)
 	cfg->timeout = 1e6;
 	cfg->writeback = 1;
 	cfg->readdirplus = 2;
+	cfg->open = 1;
+	cfg->flush = 1;
 	cfg->uid = getuid();
 	cfg->gid = getgid();
 }
@@ -2461,6 +2586,15 @@ int cairnfs_close(struct cairnfs *fs)
 	}
 	free(fs->by_ino.b);
 	free(fs->by_name.b);
+	free(fs->lcache.names);
+	free(fs->lcache.d);
+	while (fs->ctls) {
+		struct cfs_ctlsnap *c = fs->ctls;
+
+		fs->ctls = c->next;
+		free(c->buf);
+		free(c);
+	}
 	rc2 = cairn_close(fs->db);
 	if (rc2 && !rc)
 		rc = -cfs_errno(rc2, EIO);

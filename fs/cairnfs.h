@@ -35,6 +35,8 @@ struct cairnfs_config {
 	double timeout;            /* -o timeout=SECONDS: entry/attr/negative cache */
 	int writeback;             /* -o writeback=0|1: kernel writeback cache */
 	int readdirplus;           /* -o readdirplus=no|yes|auto: 0, 1, 2 */
+	int open;                  /* -o open=0: answer open/opendir ENOSYS (default 1) */
+	int flush;                 /* -o flush=0: writes commit, flush ENOSYS (default 1) */
 	uid_t uid;                 /* owner shown for keys without metadata */
 	gid_t gid;
 };

@@ -49,6 +49,8 @@ enum {
 	K_TIMEOUT,
 	K_WRITEBACK,
 	K_READDIRPLUS,
+	K_OPEN,
+	K_FLUSH,
 };
 
 static const struct fuse_opt main_fuse_opts[] = {
@@ -64,6 +66,8 @@ static const struct fuse_opt main_fuse_opts[] = {
         FUSE_OPT_KEY("timeout=", K_TIMEOUT),
         FUSE_OPT_KEY("writeback=", K_WRITEBACK),
         FUSE_OPT_KEY("readdirplus=", K_READDIRPLUS),
+        FUSE_OPT_KEY("open=", K_OPEN),
+        FUSE_OPT_KEY("flush=", K_FLUSH),
         FUSE_OPT_END,
 };
 
@@ -84,6 +88,8 @@ static void main_usage(const char *prog)
 	       "    -o timeout=SECONDS          kernel entry/attribute cache time (default 1e6)\n"
 	       "    -o writeback=0|1            kernel writeback cache (default 1)\n"
 	       "    -o readdirplus=no|yes|auto  attributes with listings (default auto)\n"
+	       "    -o open=0|1                 0: answer open/opendir ENOSYS (default 1)\n"
+	       "    -o flush=0|1                0: writes commit, no flush (default 1)\n"
 	       "SIZE takes a K, M or G suffix (powers of 1024).\n\n",
 	       prog);
 }
@@ -161,6 +167,10 @@ static int main_value(struct main_opts *m, int key, const char *val)
 	case K_TIMEOUT:
 		c->timeout = strtod(val, &end);
 		return *end || end == val || c->timeout < 0 ? -1 : 0;
+	case K_OPEN:
+		return main_int(val, &c->open) || c->open > 1 ? -1 : 0;
+	case K_FLUSH:
+		return main_int(val, &c->flush) || c->flush > 1 ? -1 : 0;
 	case K_WRITEBACK:
 		return main_int(val, &c->writeback) || c->writeback > 1 ? -1 : 0;
 	case K_READDIRPLUS:
