@@ -413,6 +413,29 @@ static int cfs_iter_is(struct cairn_iter *it, const void *k, size_t kl)
 /* With the iterator at the first key after k, tells whether some key lies
  * under k + "/". A sibling such as k + ".txt" sorts between, so when one is
  * found the exact prefix is sought. tmp holds PK_KEY_BUF bytes. */
+/* Seeks to the first key >= key with the iterator bounded to keys that
+ * start with pfx, so a probe stops at the end of what it asks about instead
+ * of stepping over whatever follows (after a mass delete, a long run of
+ * tombstones). */
+static void cfs_seek_within(struct cairn_iter *it, const char *key, size_t klen, const char *pfx,
+                            size_t plen)
+{
+	char up[PK_KEY_BUF];
+	size_t n = plen < sizeof(up) ? plen : 0;
+
+	memcpy(up, pfx, n);
+	/* the smallest key above every key with this prefix */
+	while (n > 0 && (unsigned char)up[n - 1] == 0xff)
+		n--;
+	if (n > 0) {
+		up[n - 1] = (char)((unsigned char)up[n - 1] + 1);
+		cairn_iter_set_bounds(it, NULL, 0, up, n);
+	} else {
+		cairn_iter_set_bounds(it, NULL, 0, NULL, 0);
+	}
+	cairn_iter_seek(it, key, klen);
+}
+
 static int cfs_below(struct cairn_iter *it, const char *k, size_t kl, char *tmp)
 {
 	const char *key;
@@ -475,7 +498,7 @@ static int cfs_probe(struct cairnfs *fs, const char *path, size_t plen, struct m
 	rc = cfs_iter(fs, &it);
 	if (rc)
 		return rc;
-	cairn_iter_seek(it, mk, (size_t)mkl);
+	cfs_seek_within(it, mk, (size_t)mkl, mk, (size_t)mkl);
 	if (cfs_iter_is(it, mk, (size_t)mkl)) {
 		cfs_take_meta(fs, it, p, mbuf);
 		cairn_iter_next(it);
@@ -489,7 +512,7 @@ static int cfs_probe(struct cairnfs *fs, const char *path, size_t plen, struct m
 	need = !cfs_below(it, mk, (size_t)mkl, tmp);
 	if (!need)
 		p->below = 1;
-	cairn_iter_seek(it, path, plen);
+	cfs_seek_within(it, path, plen, path, plen);
 	if (cfs_iter_is(it, path, plen)) {
 		p->data_file = 1;
 		cairn_iter_info(it, &p->data);
@@ -1313,7 +1336,7 @@ static int cfs_batch_entry(struct cairn_iter *it, struct cairn_batch *b, const c
 		memcpy(k, r->head, r->hlen);
 		memcpy(k + r->hlen, path, plen);
 		memcpy(k + r->hlen + plen, r->suffix, r->slen);
-		for (cairn_iter_seek(it, k, kl); cairn_iter_valid(it); cairn_iter_next(it)) {
+		for (cfs_seek_within(it, k, kl, k, kl); cairn_iter_valid(it); cairn_iter_next(it)) {
 			size_t klen, vlen, tail;
 			const char *key = cairn_iter_key(it, &klen);
 			const void *val;
@@ -1367,7 +1390,7 @@ static int cfs_dir_nonempty(struct cairnfs *fs, const char *dir, size_t dlen, in
 		memcpy(k + kl, dir, dlen);
 		k[kl + dlen] = '/';
 		kl += dlen + 1;
-		cairn_iter_seek(it, k, kl);
+		cfs_seek_within(it, k, kl, k, kl);
 		if (cairn_iter_valid(it)) {
 			key = cairn_iter_key(it, &klen);
 			*nonempty = pk_has_prefix(key, klen, k, kl);
@@ -1925,9 +1948,9 @@ static int cfs_dir_scan(struct cairnfs *fs, struct cairn_iter *it, struct cfs_di
 	char end[PK_KEY_BUF];
 
 	if (root && !sys)
-		cairn_iter_seek(it, "\x01", 1); /* the first key outside the system keyspace */
+		cfs_seek_within(it, "\x01", 1, "", 0); /* past the system keyspace */
 	else
-		cairn_iter_seek(it, pfx, pl);
+		cfs_seek_within(it, pfx, pl, pfx, pl);
 	while (cairn_iter_valid(it)) {
 		size_t klen, nlen;
 		const char *key = cairn_iter_key(it, &klen);
@@ -2322,7 +2345,9 @@ static void cfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	if (!rc)
 		rc = cfs_iter(fs, &it);
-	for (cairn_iter_seek(it, key, klen); !rc && cairn_iter_valid(it); cairn_iter_next(it)) {
+	if (!rc)
+		cfs_seek_within(it, key, klen, key, klen);
+	for (; !rc && cairn_iter_valid(it); cairn_iter_next(it)) {
 		size_t kl;
 		const char *k = cairn_iter_key(it, &kl);
 		size_t nl = kl - klen;

@@ -382,6 +382,15 @@ CAIRN_EXPORT const void *cairn_iter_key(const struct cairn_iter *it, size_t *kle
 CAIRN_EXPORT const void *cairn_iter_value(const struct cairn_iter *it, size_t *vlen);
 /* Size, write time and sequence of the current entry. */
 CAIRN_EXPORT void cairn_iter_info(const struct cairn_iter *it, struct cairn_key_info *info);
+/* Limits the iterator to user keys in [lower, upper): NULL for either means
+ * no bound on that side (a zero-length non-NULL lower is the empty key). A
+ * move that would leave the range makes the iterator invalid without
+ * stepping over what lies beyond, so a scan of a prefix costs what the
+ * prefix holds however many deleted keys follow it; seek_first and seek_last
+ * go to the ends of the range. Bounds are copied; the iterator must be
+ * positioned again afterwards. Errors: CAIRN_ENOMEM. */
+CAIRN_EXPORT int cairn_iter_set_bounds(struct cairn_iter *it, const void *lower, size_t llen,
+                                       const void *upper, size_t ulen);
 /* 0, or the error that ended the iteration (CAIRN_ECORRUPT, CAIRN_EIO). */
 CAIRN_EXPORT int cairn_iter_status(const struct cairn_iter *it);
 

@@ -54,7 +54,20 @@ struct cairn_iter {
 	struct buf blob_value;
 	int blob_loaded;
 	int blob_err; /* the last load's error, until the iterator moves */
+	/* cairn_iter_set_bounds: user keys in [lower, upper) */
+	struct buf lower, upper;
+	int has_lower, has_upper;
 };
+
+static int dbiter_above_upper(const struct cairn_iter *d, struct slice ukey)
+{
+	return d->has_upper && slice_cmp(ukey, buf_slice(&d->upper)) >= 0;
+}
+
+static int dbiter_below_lower(const struct cairn_iter *d, struct slice ukey)
+{
+	return d->has_lower && slice_cmp(ukey, buf_slice(&d->lower)) < 0;
+}
 
 void dbiter_set_blob_loader(struct cairn_iter *d,
                             int (*load)(void *ctx, struct slice key, struct slice ival,
@@ -105,6 +118,8 @@ CAIRN_EXPORT void cairn_iter_free(struct cairn_iter *d)
 	buf_free(&d->saved_key);
 	buf_free(&d->saved_value);
 	buf_free(&d->blob_value);
+	buf_free(&d->lower);
+	buf_free(&d->upper);
 	free(d);
 }
 
@@ -155,6 +170,10 @@ static void dbiter_find_next(struct cairn_iter *d, int skipping)
 		if (dbiter_check_key(d, ik))
 			return;
 		struct slice ukey = ikey_user(ik);
+		/* past the bound: stop without stepping over what lies beyond
+		 * (a long run of tombstones, say) */
+		if (dbiter_above_upper(d, ukey))
+			break;
 		if (ikey_seq(ik) <= d->seq) {
 			if (ikey_type(ik) == TYPE_DELETION) {
 				/* every older entry of this key is hidden */
@@ -190,6 +209,8 @@ static void dbiter_find_prev(struct cairn_iter *d)
 		if (dbiter_check_key(d, ik))
 			return;
 		struct slice ukey = ikey_user(ik);
+		if (dbiter_below_lower(d, ukey))
+			break;
 		if (ikey_seq(ik) <= d->seq) {
 			if (type != TYPE_DELETION && slice_cmp(ukey, buf_slice(&d->saved_key)) < 0)
 				break; /* the key shown is complete */
@@ -241,6 +262,10 @@ static int dbiter_start(struct cairn_iter *d, enum dbiter_dir dir)
 
 CAIRN_EXPORT void cairn_iter_seek_first(struct cairn_iter *d)
 {
+	if (d->has_lower) {
+		cairn_iter_seek(d, d->lower.data, d->lower.len);
+		return;
+	}
 	if (dbiter_start(d, DBITER_FORWARD))
 		return;
 	iter_seek_first(d->iter);
@@ -250,8 +275,14 @@ CAIRN_EXPORT void cairn_iter_seek_first(struct cairn_iter *d)
 		d->valid = 0;
 }
 
+static void dbiter_seek_before(struct cairn_iter *d, const void *key, size_t klen);
+
 CAIRN_EXPORT void cairn_iter_seek_last(struct cairn_iter *d)
 {
+	if (d->has_upper) {
+		dbiter_seek_before(d, d->upper.data, d->upper.len);
+		return;
+	}
 	if (dbiter_start(d, DBITER_REVERSE))
 		return;
 	iter_seek_last(d->iter);
@@ -260,6 +291,10 @@ CAIRN_EXPORT void cairn_iter_seek_last(struct cairn_iter *d)
 
 CAIRN_EXPORT void cairn_iter_seek(struct cairn_iter *d, const void *key, size_t klen)
 {
+	if (d->has_lower && dbiter_below_lower(d, slice_make(key, klen))) {
+		key = d->lower.data;
+		klen = d->lower.len;
+	}
 	if (dbiter_start(d, DBITER_FORWARD))
 		return;
 	/* (key, snapshot seq) sorts before every entry of key the snapshot
@@ -276,8 +311,32 @@ CAIRN_EXPORT void cairn_iter_seek(struct cairn_iter *d, const void *key, size_t 
 		d->valid = 0;
 }
 
+/* Positions on the last visible key < key (reverse). */
+static void dbiter_seek_before(struct cairn_iter *d, const void *key, size_t klen)
+{
+	if (dbiter_start(d, DBITER_REVERSE))
+		return;
+	/* (key, highest sequence) sorts before every entry of key */
+	buf_clear(&d->saved_key);
+	if (buf_append(&d->saved_key, key, klen) ||
+	    buf_put_fixed64(&d->saved_key, ikey_pack(MAX_SEQUENCE, TYPE_SEEK))) {
+		dbiter_fail(d, CAIRN_ENOMEM);
+		return;
+	}
+	iter_seek(d->iter, buf_slice(&d->saved_key));
+	if (iter_valid(d->iter))
+		iter_prev(d->iter);
+	else if (!iter_status(d->iter))
+		iter_seek_last(d->iter);
+	dbiter_find_prev(d);
+}
+
 CAIRN_EXPORT void cairn_iter_seek_for_prev(struct cairn_iter *d, const void *key, size_t klen)
 {
+	if (dbiter_above_upper(d, slice_make(key, klen))) {
+		cairn_iter_seek_last(d);
+		return;
+	}
 	if (dbiter_start(d, DBITER_REVERSE))
 		return;
 	/* key + 0x00 is the smallest user key above key; at the highest
@@ -435,6 +494,21 @@ CAIRN_EXPORT void cairn_iter_info(const struct cairn_iter *d, struct cairn_key_i
 			info->mtime_ns = ref.time_ns;
 	}
 	info->seq = d->dir == DBITER_FORWARD ? ikey_seq(iter_key(d->iter)) : d->saved_seq;
+}
+
+CAIRN_EXPORT int cairn_iter_set_bounds(struct cairn_iter *d, const void *lower, size_t llen,
+                                       const void *upper, size_t ulen)
+{
+	if (!d)
+		return CAIRN_EINVAL;
+	d->has_lower = lower != NULL;
+	d->has_upper = upper != NULL;
+	if ((lower && buf_set(&d->lower, lower, llen)) ||
+	    (upper && buf_set(&d->upper, upper, ulen)))
+		return CAIRN_ENOMEM;
+	/* the current position may lie outside the new bounds */
+	d->valid = 0;
+	return 0;
 }
 
 CAIRN_EXPORT int cairn_iter_status(const struct cairn_iter *d)

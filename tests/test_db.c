@@ -426,3 +426,67 @@ Test(db, reopen_keeps_a_small_recovered_log_in_memory)
 	cairn_close(db);
 	tu_rmrf(dir);
 }
+
+static int live_id(int i)
+{
+	return i % 3 != 0;
+}
+
+Test(db, iterator_bounds_limit_every_move)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_db *db = open_default(dir);
+	char key[16];
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "k%03d", i);
+		cairn_put(db, key, 4, key, 4, 0);
+	}
+	for (int i = 0; i < 100; i += 3) {
+		snprintf(key, sizeof(key), "k%03d", i);
+		cairn_delete(db, key, 4, 0);
+	}
+	for (int round = 0; round < 2; round++) {
+		struct cairn_iter *it;
+		size_t n;
+		cr_assert_eq(cairn_iter_new(db, NULL, &it), 0);
+		cr_assert_eq(cairn_iter_set_bounds(it, "k020", 4, "k060", 4), 0);
+		int want = 20;
+		for (cairn_iter_seek_first(it); cairn_iter_valid(it); cairn_iter_next(it)) {
+			while (!live_id(want))
+				want++;
+			snprintf(key, sizeof(key), "k%03d", want++);
+			cr_assert(memcmp(cairn_iter_key(it, &n), key, 4) == 0, "forward: want %s",
+			          key);
+		}
+		cr_assert_eq(want, 60, "forward scan ended at %d", want);
+		want = 59;
+		for (cairn_iter_seek_last(it); cairn_iter_valid(it); cairn_iter_prev(it)) {
+			while (!live_id(want))
+				want--;
+			snprintf(key, sizeof(key), "k%03d", want--);
+			cr_assert(memcmp(cairn_iter_key(it, &n), key, 4) == 0, "reverse: want %s",
+			          key);
+		}
+		cr_assert_eq(want, 19, "reverse scan ended at %d", want);
+		cairn_iter_seek(it, "k010", 4);
+		cr_assert(cairn_iter_valid(it) && memcmp(cairn_iter_key(it, &n), "k020", 4) == 0);
+		cairn_iter_seek(it, "k070", 4);
+		cr_assert_not(cairn_iter_valid(it));
+		cairn_iter_seek_for_prev(it, "k090", 4);
+		cr_assert(cairn_iter_valid(it) && memcmp(cairn_iter_key(it, &n), "k059", 4) == 0);
+		cairn_iter_seek_for_prev(it, "k010", 4);
+		cr_assert_not(cairn_iter_valid(it));
+		cairn_iter_seek_for_prev(it, "k030", 4);
+		cr_assert(cairn_iter_valid(it) && memcmp(cairn_iter_key(it, &n), "k029", 4) == 0);
+		cr_assert_eq(cairn_iter_set_bounds(it, NULL, 0, "k005", 4), 0);
+		cairn_iter_seek_first(it);
+		cr_assert(cairn_iter_valid(it) && memcmp(cairn_iter_key(it, &n), "k001", 4) == 0);
+		cairn_iter_seek_last(it);
+		cr_assert(cairn_iter_valid(it) && memcmp(cairn_iter_key(it, &n), "k004", 4) == 0);
+		cr_assert_eq(cairn_iter_status(it), 0);
+		cairn_iter_free(it);
+		cr_assert_eq(cairn_compact_range(db, NULL, 0, NULL, 0), 0); /* again from tables */
+	}
+	cairn_close(db);
+	tu_rmrf(dir);
+}
