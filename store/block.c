@@ -191,6 +191,18 @@ struct block_iter {
 	struct buf key;
 	struct slice value;
 	int status;
+	/* Stepping back rescans from a restart point. The entries met on the
+	 * way (one restart interval at most) are kept, so that the next steps
+	 * back inside the interval take no scan: the block never changes. */
+	struct bi_prev_entry *pc;
+	uint32_t pc_n, pc_cap, pc_pos;
+	struct buf pc_keys;
+};
+
+struct bi_prev_entry {
+	uint32_t off, next_off, restart_index;
+	uint32_t key_pos, key_len;
+	struct slice value;
 };
 
 /* Keys read from a corrupt block may be shorter than a trailer; compare them
@@ -232,9 +244,16 @@ static const char *bi_decode(const struct block_iter *it, uint32_t off, uint32_t
                              uint32_t *non_shared, uint32_t *vlen)
 {
 	const char *p = it->data + off, *lim = it->data + it->limit;
-	if ((p = dec_varint32(p, lim, shared)) == NULL ||
-	    (p = dec_varint32(p, lim, non_shared)) == NULL ||
-	    (p = dec_varint32(p, lim, vlen)) == NULL)
+	if (lim - p >= 3 &&
+	    ((unsigned char)p[0] | (unsigned char)p[1] | (unsigned char)p[2]) < 128) {
+		/* the common case: three one-byte varints */
+		*shared = (unsigned char)p[0];
+		*non_shared = (unsigned char)p[1];
+		*vlen = (unsigned char)p[2];
+		p += 3;
+	} else if ((p = dec_varint32(p, lim, shared)) == NULL ||
+	           (p = dec_varint32(p, lim, non_shared)) == NULL ||
+	           (p = dec_varint32(p, lim, vlen)) == NULL)
 		return NULL;
 	size_t room = (size_t)(lim - p);
 	if (*non_shared > room || *vlen > room - *non_shared)
@@ -363,10 +382,55 @@ static void bi_next(struct iter *base)
 	bi_parse_next(it);
 }
 
+/* Remembers the entry the iterator is on. Returns -1 on ENOMEM: the cache
+ * then ends there (entries after a gap would not follow each other). */
+static int bi_prev_push(struct block_iter *it)
+{
+	if (it->pc_n == it->pc_cap) {
+		uint32_t cap = it->pc_cap ? 2 * it->pc_cap : 16;
+		struct bi_prev_entry *p = realloc(it->pc, cap * sizeof(*p));
+		if (!p)
+			return -1;
+		it->pc = p;
+		it->pc_cap = cap;
+	}
+	struct bi_prev_entry *e = &it->pc[it->pc_n];
+	e->off = it->cur;
+	e->next_off = it->next_off;
+	e->restart_index = it->restart_index;
+	e->key_pos = (uint32_t)it->pc_keys.len;
+	e->key_len = (uint32_t)it->key.len;
+	e->value = it->value;
+	if (buf_append(&it->pc_keys, it->key.data, it->key.len))
+		return -1;
+	it->pc_n++;
+	return 0;
+}
+
+/* Steps back to the cached entry before the current one; 0 if not cached. */
+static int bi_prev_cached(struct block_iter *it)
+{
+	if (it->pc_pos == 0 || it->pc_pos >= it->pc_n || it->pc[it->pc_pos].off != it->cur)
+		return 0;
+	const struct bi_prev_entry *e = &it->pc[--it->pc_pos];
+	if (buf_set(&it->key, it->pc_keys.data + e->key_pos, e->key_len)) {
+		it->status = CAIRN_ENOMEM;
+		bi_invalidate(it);
+		return 1;
+	}
+	it->cur = e->off;
+	it->next_off = e->next_off;
+	it->restart_index = e->restart_index;
+	it->value = e->value;
+	return 1;
+}
+
 static void bi_prev(struct iter *base)
 {
 	struct block_iter *it = (struct block_iter *)base;
 	assert(bi_valid(base));
+	if (bi_prev_cached(it))
+		return;
 	uint32_t original = it->cur;
 	uint32_t ri = it->restart_index;
 	while (bi_restart(it, ri) >= original) {
@@ -377,11 +441,24 @@ static void bi_prev(struct iter *base)
 		ri--;
 	}
 	bi_seek_restart(it, ri);
-	while (bi_parse_next(it) && it->next_off < original)
-		;
+	it->pc_n = 0;
+	buf_clear(&it->pc_keys);
+	int caching = 1;
+	while (bi_parse_next(it)) {
+		if (caching && bi_prev_push(it))
+			caching = 0;
+		if (it->next_off >= original)
+			break;
+	}
 	/* in a sound block the entry before original ends exactly there */
-	if (bi_valid(base) && it->next_off != original)
+	if (bi_valid(base) && it->next_off != original) {
+		it->pc_n = 0;
 		bi_corrupt(it);
+		return;
+	}
+	if (!bi_valid(base) || !caching)
+		it->pc_n = 0;
+	it->pc_pos = it->pc_n ? it->pc_n - 1 : 0;
 }
 
 static struct slice bi_key(struct iter *base)
@@ -407,6 +484,8 @@ static void bi_destroy(struct iter *base)
 {
 	struct block_iter *it = (struct block_iter *)base;
 	buf_free(&it->key);
+	buf_free(&it->pc_keys);
+	free(it->pc);
 	free(it);
 }
 
@@ -423,17 +502,37 @@ static const struct iter_ops block_iter_ops = {
         .destroy = bi_destroy,
 };
 
-struct iter *block_iter_new(const struct block *b)
+static void bi_init(struct block_iter *it, const struct block *b)
 {
-	struct block_iter *it = calloc(1, sizeof(*it));
-	if (!it)
-		return NULL;
 	it->base.ops = &block_iter_ops;
 	it->data = b->data;
 	it->limit = b->restart_offset;
 	it->nrestarts = b->nrestarts;
 	bi_invalidate(it);
+}
+
+struct iter *block_iter_new(const struct block *b)
+{
+	struct block_iter *it = calloc(1, sizeof(*it));
+	if (!it)
+		return NULL;
+	bi_init(it, b);
 	return &it->base;
+}
+
+/* The seek of an iterator that lives on the stack and builds its key in the
+ * caller's buffer: a point lookup allocates nothing but that buffer. */
+int block_seek_once(const struct block *b, struct slice target, struct buf *key,
+                    struct slice *value)
+{
+	struct block_iter it = {.key = *key};
+	bi_init(&it, b);
+	bi_seek(&it.base, target);
+	int r = it.status ? it.status : bi_valid(&it.base);
+	if (r == 1)
+		*value = it.value;
+	*key = it.key; /* it.key may have grown: hand the memory back */
+	return r;
 }
 
 /* ---- fuzzing ---- */

@@ -81,6 +81,12 @@ void block_free(struct block *b);
  * the iterator (callers pin it with iter_set_cleanup). NULL on ENOMEM. */
 struct iter *block_iter_new(const struct block *b);
 
+/* Finds the first entry >= target without allocating an iterator. Returns 1
+ * with its key in *key (the caller's buffer, reused) and *value pointing into
+ * b, 0 when every entry is < target, or CAIRN_ECORRUPT / CAIRN_ENOMEM. */
+int block_seek_once(const struct block *b, struct slice target, struct buf *key,
+                    struct slice *value);
+
 /* Parses data as a block and walks it both ways, seeking to a few keys of its
  * own: for fuzz targets. Returns 0 when the block reads cleanly, else the
  * error; never reads outside data. */

@@ -179,8 +179,12 @@ static int open_active(struct cairn_db *db)
 	if (r) {
 		char path[4096];
 		blob_writer_close(w);
+		/* After a failed manifest write (the handle has failed) the edit
+		 * naming the file may be on disk all the same: leave the file to
+		 * recovery, which removes it if no manifest names it. */
 		blob_file_name(path, sizeof(path), db->dir, n);
-		env_unlink(db->env, path);
+		if (!db->bg_error)
+			env_unlink(db->env, path);
 		return db_err(db, r, "cannot record blob file %06llu: %s", (unsigned long long)n,
 		              err);
 	}
@@ -499,7 +503,8 @@ CAIRN_EXPORT int cairn_stream_commit(struct cairn_stream *s, unsigned flags)
 		db_err(db, r, "cannot record blob file %06llu: %s", (unsigned long long)s->number,
 		       err[0] ? err : "writes stopped");
 		pthread_mutex_lock(&db->mu);
-		int known = vset_find_blob(db->vs, s->number) != NULL;
+		/* as in open_active: a failed manifest write may have named it */
+		int known = vset_find_blob(db->vs, s->number) != NULL || db->bg_error;
 		pthread_mutex_unlock(&db->mu);
 		stream_drop(s, !known);
 		return r;

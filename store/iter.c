@@ -128,6 +128,10 @@ enum merge_dir { MERGE_FORWARD, MERGE_REVERSE };
 struct merge_iter {
 	struct iter base;
 	struct iter **children;
+	/* the current key of each valid child: a child moves only through this
+	 * iterator, so the slice stays good until then, and the heap compares
+	 * without a chain of indirect calls per comparison */
+	struct slice *keys;
 	int n;
 	int *heap; /* indices into children of the valid ones */
 	int heap_n;
@@ -138,7 +142,7 @@ struct merge_iter {
 /* Whether child a belongs above child b in the heap. */
 static int merge_above(const struct merge_iter *m, int a, int b)
 {
-	int c = ikey_cmp(iter_key(m->children[a]), iter_key(m->children[b]));
+	int c = ikey_cmp(m->keys[a], m->keys[b]);
 	if (c == 0)
 		c = a < b ? -1 : 1; /* cannot happen; keeps the order total */
 	return m->dir == MERGE_FORWARD ? c < 0 : c > 0;
@@ -175,9 +179,10 @@ static void merge_build(struct merge_iter *m, enum merge_dir dir)
 	m->dir = dir;
 	m->heap_n = 0;
 	for (int i = 0; i < m->n; i++) {
-		if (iter_valid(m->children[i]))
+		if (iter_valid(m->children[i])) {
+			m->keys[i] = iter_key(m->children[i]);
 			m->heap[m->heap_n++] = i;
-		else
+		} else
 			merge_check(m, m->children[i]);
 	}
 	for (int i = m->heap_n / 2 - 1; i >= 0; i--)
@@ -191,6 +196,8 @@ static void merge_fix_top(struct merge_iter *m)
 	if (!iter_valid(top)) {
 		merge_check(m, top);
 		m->heap[0] = m->heap[--m->heap_n];
+	} else {
+		m->keys[m->heap[0]] = iter_key(top);
 	}
 	merge_sift_down(m, 0);
 }
@@ -235,7 +242,7 @@ static void merge_next(struct iter *it)
 	if (m->dir != MERGE_FORWARD) {
 		int cur = m->heap[0];
 		/* the current child does not move, so key stays valid */
-		struct slice key = iter_key(m->children[cur]);
+		struct slice key = m->keys[cur];
 		for (int i = 0; i < m->n; i++) {
 			struct iter *c = m->children[i];
 			if (i == cur)
@@ -259,7 +266,7 @@ static void merge_prev(struct iter *it)
 	assert(merge_valid(it));
 	if (m->dir != MERGE_REVERSE) {
 		int cur = m->heap[0];
-		struct slice key = iter_key(m->children[cur]);
+		struct slice key = m->keys[cur];
 		for (int i = 0; i < m->n; i++) {
 			struct iter *c = m->children[i];
 			if (i == cur)
@@ -283,7 +290,7 @@ static struct slice merge_key(struct iter *it)
 {
 	struct merge_iter *m = (struct merge_iter *)it;
 	assert(merge_valid(it));
-	return iter_key(m->children[m->heap[0]]);
+	return m->keys[m->heap[0]];
 }
 
 static struct slice merge_value(struct iter *it)
@@ -335,7 +342,8 @@ struct iter *iter_merge_new(struct iter **children, int n)
 	if (n == 1)
 		return children[0];
 	struct merge_iter *m =
-	        malloc(sizeof(*m) + (size_t)n * (sizeof(struct iter *) + sizeof(int)));
+	        malloc(sizeof(*m) +
+	               (size_t)n * (sizeof(struct iter *) + sizeof(struct slice) + sizeof(int)));
 	if (!m) {
 		for (int i = 0; i < n; i++)
 			iter_free(children[i]);
@@ -343,7 +351,8 @@ struct iter *iter_merge_new(struct iter **children, int n)
 	}
 	iter_init(&m->base, &merge_ops);
 	m->children = (struct iter **)(m + 1);
-	m->heap = (int *)(m->children + n);
+	m->keys = (struct slice *)(m->children + n);
+	m->heap = (int *)(m->keys + n);
 	m->n = n;
 	m->heap_n = 0;
 	m->dir = MERGE_FORWARD;
@@ -498,14 +507,14 @@ static void two_level_prev(struct iter *it)
 static struct slice two_level_key(struct iter *it)
 {
 	struct two_level_iter *t = (struct two_level_iter *)it;
-	assert(two_level_valid(it));
+	assert(!t->err && t->data); /* the data iterator asserts it is valid */
 	return iter_key(t->data);
 }
 
 static struct slice two_level_value(struct iter *it)
 {
 	struct two_level_iter *t = (struct two_level_iter *)it;
-	assert(two_level_valid(it));
+	assert(!t->err && t->data);
 	return iter_value(t->data);
 }
 

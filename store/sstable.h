@@ -87,7 +87,8 @@ void table_set_stats(struct table *t, struct table_read_stats *st);
 
 /* Finds the first entry with internal key >= ikey whose user key equals the
  * user key of ikey. Returns 1 and fills *found_key / *found_val (copied into
- * the caller's bufs), 0 when there is none (possibly decided by the bloom
+ * the caller's bufs; found_key is also used as scratch space, so its contents
+ * are undefined on any other result), 0 when there is none (possibly decided by the bloom
  * filter without reading a data block), or a negative error. */
 int table_get(struct table *t, struct slice ikey, struct buf *found_key, struct buf *found_val);
 

@@ -551,6 +551,10 @@ static int table_lz4(const char *path, uint64_t off, const char *p, size_t n, ch
 	return 0;
 }
 
+/* Compressed blocks up to this size are read into a buffer on the stack:
+ * only the uncompressed block, which the cache keeps, is allocated. */
+#define TABLE_STACK_READ 8192
+
 /*
  * Reads the block at h (inside the file: the caller checked), verifies its
  * checksum and returns its uncompressed contents in a malloc'ed buffer.
@@ -558,8 +562,10 @@ static int table_lz4(const char *path, uint64_t off, const char *p, size_t n, ch
 static int table_read_raw(struct env_file *f, const char *path, struct block_handle h, char **out,
                           size_t *outlen, char *err, size_t errlen)
 {
+	char stackbuf[TABLE_STACK_READ];
 	size_t n = (size_t)h.size + TRAILER_SIZE;
-	char *raw = malloc(n);
+	/* a block that turns out not to be compressed is copied out once */
+	char *raw = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
 	if (!raw)
 		return CAIRN_ENOMEM;
 	int r = table_pread(f, path, h.offset, raw, n, err, errlen);
@@ -574,6 +580,12 @@ static int table_read_raw(struct env_file *f, const char *path, struct block_han
 	}
 	switch ((unsigned char)raw[h.size]) {
 	case COMP_NONE:
+		if (raw == stackbuf) {
+			raw = malloc(h.size ? (size_t)h.size : 1);
+			if (!raw)
+				return CAIRN_ENOMEM;
+			memcpy(raw, stackbuf, (size_t)h.size);
+		}
 		*out = raw;
 		*outlen = (size_t)h.size;
 		return 0;
@@ -586,7 +598,8 @@ static int table_read_raw(struct env_file *f, const char *path, struct block_han
 		r = CAIRN_ECORRUPT;
 	}
 fail:
-	free(raw);
+	if (raw != stackbuf)
+		free(raw);
 	return r;
 }
 
@@ -850,34 +863,20 @@ int table_get(struct table *t, struct slice ikey, struct buf *found_key, struct 
 			return 0;
 		}
 	}
-	struct iter *ix = block_iter_new(&t->index);
-	if (!ix)
-		return CAIRN_ENOMEM;
-	iter_seek(ix, ikey);
-	int r = iter_status(ix);
-	if (r || !iter_valid(ix))
+	/* found_key serves first as the index entry's key, then as the entry's */
+	struct slice hv, v;
+	int r = block_seek_once(&t->index, ikey, found_key, &hv);
+	if (r <= 0)
 		goto out;
-	if ((r = table_data_handle(t, iter_value(ix), &h)) || (r = table_block(t, h, &b, &ch)))
+	if ((r = table_data_handle(t, hv, &h)) || (r = table_block(t, h, &b, &ch)))
 		goto out;
-	struct iter *bi = block_iter_new(b);
-	if (!bi) {
+	r = block_seek_once(b, ikey, found_key, &v);
+	if (r == 1 && !slice_eq(ikey_user(buf_slice(found_key)), ukey))
+		r = 0;
+	if (r == 1 && buf_set(found_val, v.data, v.len))
 		r = CAIRN_ENOMEM;
-	} else {
-		iter_seek(bi, ikey);
-		r = iter_status(bi);
-		if (!r && iter_valid(bi) && slice_eq(ikey_user(iter_key(bi)), ukey)) {
-			struct slice k = iter_key(bi), v = iter_value(bi);
-			r = buf_set(found_key, k.data, k.len);
-			if (!r)
-				r = buf_set(found_val, v.data, v.len);
-			if (!r)
-				r = 1;
-		}
-		iter_free(bi);
-	}
 	table_block_unpin(t, ch ? (void *)ch : (void *)b);
 out:
-	iter_free(ix);
 	/* the filter said maybe and nothing was found: a false positive, except
 	 * in the rare case of a key held only in versions newer than ikey */
 	if (r == 0 && t->filter && t->stats)

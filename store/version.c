@@ -1132,6 +1132,14 @@ static int vset_new_manifest(struct version_set *vs, uint64_t number, const stru
 {
 	struct wal_writer *w = NULL;
 	int r = write_manifest(vs, vs->dbdir, number, v, vs->next_file, extra, &w, err, errlen);
+	/* The manifest's directory entry is durable before CURRENT names it:
+	 * otherwise power loss can keep the rename of CURRENT and lose the
+	 * manifest (found by tests/sim, seed 36). */
+	if (!r) {
+		r = env_sync_dir(vs->env, vs->dbdir);
+		if (r)
+			io_fail(vs, r, err, errlen, vs->dbdir);
+	}
 	if (!r)
 		r = write_current(vs, vs->dbdir, number, err, errlen);
 	if (r) {

@@ -666,6 +666,59 @@ Test(block, iterates_both_ways_and_seeks)
 	}
 }
 
+/* Back steps reuse the entries of a restart interval met on an earlier back
+ * step; a walk that mixes next, prev and seeks must still see the model. */
+Test(block, random_walk_matches_model_in_both_directions)
+{
+	const uint64_t seed = 4242;
+	for (int ri = 1; ri <= 33; ri += 8) {
+		struct model m = {0};
+		struct block_builder bb;
+		struct slice raw;
+		struct block b;
+		uint64_t rng = seed + (uint64_t)ri;
+		model_build(&m, seed + (uint64_t)ri, 200);
+		block_from_model(&m, ri, &bb, &raw);
+		cr_assert_eq(block_parse(raw.data, raw.len, &b), 0);
+		struct iter *it = block_iter_new(&b);
+		size_t pos = m.n; /* m.n: invalid */
+		for (int step = 0; step < 5000; step++) {
+			uint64_t op = prng_below(&rng, 10);
+			if (pos == m.n || op == 0) {
+				pos = (size_t)prng_below(&rng, m.n);
+				iter_seek(it, buf_slice(&m.e[pos].k));
+			} else if (op < 5) {
+				iter_prev(it);
+				pos = pos == 0 ? m.n : pos - 1;
+			} else {
+				iter_next(it);
+				pos++;
+			}
+			cr_assert_eq(iter_valid(it), pos < m.n, "seed %llu ri %d step %d",
+			             (unsigned long long)seed, ri, step);
+			if (pos < m.n) {
+				cr_assert(slice_eq(iter_key(it), buf_slice(&m.e[pos].k)),
+				          "seed %llu ri %d step %d", (unsigned long long)seed, ri,
+				          step);
+				cr_assert(slice_eq(iter_value(it), buf_slice(&m.e[pos].v)));
+			}
+		}
+		cr_assert_eq(iter_status(it), 0);
+		/* the one-shot seek of point lookups agrees with the iterator */
+		struct buf key = {0};
+		for (size_t i = 0; i < m.n; i++) {
+			struct slice v;
+			cr_assert_eq(block_seek_once(&b, buf_slice(&m.e[i].k), &key, &v), 1);
+			cr_assert(slice_eq(buf_slice(&key), buf_slice(&m.e[i].k)));
+			cr_assert(slice_eq(v, buf_slice(&m.e[i].v)));
+		}
+		buf_free(&key);
+		iter_free(it);
+		bb_free(&bb);
+		model_free(&m);
+	}
+}
+
 Test(block, empty_block_is_valid_and_empty)
 {
 	struct block_builder bb;
