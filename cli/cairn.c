@@ -619,22 +619,39 @@ static int run_scan(const struct ctx *c, struct cairn_db *db, const struct scan_
 	return EXIT_OK;
 }
 
+/* The shape of the read-only listing commands (scan, ls): options, one
+ * optional argument, a database opened for reading, one run. */
+static int read_command(struct ctx *c, int argc, char **argv, const char *shortopts,
+                        int (*on_opt)(void *st, int opt, const char *arg), void *st,
+                        const char *argname,
+                        int (*run)(const struct ctx *c, struct cairn_db *db, const void *st,
+                                   const struct arg_bytes *arg))
+{
+	struct arg_bytes a = {.data = "", .len = 0};
+	struct cairn_db *db = NULL;
+	int code = parse_opts(c, argc, argv, shortopts, on_opt, st);
+	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 1)) >= 0)
+		return code;
+	if (optind < argc && (code = arg_decode(c, argname, argv[optind], &a)))
+		return code;
+	if (!(code = open_db(c, OPEN_READ, &db, NULL, 0, NULL))) {
+		code = run(c, db, st, &a);
+		cairn_close(db);
+	}
+	arg_free(&a);
+	return code ? code : finish_stdout(c);
+}
+
+static int run_scan_cb(const struct ctx *c, struct cairn_db *db, const void *st,
+                       const struct arg_bytes *arg)
+{
+	return run_scan(c, db, st, arg);
+}
+
 static int cmd_scan(struct ctx *c, int argc, char **argv)
 {
 	struct scan_opts o = {0};
-	struct arg_bytes p = {.data = "", .len = 0};
-	struct cairn_db *db = NULL;
-	int code = parse_opts(c, argc, argv, "vran:", scan_opt, &o);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 1)) >= 0)
-		return code;
-	if (optind < argc && (code = arg_decode(c, "PREFIX", argv[optind], &p)))
-		return code;
-	if (!(code = open_db(c, OPEN_READ, &db, NULL, 0, NULL))) {
-		code = run_scan(c, db, &o, &p);
-		cairn_close(db);
-	}
-	arg_free(&p);
-	return code ? code : finish_stdout(c);
+	return read_command(c, argc, argv, "vran:", scan_opt, &o, "PREFIX", run_scan_cb);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -763,22 +780,16 @@ static int run_ls(const struct ctx *c, struct cairn_db *db, const struct ls_opts
 	return code;
 }
 
+static int run_ls_cb(const struct ctx *c, struct cairn_db *db, const void *st,
+                     const struct arg_bytes *arg)
+{
+	return run_ls(c, db, st, arg);
+}
+
 static int cmd_ls(struct ctx *c, int argc, char **argv)
 {
 	struct ls_opts o = {0};
-	struct arg_bytes path = {.data = "", .len = 0};
-	struct cairn_db *db = NULL;
-	int code = parse_opts(c, argc, argv, "a", ls_opt, &o);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 1)) >= 0)
-		return code;
-	if (optind < argc && (code = arg_decode(c, "PATH", argv[optind], &path)))
-		return code;
-	if (!(code = open_db(c, OPEN_READ, &db, NULL, 0, NULL))) {
-		code = run_ls(c, db, &o, &path);
-		cairn_close(db);
-	}
-	arg_free(&path);
-	return code ? code : finish_stdout(c);
+	return read_command(c, argc, argv, "a", ls_opt, &o, "PATH", run_ls_cb);
 }
 
 /* ------------------------------------------------------------------------ */

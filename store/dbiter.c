@@ -275,12 +275,12 @@ CAIRN_EXPORT void cairn_iter_seek_first(struct cairn_iter *d)
 		d->valid = 0;
 }
 
-static void dbiter_seek_before(struct cairn_iter *d, const void *key, size_t klen);
+static void dbiter_seek_before(struct cairn_iter *d, const void *key, size_t klen, int inclusive);
 
 CAIRN_EXPORT void cairn_iter_seek_last(struct cairn_iter *d)
 {
 	if (d->has_upper) {
-		dbiter_seek_before(d, d->upper.data, d->upper.len);
+		dbiter_seek_before(d, d->upper.data, d->upper.len, 0);
 		return;
 	}
 	if (dbiter_start(d, DBITER_REVERSE))
@@ -311,14 +311,19 @@ CAIRN_EXPORT void cairn_iter_seek(struct cairn_iter *d, const void *key, size_t 
 		d->valid = 0;
 }
 
-/* Positions on the last visible key < key (reverse). */
-static void dbiter_seek_before(struct cairn_iter *d, const void *key, size_t klen)
+/* Positions on the last visible key < key, or <= key when inclusive
+ * (reverse). key + 0x00 is the smallest user key above key; at the highest
+ * sequence, (key, or key + 0x00) sorts before all of its entries, so the
+ * seek lands on the first entry past the range and one step back is the last
+ * entry in it. */
+static void dbiter_seek_before(struct cairn_iter *d, const void *key, size_t klen, int inclusive)
 {
+	static const char zero = 0;
 	if (dbiter_start(d, DBITER_REVERSE))
 		return;
-	/* (key, highest sequence) sorts before every entry of key */
 	buf_clear(&d->saved_key);
 	if (buf_append(&d->saved_key, key, klen) ||
+	    (inclusive && buf_append(&d->saved_key, &zero, 1)) ||
 	    buf_put_fixed64(&d->saved_key, ikey_pack(MAX_SEQUENCE, TYPE_SEEK))) {
 		dbiter_fail(d, CAIRN_ENOMEM);
 		return;
@@ -333,29 +338,10 @@ static void dbiter_seek_before(struct cairn_iter *d, const void *key, size_t kle
 
 CAIRN_EXPORT void cairn_iter_seek_for_prev(struct cairn_iter *d, const void *key, size_t klen)
 {
-	if (dbiter_above_upper(d, slice_make(key, klen))) {
+	if (dbiter_above_upper(d, slice_make(key, klen)))
 		cairn_iter_seek_last(d);
-		return;
-	}
-	if (dbiter_start(d, DBITER_REVERSE))
-		return;
-	/* key + 0x00 is the smallest user key above key; at the highest
-	 * sequence it sorts before all of its entries, so the seek lands on
-	 * the first entry of a user key > key and one step back is the last
-	 * entry of a user key <= key. */
-	buf_clear(&d->saved_key);
-	static const char zero = 0;
-	if (buf_append(&d->saved_key, key, klen) || buf_append(&d->saved_key, &zero, 1) ||
-	    buf_put_fixed64(&d->saved_key, ikey_pack(MAX_SEQUENCE, TYPE_SEEK))) {
-		dbiter_fail(d, CAIRN_ENOMEM);
-		return;
-	}
-	iter_seek(d->iter, buf_slice(&d->saved_key));
-	if (iter_valid(d->iter))
-		iter_prev(d->iter);
-	else if (!iter_status(d->iter))
-		iter_seek_last(d->iter);
-	dbiter_find_prev(d);
+	else
+		dbiter_seek_before(d, key, klen, 1);
 }
 
 CAIRN_EXPORT void cairn_iter_next(struct cairn_iter *d)
