@@ -77,10 +77,13 @@ static int fail(const struct ctx *c, int code, const char *fmt, ...)
 static int fail_db(const struct ctx *c, struct cairn_db *db, int r, const char *what)
 {
 	char msg[512] = "";
-	cairn_errmsg(db, msg, sizeof(msg));
-	if (msg[0])
-		return fail(c, EXIT_FAIL, "%s: %s: %s", what, cairn_strerror(r), msg);
-	return fail(c, EXIT_FAIL, "%s: %s", what, cairn_strerror(r));
+	/* the handle's message belongs to this failure only if its code does */
+	int last = cairn_errmsg(db, msg, sizeof(msg));
+	if (!msg[0] || last != r)
+		return fail(c, EXIT_FAIL, "%s: %s", what, cairn_strerror(r));
+	if (strstr(msg, cairn_strerror(r)))
+		return fail(c, EXIT_FAIL, "%s: %s", what, msg);
+	return fail(c, EXIT_FAIL, "%s: %s: %s", what, cairn_strerror(r), msg);
 }
 
 static int usage_error(const struct ctx *c, const char *fmt, ...)
