@@ -210,7 +210,10 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 /* Waits for background work, writes and syncs everything still in memory to
  * the log, releases the LOCK and frees the handle. Every iterator and
  * snapshot of the handle must be released first. Returns the first error met
- * while syncing; the handle is freed even then. NULL is accepted. */
+ * while syncing; the handle is freed even then. On a handle that failed
+ * earlier, nothing is synced and the result is CAIRN_EFAILED: writes it
+ * acknowledged without CAIRN_SYNC may be lost if power fails before the next
+ * open has recovered them. NULL is accepted. */
 CAIRN_EXPORT int cairn_close(struct cairn_db *db);
 
 /* Copies the message of the last error on this handle (NUL-terminated,
