@@ -258,3 +258,29 @@ Test(corrupt, damaged_manifest_or_current_is_reported)
 	free(man);
 	env_sim_free(env);
 }
+
+/* A log cut short before its header was written (a log switch that failed
+ * and whose removal failed too) never held a record: recovery reads it as
+ * empty even when a newer log follows, instead of calling it corruption. */
+Test(corrupt, headerless_log_before_the_newest_is_empty)
+{
+	char path[64], newer[64];
+	struct cairn_options o;
+	struct cairn_env *env = log_only_db(path, sizeof(path), &o);
+	char *data;
+	size_t len;
+	cr_assert_eq(env_sim_read_file(env, path, &data, &len), 0);
+	/* move the data one number up and leave a 5-byte stub in its place */
+	unsigned n = (unsigned)strtoul(path + 4, NULL, 10);
+	snprintf(newer, sizeof(newer), "/db/%06u.log", n + 1);
+	cr_assert_eq(env_sim_write_file(env, newer, data, len), 0);
+	cr_assert_eq(env_sim_write_file(env, path, "cairn", 5), 0);
+	free(data);
+	struct cairn_db *db = NULL;
+	char err[512] = "";
+	int r = cairn_open("/db", &o, &db, err, sizeof(err));
+	cr_assert_eq(r, 0, "open: %s (%s)", cairn_strerror(r), err);
+	cr_assert_eq(prefix_len(db), NKEYS);
+	cairn_close(db);
+	env_sim_free(env);
+}
