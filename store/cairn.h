@@ -440,10 +440,10 @@ struct cairn_check_callbacks {
 CAIRN_EXPORT int cairn_check(const char *dir, const struct cairn_check_callbacks *cb,
                              uint64_t *problems);
 
-/* Prints a log, manifest or table file in readable form, one line per call
+/* Prints a log, manifest, table or blob file in readable form, one line per call
  * of emit: headers, each record or entry with its offset, keys and values
  * escaped (printable bytes as they are, others as \xNN). The kind of file
- * is told by its name (NNNNNN.log, NNNNNN.sst, MANIFEST-NNNNNN) or, failing
+ * is told by its name (NNNNNN.log, NNNNNN.sst, NNNNNN.blob, MANIFEST-NNNNNN) or, failing
  * that, by its magic number. Errors: CAIRN_EINVAL (unknown kind),
  * CAIRN_ECORRUPT (printed up to the damage, then the error; errbuf says
  * where), CAIRN_EIO. */
