@@ -168,11 +168,21 @@ static int print_command_help(const struct ctx *c)
 #define OPT_OK      (-1)
 #define OPT_UNKNOWN (-2)
 
+static int expect_args(const struct ctx *c, int have, int min, int max)
+{
+	if (have < min)
+		return usage_error(c, "missing argument");
+	if (have > max)
+		return usage_error(c, "too many arguments");
+	return -1;
+}
+
 /* Parses the options of a command: shortopts lists its own; -h and -x are
- * always accepted. Calls on_opt for the others; returns -1 to go on, or an
+ * always accepted. Calls on_opt for the others, then checks that min to max
+ * arguments follow. Returns -1 to go on (the arguments from optind), or an
  * exit code (help printed, or usage error). */
 static int parse_opts(struct ctx *c, int argc, char **argv, const char *shortopts,
-                      int (*on_opt)(void *st, int opt, const char *arg), void *st)
+                      int (*on_opt)(void *st, int opt, const char *arg), void *st, int min, int max)
 {
 	char opts[64];
 	snprintf(opts, sizeof(opts), "+:hx%s", shortopts);
@@ -181,7 +191,7 @@ static int parse_opts(struct ctx *c, int argc, char **argv, const char *shortopt
 	for (;;) {
 		int o = getopt_long(argc, argv, opts, common_long, NULL);
 		if (o == -1)
-			return -1;
+			return expect_args(c, argc - optind, min, max);
 		if (o == 'h')
 			return print_command_help(c);
 		if (o == 'x') {
@@ -199,15 +209,6 @@ static int parse_opts(struct ctx *c, int argc, char **argv, const char *shortopt
 		if (r >= 0)
 			return r;
 	}
-}
-
-static int expect_args(const struct ctx *c, int have, int min, int max)
-{
-	if (have < min)
-		return usage_error(c, "missing argument");
-	if (have > max)
-		return usage_error(c, "too many arguments");
-	return -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -324,8 +325,8 @@ static int cmd_get(struct ctx *c, int argc, char **argv)
 	struct cairn_db *db = NULL;
 	const struct cairn_snapshot *s = NULL;
 	struct cairn_key_info info = {0};
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 1, 1)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 1, 1);
+	if (code >= 0)
 		return code;
 	if ((code = arg_decode(c, "KEY", argv[optind], &k)))
 		return code;
@@ -419,8 +420,8 @@ static int cmd_put(struct ctx *c, int argc, char **argv)
 {
 	struct arg_bytes k, v = {0};
 	struct cairn_db *db = NULL;
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 1, 2)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 1, 2);
+	if (code >= 0)
 		return code;
 	if ((code = arg_decode(c, "KEY", argv[optind], &k)))
 		return code;
@@ -455,8 +456,8 @@ static int cmd_del(struct ctx *c, int argc, char **argv)
 {
 	struct arg_bytes k;
 	struct cairn_db *db = NULL;
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 1, 1)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 1, 1);
+	if (code >= 0)
 		return code;
 	if ((code = arg_decode(c, "KEY", argv[optind], &k)))
 		return code;
@@ -632,8 +633,8 @@ static int read_command(struct ctx *c, int argc, char **argv, const char *shorto
 {
 	struct arg_bytes a = {.data = "", .len = 0};
 	struct cairn_db *db = NULL;
-	int code = parse_opts(c, argc, argv, shortopts, on_opt, st);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 1)) >= 0)
+	int code = parse_opts(c, argc, argv, shortopts, on_opt, st, 0, 1);
+	if (code >= 0)
 		return code;
 	if (optind < argc && (code = arg_decode(c, argname, argv[optind], &a)))
 		return code;
@@ -866,8 +867,8 @@ static int cmd_stats(struct ctx *c, int argc, char **argv)
 	char mnt[PATH_MAX], err[PATH_MAX + 64];
 	struct cairn_db *db = NULL;
 	struct cairn_stats st;
-	int code = parse_opts(c, argc, argv, "", stats_opt, &json);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 0)) >= 0)
+	int code = parse_opts(c, argc, argv, "", stats_opt, &json, 0, 0);
+	if (code >= 0)
 		return code;
 	code = open_db(c, OPEN_READ, &db, mnt, sizeof(mnt), &busy);
 	if (busy) {
@@ -924,8 +925,8 @@ static int cmd_flush(struct ctx *c, int argc, char **argv)
 	char mnt[PATH_MAX];
 	struct cairn_db *db = NULL;
 	int busy = 0;
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 0)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 0, 0);
+	if (code >= 0)
 		return code;
 	code = open_db(c, OPEN_MAINT, &db, mnt, sizeof(mnt), &busy);
 	if (busy)
@@ -955,8 +956,8 @@ static int cmd_compact(struct ctx *c, int argc, char **argv)
 	struct cairn_stats st;
 	struct progress p;
 	int busy = 0;
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 0)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 0, 0);
+	if (code >= 0)
 		return code;
 	code = open_db(c, OPEN_MAINT, &db, mnt, sizeof(mnt), &busy);
 	if (busy)
@@ -1025,8 +1026,8 @@ static int cmd_checkpoint(struct ctx *c, int argc, char **argv)
 	struct cairn_stats st;
 	struct progress p;
 	int busy = 0;
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 1, 1)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 1, 1);
+	if (code >= 0)
 		return code;
 	const char *dest = argv[optind];
 	code = open_db(c, OPEN_MAINT, &db, mnt, sizeof(mnt), &busy);
@@ -1068,11 +1069,11 @@ static const char check_help[] =
         "  -h, --help     show this help\n";
 
 static const char dump_help[] =
-        "Prints a log (NNNNNN.log), manifest (MANIFEST-NNNNNN), table (NNNNNN.sst)\n"
-        "or CURRENT file in readable form: headers, then each record or entry with\n"
-        "its offset; keys and values escaped. The kind comes from the name or, when\n"
-        "the name does not tell, from the file's magic number. Works on any file,\n"
-        "database open or not.\n\n"
+        "Prints a log (NNNNNN.log), manifest (MANIFEST-NNNNNN), table (NNNNNN.sst),\n"
+        "blob (NNNNNN.blob) or CURRENT file in readable form: headers, then each\n"
+        "record or entry with its offset; keys and values escaped. The kind comes\n"
+        "from the name or, when the name does not tell, from the file's magic\n"
+        "number. Works on any file, database open or not.\n\n"
         "  -h, --help     show this help\n";
 
 struct check_state {
@@ -1081,8 +1082,7 @@ struct check_state {
 
 static void check_problem(void *ctx, const char *file, uint64_t off, const char *what)
 {
-	struct check_state *s = ctx;
-	(void)s;
+	(void)ctx;
 	printf("%s:%" PRIu64 ": %s\n", file, off, what);
 }
 
@@ -1096,8 +1096,8 @@ static int cmd_check(struct ctx *c, int argc, char **argv)
 {
 	struct check_state s;
 	uint64_t problems = 0;
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 0)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 0, 0);
+	if (code >= 0)
 		return code;
 	struct stat sb;
 	if (stat(c->dbdir, &sb) || !S_ISDIR(sb.st_mode))
@@ -1125,8 +1125,8 @@ static void dump_line(void *ctx, const char *line)
 static int cmd_dump(struct ctx *c, int argc, char **argv)
 {
 	char err[1024] = "";
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 1, 1)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 1, 1);
+	if (code >= 0)
 		return code;
 	int r = cairn_dump_file(argv[optind], dump_line, NULL, err, sizeof(err));
 	int out = finish_stdout(c);
@@ -1187,8 +1187,8 @@ static void main_usage(FILE *f)
 
 static int cmd_help(struct ctx *c, int argc, char **argv)
 {
-	int code = parse_opts(c, argc, argv, "", NULL, NULL);
-	if (code >= 0 || (code = expect_args(c, argc - optind, 0, 1)) >= 0)
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 0, 1);
+	if (code >= 0)
 		return code;
 	if (optind == argc) {
 		main_usage(stdout);

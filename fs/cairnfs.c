@@ -1645,10 +1645,11 @@ static void cfs_open_ctl(fuse_req_t req, struct cairnfs *fs, fuse_ino_t ino,
 	fuse_reply_open(req, fi);
 }
 
-/* Answered ENOSYS by default: the kernel then never sends open or release
- * for an existing file (only create does), keeps its pages cached and
- * handles O_TRUNC with a setattr. Nothing needs per-open state: the write
- * buffer hangs on the node and is committed by the writes themselves. */
+/* With -o open=0 answered ENOSYS: the kernel then never sends open or
+ * release for an existing file (only create does), keeps its pages cached and
+ * handles O_TRUNC with a setattr; nothing needs per-open state, since the
+ * write buffer hangs on the node. With open=1 (the default) open counts the
+ * handle and keeps the page cache (keep_cache). */
 static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cairnfs *fs = cfs_of(req);
@@ -2088,8 +2089,9 @@ static int cfs_dir_build(struct cairnfs *fs, fuse_ino_t ino, struct cfs_dir *d)
 	return 0;
 }
 
-/* Answered ENOSYS by default (the kernel then caches listings and sends no
- * opendir/releasedir); readdir builds the listing at offset 0 instead. */
+/* With -o open=0 answered ENOSYS (the kernel then caches listings and sends
+ * no opendir/releasedir, and readdir builds the listing at offset 0); with
+ * open=1 (the default) the listing is built here and cached (cache_readdir). */
 static void cfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cfs_dir *d;
@@ -2299,6 +2301,20 @@ static void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	fuse_reply_err(req, -rc);
 }
 
+/* The reply of getxattr and listxattr: an error, the size the caller asked
+ * for with size 0, ERANGE when its buffer is too small, or the bytes. */
+static void cfs_reply_xattr(fuse_req_t req, int rc, const void *buf, size_t len, size_t size)
+{
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, len);
+}
+
 static void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct cairnfs *fs = cfs_of(req);
@@ -2316,14 +2332,7 @@ static void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 		rc = cairn_get(fs->db, NULL, key, klen, &val, &vlen);
 		rc = rc == CAIRN_ENOTFOUND ? -ENODATA : -cfs_errno(rc, EIO);
 	}
-	if (rc)
-		fuse_reply_err(req, -rc);
-	else if (size == 0)
-		fuse_reply_xattr(req, vlen);
-	else if (vlen > size)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, val, vlen);
+	cfs_reply_xattr(req, rc, val, vlen, size);
 	cairn_free(val);
 }
 
@@ -2372,14 +2381,7 @@ static void cfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	if (!rc && it)
 		rc = -cfs_errno(cairn_iter_status(it), EIO);
 	cairn_iter_free(it);
-	if (rc)
-		fuse_reply_err(req, -rc);
-	else if (size == 0)
-		fuse_reply_xattr(req, used);
-	else if (used > size)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, out, used);
+	cfs_reply_xattr(req, rc, out, used, size);
 	free(out);
 }
 
