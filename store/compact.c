@@ -115,8 +115,8 @@ static int output_open(struct cairn_db *db, struct output *out, char *err, size_
 	if (!r)
 		r = tb_new(&o, out->file, &out->tb);
 	if (r) {
-		char detail[256] = "";
-		env_errmsg(db->env, detail, sizeof(detail));
+		char detail[256];
+		db_io_detail(db, detail, sizeof(detail), r);
 		fmt_msg(err, errlen, "cannot create table '%s': %s", out->path, detail);
 	}
 	return r;
@@ -141,8 +141,8 @@ static int output_finish(struct cairn_db *db, struct output *out, struct table_p
 	if (!r)
 		r = c;
 	if (r) {
-		char detail[256] = "";
-		env_errmsg(db->env, detail, sizeof(detail));
+		char detail[256];
+		db_io_detail(db, detail, sizeof(detail), r);
 		fmt_msg(err, errlen, "cannot write table '%s': %s", out->path, detail);
 	}
 	return r;
@@ -185,10 +185,9 @@ static int build_table(struct cairn_db *db, struct memtable *m, struct output *o
 		r = tb_add(out->tb, iter_key(it), iter_value(it));
 	iter_free(it);
 	if (r && !err[0]) {
-		char detail[256] = "";
-		env_errmsg(db->env, detail, sizeof(detail));
-		fmt_msg(err, errlen, "cannot write table '%s': %s", out->path,
-		        detail[0] ? detail : cairn_strerror(r));
+		char detail[256];
+		db_io_detail(db, detail, sizeof(detail), r);
+		fmt_msg(err, errlen, "cannot write table '%s': %s", out->path, detail);
 	}
 	if (!r)
 		r = output_finish(db, out, props, written, err, errlen);
@@ -403,10 +402,10 @@ static int compact_entries(struct compaction_state *cs)
 		if (!cs->out.tb)
 			r = output_open(db, &cs->out, cs->err, sizeof(cs->err));
 		if (!r && (r = tb_add(cs->out.tb, ik, iter_value(it))) != 0) {
-			char detail[256] = "";
-			env_errmsg(db->env, detail, sizeof(detail));
+			char detail[256];
+			db_io_detail(db, detail, sizeof(detail), r);
 			fmt_msg(cs->err, sizeof(cs->err), "cannot write table '%s': %s",
-			        cs->out.path, detail[0] ? detail : cairn_strerror(r));
+			        cs->out.path, detail);
 		}
 		if (!r && tb_file_size(cs->out.tb) >= c->max_output_size)
 			r = finish_output(cs);

@@ -49,6 +49,14 @@ int db_err(struct cairn_db *db, int code, const char *fmt, ...)
 	return code;
 }
 
+void db_io_detail(struct cairn_db *db, char *out, size_t len, int code)
+{
+	out[0] = 0;
+	env_errmsg(db->env, out, len);
+	if (!out[0])
+		fmt_msg(out, len, "%s", cairn_strerror(code));
+}
+
 CAIRN_EXPORT const char *cairn_version(void)
 {
 	return CAIRN_VERSION_STRING;
@@ -435,8 +443,8 @@ static int new_log(struct cairn_db *db, char *err, size_t errlen)
 			}
 		}
 	}
-	char detail[256] = "";
-	env_errmsg(db->env, detail, sizeof(detail));
+	char detail[256];
+	db_io_detail(db, detail, sizeof(detail), r);
 	fmt_msg(err, errlen, "cannot start log '%s': %s", path, detail);
 	/* A log that never took a record must not stay behind: once its
 	 * header is lost in a crash, recovery would take it for a torn log
@@ -451,13 +459,28 @@ static int keep_recovered(struct cairn_db *db, const struct replay_ctx *rc)
 	       mem_usage(rc->mem) < db->opts.memtable_size;
 }
 
+/* Makes a log file durable, first cutting it to truncate_to bytes unless
+ * that is negative; returns the first error. */
+static int sync_log_file(struct cairn_db *db, const char *path, int64_t truncate_to)
+{
+	struct env_file *f;
+	int r = env_open_append(db->env, path, &f);
+	if (r)
+		return r;
+	if (truncate_to >= 0)
+		r = env_truncate(f, (uint64_t)truncate_to);
+	if (!r)
+		r = env_sync(f);
+	int c = env_close(f);
+	return r ? r : c;
+}
+
 /* Cuts a log back to its last good record (or removes it if not even its
  * header survived) and makes that durable. */
 static int cut_torn_tail(struct cairn_db *db, uint64_t number, uint64_t good, char *err,
                          size_t errlen)
 {
 	char path[4096];
-	struct env_file *f;
 	log_file_name(path, sizeof(path), db->dir, number);
 	int r;
 	if (good < WAL_FILE_HEADER) {
@@ -465,19 +488,11 @@ static int cut_torn_tail(struct cairn_db *db, uint64_t number, uint64_t good, ch
 		if (!r)
 			r = env_sync_dir(db->env, db->dir);
 	} else {
-		r = env_open_append(db->env, path, &f);
-		if (!r) {
-			r = env_truncate(f, good);
-			if (!r)
-				r = env_sync(f);
-			int c = env_close(f);
-			if (!r)
-				r = c;
-		}
+		r = sync_log_file(db, path, (int64_t)good);
 	}
 	if (r) {
-		char detail[256] = "";
-		env_errmsg(db->env, detail, sizeof(detail));
+		char detail[256];
+		db_io_detail(db, detail, sizeof(detail), r);
 		fmt_msg(err, errlen, "cannot cut the torn tail of '%s': %s", path, detail);
 	}
 	return r;
@@ -492,21 +507,14 @@ static int sync_kept_logs(struct cairn_db *db, const struct dir_scan *scan, uint
 {
 	char path[4096];
 	for (size_t i = 0; i < scan->nlogs; i++) {
-		struct env_file *f;
 		/* a torn log was cut (and synced) or removed already */
 		if (scan->logs[i] < min_log || (rc->torn && scan->logs[i] == rc->torn_log))
 			continue;
 		log_file_name(path, sizeof(path), db->dir, scan->logs[i]);
-		int r = env_open_append(db->env, path, &f);
-		if (!r) {
-			r = env_sync(f);
-			int c = env_close(f);
-			if (!r)
-				r = c;
-		}
+		int r = sync_log_file(db, path, -1);
 		if (r) {
-			char detail[256] = "";
-			env_errmsg(db->env, detail, sizeof(detail));
+			char detail[256];
+			db_io_detail(db, detail, sizeof(detail), r);
 			fmt_msg(err, errlen, "cannot sync log '%s': %s", path, detail);
 			return r;
 		}
@@ -644,8 +652,8 @@ static int prepare_dir(struct cairn_db *db, int *created, char *err, size_t errl
 		}
 		int r = env_mkdir(db->env, db->dir);
 		if (r && r != CAIRN_EEXIST) {
-			char detail[256] = "";
-			env_errmsg(db->env, detail, sizeof(detail));
+			char detail[256];
+			db_io_detail(db, detail, sizeof(detail), r);
 			fmt_msg(err, errlen, "cannot create database directory: %s", detail);
 			return r;
 		}
@@ -830,12 +838,11 @@ static int switch_memtable(struct cairn_db *db)
 		r = wal_sync(db->log);
 		atomic_fetch_add(&db->st.wal_syncs, 1);
 		if (r) {
-			char detail[256] = "";
-			env_errmsg(db->env, detail, sizeof(detail));
+			char detail[256];
+			db_io_detail(db, detail, sizeof(detail), r);
 			mem_unref(fresh);
 			fmt_msg(err, sizeof(err), "sync of log %06llu.log failed: %s",
-			        (unsigned long long)db->log_number,
-			        detail[0] ? detail : cairn_strerror(r));
+			        (unsigned long long)db->log_number, detail);
 			db_set_bg_error(db, r, err);
 			return db_err(db, r, "%s", err);
 		}
@@ -1134,11 +1141,11 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 			       "log '%06llu.log': no space left on device; nothing was written",
 			       (unsigned long long)db->log_number);
 		} else if (r) {
-			char detail[256] = "", msg[400];
-			env_errmsg(db->env, detail, sizeof(detail));
+			char detail[256], msg[400];
+			db_io_detail(db, detail, sizeof(detail), r);
 			fmt_msg(msg, sizeof(msg), "%s of log %06llu.log failed: %s",
 			        sync_failed ? "sync" : "write", (unsigned long long)db->log_number,
-			        detail[0] ? detail : cairn_strerror(r));
+			        detail);
 			db_set_bg_error(db, r, msg);
 			db_err(db, r, "%s", msg);
 		} else {

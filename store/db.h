@@ -134,6 +134,9 @@ struct cairn_db {
  * returns code, so callers write `return db_err(db, r, "...")`. */
 int db_err(struct cairn_db *db, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
+/* Fills out with the environment's message for its last failure, or with
+ * cairn_strerror(code) if it has none, for "...: %s" error messages. */
+void db_io_detail(struct cairn_db *db, char *out, size_t len, int code);
 
 /* compact.c */
 int db_bg_start(struct cairn_db *db);

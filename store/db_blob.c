@@ -55,14 +55,6 @@ static void fmt_key(char *out, size_t len, struct slice k)
 	out[o < len ? o : len - 1] = 0;
 }
 
-static void io_detail(struct cairn_db *db, char *out, size_t len, int r)
-{
-	out[0] = 0;
-	env_errmsg(db->env, out, len);
-	if (!out[0])
-		fmt_msg(out, len, "%s", cairn_strerror(r));
-}
-
 int db_blob_ref(struct slice ival, struct blob_ref *ref)
 {
 	if (!ival_valid(ival))
@@ -152,7 +144,7 @@ static int create_file(struct cairn_db *db, uint64_t *number, struct blob_writer
 		r = env_sync_dir(db->env, db->dir);
 	if (r) {
 		char detail[256];
-		io_detail(db, detail, sizeof(detail), r);
+		db_io_detail(db, detail, sizeof(detail), r);
 		db_err(db, r, "cannot create blob file '%s': %s", path, detail);
 		blob_writer_close(*wp);
 		*wp = NULL;
@@ -213,7 +205,7 @@ static int append_value(struct cairn_db *db, struct slice key, struct slice val,
 		r = blob_writer_sync(w);
 	if (r) {
 		char detail[256];
-		io_detail(db, detail, sizeof(detail), r);
+		db_io_detail(db, detail, sizeof(detail), r);
 		db_err(db, r, "blob file %06llu: write failed: %s",
 		       (unsigned long long)blob_writer_number(w), detail);
 		/* never append after a partial record: seal at the last good
@@ -466,7 +458,7 @@ CAIRN_EXPORT int cairn_stream_write(struct cairn_stream *s, const void *data, si
 	int r = blob_writer_append(s->w, data, len);
 	if (r) {
 		char detail[256];
-		io_detail(s->db, detail, sizeof(detail), r);
+		db_io_detail(s->db, detail, sizeof(detail), r);
 		db_err(s->db, r, "blob file %06llu: write failed: %s",
 		       (unsigned long long)s->number, detail);
 	}
@@ -487,7 +479,7 @@ CAIRN_EXPORT int cairn_stream_commit(struct cairn_stream *s, unsigned flags)
 	uint64_t size = blob_writer_good_size(s->w);
 	if (r) {
 		char detail[256];
-		io_detail(db, detail, sizeof(detail), r);
+		db_io_detail(db, detail, sizeof(detail), r);
 		db_err(db, r, "blob file %06llu: write failed: %s", (unsigned long long)s->number,
 		       detail);
 		stream_drop(s, 1);
