@@ -42,18 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mount_fs() {
-	"$CAIRNFS" -f "$DB" "$MNT" >>"$T/log" 2>&1 &
-	PID=$!
-	for _ in $(seq 100); do
-		mountpoint -q "$MNT" && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "mount failed:"
-	cat "$T/log"
-	return 1
-}
+. "$(dirname "$0")/lib.sh" # mount_fs
 
 if [ ! -x "$CAIRNFS" ] || [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null ||
 	! command -v python3 >/dev/null; then

@@ -50,18 +50,7 @@ check_err() {
 	fi
 }
 
-mount_fs() {
-	"$CAIRNFS" -f "$@" "$DB" "$MNT" >>"$T/log" 2>&1 &
-	PID=$!
-	for _ in $(seq 100); do
-		mountpoint -q "$MNT" && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "mount failed:"
-	cat "$T/log"
-	return 1
-}
+. "$(dirname "$0")/lib.sh" # mount_fs
 
 umount_fs() {
 	fusermount3 -u "$MNT" || umount -l "$MNT"
