@@ -106,6 +106,7 @@ struct blob_writer {
 	uint64_t number;
 	uint64_t written; /* bytes appended to the file */
 	uint64_t good;    /* end of the last record ended */
+	uint64_t synced;  /* end of the last record ended before the last sync */
 	struct buf wb;    /* bytes not yet appended */
 	int status;       /* first failure; sticky */
 	int in_record;
@@ -157,6 +158,7 @@ int blob_writer_create(struct cairn_env *env, const char *path, uint64_t number,
 	buf_append(&w->wb, h, sizeof(h)); /* reserved above: cannot fail */
 	w->number = number;
 	w->good = BLOB_FILE_HEADER;
+	w->synced = BLOB_FILE_HEADER;
 	*wp = w;
 	return 0;
 }
@@ -259,11 +261,14 @@ int blob_writer_end(struct blob_writer *w, struct blob_ref *ref)
 
 int blob_writer_sync(struct blob_writer *w)
 {
+	uint64_t good = w->good;
 	int r = writer_flush(w);
 	if (!r)
 		r = env_sync(w->file);
 	if (r && !w->status)
 		w->status = r;
+	if (!r)
+		w->synced = good;
 	return r;
 }
 
@@ -275,6 +280,11 @@ uint64_t blob_writer_size(const struct blob_writer *w)
 uint64_t blob_writer_good_size(const struct blob_writer *w)
 {
 	return w->good;
+}
+
+uint64_t blob_writer_synced_size(const struct blob_writer *w)
+{
+	return w->synced;
 }
 
 uint64_t blob_writer_number(const struct blob_writer *w)

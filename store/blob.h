@@ -83,6 +83,9 @@ int blob_writer_sync(struct blob_writer *w);
  * next record. good_size is the end of the last record ended. */
 uint64_t blob_writer_size(const struct blob_writer *w);
 uint64_t blob_writer_good_size(const struct blob_writer *w);
+/* The end of the last record that was ended before the last successful sync:
+ * what a crash cannot take away. */
+uint64_t blob_writer_synced_size(const struct blob_writer *w);
 uint64_t blob_writer_number(const struct blob_writer *w);
 /* After a failed append or sync the writer refuses everything (returning
  * the first error): bytes after a partial record are never written. */

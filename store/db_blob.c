@@ -7,9 +7,9 @@
  *
  * Durability order: a blob file's directory entry is synced and the file is
  * recorded in the manifest before any reference to it can be written, and
- * each value is synced in its blob file before the entry that refers to it
- * enters the write path. A crash can therefore leave blob bytes nothing
- * refers to (garbage), never a reference to bytes that are not there.
+ * the values of a batch are synced in their blob file, with one sync for the
+ * batch, before the entries that refer to them enter the write path. A crash can therefore leave
+ * blob bytes nothing refers to (garbage), never a reference to bytes that are not there.
  *
  * Garbage. Compaction reports every TYPE_BLOB entry it drops; the record's
  * bytes are added to its file's garbage in the compaction's own edit.
@@ -109,8 +109,11 @@ static int seal_active(struct cairn_db *db)
 		return 0;
 	db->blob_active = NULL;
 	__atomic_store_n(&db->blob_active_size, 0, __ATOMIC_RELAXED);
-	/* every record was synced when it was written: good_size is durable */
-	uint64_t n = blob_writer_number(w), size = blob_writer_good_size(w);
+	/* records are synced once per batch: sync the last ones; after a failed
+	 * sync only what an earlier sync covered is known durable, and nothing
+	 * past it is referenced (its batch failed) */
+	blob_writer_sync(w);
+	uint64_t n = blob_writer_number(w), size = blob_writer_synced_size(w);
 	blob_writer_close(w);
 	char err[512] = "";
 	pthread_mutex_lock(&db->mu);
@@ -184,7 +187,21 @@ static int open_active(struct cairn_db *db)
 	return 0;
 }
 
-/* Appends one value as a record of the shared file and syncs it. */
+/* Reports a failed write or sync of the active file and seals it at the last
+ * synced record: nothing is ever appended after a partial one, and the next
+ * value starts a new file. */
+static int active_failed(struct cairn_db *db, int r, const char *what)
+{
+	char detail[256];
+	db_io_detail(db, detail, sizeof(detail), r);
+	db_err(db, r, "blob file %06llu: %s failed: %s",
+	       (unsigned long long)blob_writer_number(db->blob_active), what, detail);
+	seal_active(db);
+	return r;
+}
+
+/* Appends one value as a record of the shared file; the caller syncs the
+ * file once for the whole batch (sync_active). */
 static int append_value(struct cairn_db *db, struct slice key, struct slice val,
                         struct blob_ref *ref)
 {
@@ -201,20 +218,21 @@ static int append_value(struct cairn_db *db, struct slice key, struct slice val,
 		r = blob_writer_append(w, val.data, val.len);
 	if (!r)
 		r = blob_writer_end(w, ref);
-	if (!r)
-		r = blob_writer_sync(w);
-	if (r) {
-		char detail[256];
-		db_io_detail(db, detail, sizeof(detail), r);
-		db_err(db, r, "blob file %06llu: write failed: %s",
-		       (unsigned long long)blob_writer_number(w), detail);
-		/* never append after a partial record: seal at the last good
-		 * one and start a new file next time */
-		seal_active(db);
-		return r;
-	}
+	if (r)
+		return active_failed(db, r, "write");
 	__atomic_store_n(&db->blob_active_size, blob_writer_size(w), __ATOMIC_RELAXED);
 	return 0;
+}
+
+/* Syncs the values a batch appended to the active file, before the entries
+ * that refer to them enter the write path. */
+static int sync_active(struct cairn_db *db)
+{
+	struct blob_writer *w = db->blob_active;
+	if (!w)
+		return 0;
+	int r = blob_writer_sync(w);
+	return r ? active_failed(db, r, "sync") : 0;
 }
 
 struct convert_ctx {
@@ -275,6 +293,8 @@ int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cai
 		return r;
 	pthread_mutex_lock(&db->blob_mu);
 	r = batch_iterate(buf_slice(&b->rep), convert_entry, &c);
+	if (!r)
+		r = sync_active(db);
 	pthread_mutex_unlock(&db->blob_mu);
 	if (r) {
 		batch_destroy(priv);
