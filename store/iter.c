@@ -122,6 +122,15 @@ struct iter *iter_empty_new(int status)
  * re-sought to the current key and stepped back (or put on its last entry
  * when nothing is >= the key), and before a forward step every other child
  * is re-sought to the current key and stepped past it if it sits on it.
+ *
+ * Seeks are lazy where a child can tell cheaply (iter_may_hold: a table's
+ * bloom filter) that it holds nothing with the target's user key. Such a
+ * child is left unsought ("postponed") while another child sits on that
+ * user key: the postponed child's first entry >= target then has a greater
+ * user key, so it cannot be the current entry. Once the merge moves past
+ * the user key, or when no other child sits on it, the postponed children
+ * are sought to the target and join the heap. A seek to a key that exists
+ * thus reads a data block only in the tables that hold the key.
  */
 enum merge_dir { MERGE_FORWARD, MERGE_REVERSE };
 
@@ -137,6 +146,11 @@ struct merge_iter {
 	int heap_n;
 	enum merge_dir dir;
 	int err; /* the error that stopped the merge, 0 if none */
+	/* postponed[i]: child i was not sought to target (forward only); its
+	 * position and status mean nothing until it is */
+	unsigned char *postponed;
+	int npostponed;
+	struct buf target; /* the last seek's target while any is postponed */
 };
 
 /* Whether child a belongs above child b in the heap. */
@@ -179,6 +193,8 @@ static void merge_build(struct merge_iter *m, enum merge_dir dir)
 	m->dir = dir;
 	m->heap_n = 0;
 	for (int i = 0; i < m->n; i++) {
+		if (m->postponed[i])
+			continue;
 		if (iter_valid(m->children[i])) {
 			m->keys[i] = iter_key(m->children[i]);
 			m->heap[m->heap_n++] = i;
@@ -202,6 +218,36 @@ static void merge_fix_top(struct merge_iter *m)
 	merge_sift_down(m, 0);
 }
 
+static void merge_forget_postponed(struct merge_iter *m)
+{
+	if (!m->npostponed)
+		return;
+	memset(m->postponed, 0, (size_t)m->n);
+	m->npostponed = 0;
+}
+
+/* Seeks the postponed children once the top no longer sits on the target's
+ * user key: from there on they may hold the current entry. Their first entry
+ * >= target lies past every entry of that user key, so they join the
+ * forward merge in the right place. */
+static void merge_settle(struct merge_iter *m)
+{
+	if (!m->npostponed)
+		return;
+	assert(m->dir == MERGE_FORWARD);
+	struct slice target = buf_slice(&m->target);
+	if (m->heap_n > 0 && !m->err) {
+		struct slice top = m->keys[m->heap[0]];
+		if (top.len >= IKEY_TRAILER && slice_eq(ikey_user(top), ikey_user(target)))
+			return;
+	}
+	for (int i = 0; i < m->n; i++)
+		if (m->postponed[i])
+			iter_seek(m->children[i], target);
+	merge_forget_postponed(m);
+	merge_build(m, MERGE_FORWARD);
+}
+
 static int merge_valid(struct iter *it)
 {
 	struct merge_iter *m = (struct merge_iter *)it;
@@ -212,6 +258,7 @@ static void merge_seek_first(struct iter *it)
 {
 	struct merge_iter *m = (struct merge_iter *)it;
 	m->err = 0;
+	merge_forget_postponed(m);
 	for (int i = 0; i < m->n; i++)
 		iter_seek_first(m->children[i]);
 	merge_build(m, MERGE_FORWARD);
@@ -221,6 +268,7 @@ static void merge_seek_last(struct iter *it)
 {
 	struct merge_iter *m = (struct merge_iter *)it;
 	m->err = 0;
+	merge_forget_postponed(m);
 	for (int i = 0; i < m->n; i++)
 		iter_seek_last(m->children[i]);
 	merge_build(m, MERGE_REVERSE);
@@ -230,9 +278,20 @@ static void merge_seek(struct iter *it, struct slice target)
 {
 	struct merge_iter *m = (struct merge_iter *)it;
 	m->err = 0;
-	for (int i = 0; i < m->n; i++)
-		iter_seek(m->children[i], target);
+	merge_forget_postponed(m);
+	/* without a copy of the target nothing can be postponed */
+	int lazy = target.len >= IKEY_TRAILER && !buf_set(&m->target, target.data, target.len);
+	for (int i = 0; i < m->n; i++) {
+		struct iter *c = m->children[i];
+		if (lazy && !iter_may_hold(c, target)) {
+			m->postponed[i] = 1;
+			m->npostponed++;
+		} else {
+			iter_seek(c, target);
+		}
+	}
 	merge_build(m, MERGE_FORWARD);
+	merge_settle(m);
 }
 
 static void merge_next(struct iter *it)
@@ -258,6 +317,7 @@ static void merge_next(struct iter *it)
 	}
 	iter_next(m->children[m->heap[0]]);
 	merge_fix_top(m);
+	merge_settle(m);
 }
 
 static void merge_prev(struct iter *it)
@@ -267,6 +327,8 @@ static void merge_prev(struct iter *it)
 	if (m->dir != MERGE_REVERSE) {
 		int cur = m->heap[0];
 		struct slice key = m->keys[cur];
+		/* every child but cur is sought below, the postponed ones too */
+		merge_forget_postponed(m);
 		for (int i = 0; i < m->n; i++) {
 			struct iter *c = m->children[i];
 			if (i == cur)
@@ -306,7 +368,7 @@ static int merge_status(struct iter *it)
 	if (m->err)
 		return m->err;
 	for (int i = 0; i < m->n; i++) {
-		int s = iter_status(m->children[i]);
+		int s = m->postponed[i] ? 0 : iter_status(m->children[i]);
 		if (s)
 			return s;
 	}
@@ -318,6 +380,7 @@ static void merge_destroy(struct iter *it)
 	struct merge_iter *m = (struct merge_iter *)it;
 	for (int i = 0; i < m->n; i++)
 		iter_free(m->children[i]);
+	buf_free(&m->target);
 	free(m);
 }
 
@@ -342,8 +405,8 @@ struct iter *iter_merge_new(struct iter **children, int n)
 	if (n == 1)
 		return children[0];
 	struct merge_iter *m =
-	        malloc(sizeof(*m) +
-	               (size_t)n * (sizeof(struct iter *) + sizeof(struct slice) + sizeof(int)));
+	        malloc(sizeof(*m) + (size_t)n * (sizeof(struct iter *) + sizeof(struct slice) +
+	                                         sizeof(int) + 1));
 	if (!m) {
 		for (int i = 0; i < n; i++)
 			iter_free(children[i]);
@@ -353,6 +416,10 @@ struct iter *iter_merge_new(struct iter **children, int n)
 	m->children = (struct iter **)(m + 1);
 	m->keys = (struct slice *)(m->children + n);
 	m->heap = (int *)(m->keys + n);
+	m->postponed = (unsigned char *)(m->heap + n);
+	memset(m->postponed, 0, (size_t)n);
+	m->npostponed = 0;
+	memset(&m->target, 0, sizeof(m->target));
 	m->n = n;
 	m->heap_n = 0;
 	m->dir = MERGE_FORWARD;
@@ -375,6 +442,7 @@ struct two_level_iter {
 	struct iter base;
 	struct iter *index;
 	struct iter *(*open_fn)(void *arg, struct slice index_value);
+	int (*may_hold_fn)(void *arg, struct slice target); /* NULL: ask data */
 	void *arg;
 	struct iter *data;
 	struct buf data_value; /* the index value data was opened from */
@@ -466,6 +534,24 @@ static void two_level_seek(struct iter *it, struct slice target)
 	two_level_skip_forward(t);
 }
 
+static int two_level_may_hold(struct iter *it, struct slice target)
+{
+	struct two_level_iter *t = (struct two_level_iter *)it;
+	if (t->may_hold_fn)
+		return t->may_hold_fn(t->arg, target);
+	/* the first entry >= target is in the data iterator the index names,
+	 * and if that one holds nothing of target's user key from target on,
+	 * the next ones start past that user key */
+	t->err = 0;
+	iter_seek(t->index, target);
+	if (!iter_valid(t->index))
+		return iter_status(t->index) ? 1 : 0;
+	two_level_init_data(t);
+	if (t->err || !t->data || iter_status(t->data))
+		return 1;
+	return iter_may_hold(t->data, target);
+}
+
 static void two_level_seek_first(struct iter *it)
 {
 	struct two_level_iter *t = (struct two_level_iter *)it;
@@ -549,6 +635,7 @@ static const struct iter_ops two_level_ops = {
         .value = two_level_value,
         .status = two_level_status,
         .destroy = two_level_destroy,
+        .may_hold = two_level_may_hold,
 };
 
 struct iter *iter_two_level_new(struct iter *index,
@@ -567,4 +654,10 @@ struct iter *iter_two_level_new(struct iter *index,
 	t->open_fn = open_fn;
 	t->arg = arg;
 	return &t->base;
+}
+
+void iter_two_level_set_may_hold(struct iter *it, int (*fn)(void *arg, struct slice target))
+{
+	assert(it->ops == &two_level_ops);
+	((struct two_level_iter *)it)->may_hold_fn = fn;
 }

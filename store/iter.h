@@ -27,6 +27,13 @@ struct iter_ops {
 	struct slice (*value)(struct iter *it);
 	int (*status)(struct iter *it);
 	void (*destroy)(struct iter *it);
+	/* Optional (NULL: always 1). Returns 0 only when the iterator surely
+	 * holds no entry >= target (an internal key) with target's user key,
+	 * as a bloom filter can tell without reading a block; 1 otherwise, and
+	 * on any error (the seek that follows reports it). May move the
+	 * iterator: its position and status are undefined until the next
+	 * seek_first, seek_last or seek. Lets the merge postpone seeks. */
+	int (*may_hold)(struct iter *it, struct slice target);
 };
 
 /* Implementations embed this as their first member. */
@@ -74,6 +81,10 @@ static inline int iter_status(struct iter *it)
 {
 	return it->ops->status(it);
 }
+static inline int iter_may_hold(struct iter *it, struct slice target)
+{
+	return it->ops->may_hold ? it->ops->may_hold(it, target) : 1;
+}
 
 /* Destroys it and runs its cleanup. NULL is accepted. */
 void iter_free(struct iter *it);
@@ -86,8 +97,10 @@ struct iter *iter_empty_new(int status);
 /* Merges n children (ownership passes to the merge; they are freed with it)
  * into one stream in internal-key order; equal keys cannot occur because
  * sequence numbers are unique. Works in both directions, switching direction
- * as LevelDB's merging iterator does. Returns NULL on allocation failure
- * (the children are freed then too). */
+ * as LevelDB's merging iterator does. A seek skips the children that cannot
+ * hold the target's user key (iter_may_hold) while another child sits on
+ * it, and seeks them only once the merge moves past that user key. Returns
+ * NULL on allocation failure (the children are freed then too). */
 struct iter *iter_merge_new(struct iter **children, int n);
 
 /* A two-level iterator: index yields values that name a block or a table;
@@ -96,5 +109,11 @@ struct iter *iter_merge_new(struct iter **children, int n);
 struct iter *iter_two_level_new(struct iter *index,
                                 struct iter *(*open_fn)(void *arg, struct slice index_value),
                                 void *arg);
+/* Gives a two-level iterator its may_hold: fn(arg, target) answers for the
+ * whole iterator (a table's bloom filter). Without it, may_hold seeks the
+ * index and asks the data iterator it names, which is right when every
+ * index key is >= the keys of its data iterator and < those of the next
+ * (a level's largest keys, a table's separators). */
+void iter_two_level_set_may_hold(struct iter *it, int (*fn)(void *arg, struct slice target));
 
 #endif

@@ -93,7 +93,8 @@ void table_set_stats(struct table *t, struct table_read_stats *st);
 int table_get(struct table *t, struct slice ikey, struct buf *found_key, struct buf *found_val);
 
 /* An iterator over the whole table. The caller keeps t alive while the
- * iterator exists (the table cache pins it through an iterator cleanup). */
+ * iterator exists (the table cache pins it through an iterator cleanup).
+ * Its iter_may_hold answers from the bloom filter, reading no block. */
 struct iter *table_iter_new(struct table *t);
 
 const struct table_props *table_properties(const struct table *t);

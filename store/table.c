@@ -826,11 +826,24 @@ static struct iter *table_block_iter(void *arg, struct slice index_value)
 	return it;
 }
 
+/* The table iterator's may_hold: the bloom filter over user keys. Seeks are
+ * not counted in the bloom statistics, which describe point lookups. */
+static int table_may_hold(void *arg, struct slice target)
+{
+	const struct table *t = arg;
+	if (!t->filter || target.len < IKEY_TRAILER)
+		return 1;
+	return bloom_may_contain(slice_make(t->filter, t->filter_len), ikey_user(target));
+}
+
 struct iter *table_iter_new(struct table *t)
 {
 	struct iter *index = block_iter_new(&t->index);
 	struct iter *it = index ? iter_two_level_new(index, table_block_iter, t) : NULL;
-	return it ? it : iter_empty_new(CAIRN_ENOMEM);
+	if (!it)
+		return iter_empty_new(CAIRN_ENOMEM);
+	iter_two_level_set_may_hold(it, table_may_hold);
+	return it;
 }
 
 static void table_count(uint64_t *counter)

@@ -30,6 +30,7 @@ struct vec_iter {
 	int fail_at; /* landing here turns the iterator invalid with CAIRN_EIO */
 	int err;
 	int *destroyed;
+	int seeks; /* calls of seek */
 };
 
 static void vec_land(struct vec_iter *v, int pos)
@@ -73,6 +74,7 @@ static void vec_seek(struct iter *it, struct slice target)
 			hi = mid;
 	}
 	v->err = 0;
+	v->seeks++;
 	vec_land(v, lo);
 }
 
@@ -128,6 +130,35 @@ static const struct iter_ops vec_ops = {
         .value = vec_value,
         .status = vec_status,
         .destroy = vec_destroy,
+};
+
+/* A bloom filter's answer: whether any entry has target's user key, plus
+ * false positives for user keys of two bytes. Then it leaves the iterator on
+ * a wrong entry with an error, which the caller must never look at. */
+static int vec_may_hold(struct iter *it, struct slice target)
+{
+	struct vec_iter *v = (struct vec_iter *)it;
+	struct slice uk = ikey_user(target);
+	int hold = uk.len == 2;
+	for (int i = 0; i < v->n && !hold; i++)
+		hold = slice_eq(ikey_user(buf_slice(&v->e[i].k)), uk);
+	v->pos = 0;
+	v->err = CAIRN_EIO;
+	return hold;
+}
+
+static const struct iter_ops vec_lazy_ops = {
+        .valid = vec_valid,
+        .seek_first = vec_seek_first,
+        .seek_last = vec_seek_last,
+        .seek = vec_seek,
+        .next = vec_next,
+        .prev = vec_prev,
+        .key = vec_key,
+        .value = vec_value,
+        .status = vec_status,
+        .destroy = vec_destroy,
+        .may_hold = vec_may_hold,
 };
 
 static struct iter *vec_new(const struct entry *e, int n)
@@ -236,11 +267,15 @@ static void split_runs(uint64_t *seed, const struct entry *e, int n, int k, stru
 	free(owner);
 }
 
-static struct iter *merge_of_runs(const struct runs *r)
+/* With lazy, the children answer may_hold as a bloom filter would. */
+static struct iter *merge_of_runs_lazy(const struct runs *r, int lazy)
 {
 	struct iter *children[64];
-	for (int j = 0; j < r->k; j++)
+	for (int j = 0; j < r->k; j++) {
 		children[j] = vec_new(r->storage + r->start[j], r->len[j]);
+		if (lazy)
+			children[j]->ops = &vec_lazy_ops;
+	}
 	struct iter *m = iter_merge_new(children, r->k);
 	cr_assert(m);
 	return m;
@@ -333,13 +368,13 @@ static void walk_internal(struct iter *it, const struct entry *ref, int n, uint6
 	}
 }
 
-static void merge_matches_sorted_union(uint64_t seed, int n, int k)
+static void merge_matches_sorted_union_lazy(uint64_t seed, int n, int k, int lazy)
 {
 	uint64_t s = seed;
 	struct entry *e = rand_entries(&s, n);
 	struct runs r;
 	split_runs(&s, e, n, k, &r);
-	struct iter *m = merge_of_runs(&r);
+	struct iter *m = merge_of_runs_lazy(&r, lazy);
 	struct entry *ref = malloc((size_t)n * sizeof(*ref));
 	memcpy(ref, e, (size_t)n * sizeof(*ref));
 	qsort(ref, (size_t)n, sizeof(*ref), entry_cmp);
@@ -348,6 +383,11 @@ static void merge_matches_sorted_union(uint64_t seed, int n, int k)
 	free(ref);
 	free(r.storage);
 	entries_free(e, n);
+}
+
+static void merge_matches_sorted_union(uint64_t seed, int n, int k)
+{
+	merge_matches_sorted_union_lazy(seed, n, k, 0);
 }
 
 Test(iter, merge_matches_sorted_union_in_both_directions)
@@ -360,6 +400,82 @@ Test(iter, merge_of_many_children_uses_the_heap_correctly)
 {
 	merge_matches_sorted_union(101, 400, 40);
 	merge_matches_sorted_union(102, 30, 50); /* many empty children */
+}
+
+Test(iter, merge_with_postponed_seeks_matches_sorted_union)
+{
+	for (uint64_t seed = 1; seed <= 6; seed++)
+		merge_matches_sorted_union_lazy(seed + 300, 200, (int)(seed % 5) + 2, 1);
+	merge_matches_sorted_union_lazy(307, 400, 40, 1);
+}
+
+/* Three runs with the user keys "a", "c", "e" in the first, "b", "d" in
+ * the second and "f" in the third, as lazy children. */
+static struct iter *three_lazy_runs(struct entry e[6], struct iter *c[3])
+{
+	static const char *keys[6] = {"a", "c", "e", "b", "d", "f"};
+	for (int i = 0; i < 6; i++)
+		entry_make(&e[i], slice_make(keys[i], 1), (uint64_t)i + 1, TYPE_VALUE,
+		           slice_make("v", 1));
+	c[0] = vec_new(e, 3);
+	c[1] = vec_new(e + 3, 2);
+	c[2] = vec_new(e + 5, 1);
+	for (int i = 0; i < 3; i++)
+		c[i]->ops = &vec_lazy_ops;
+	struct iter *m = iter_merge_new(c, 3);
+	cr_assert(m);
+	return m;
+}
+
+static int vec_seeks(struct iter *it)
+{
+	return ((struct vec_iter *)it)->seeks;
+}
+
+Test(iter, merge_seek_to_a_held_key_seeks_only_the_children_holding_it)
+{
+	struct entry e[6];
+	struct iter *c[3];
+	struct iter *m = three_lazy_runs(e, c);
+	struct buf t = {0};
+	cr_assert_eq(ikey_append(&t, slice_make("c", 1), MAX_SEQUENCE, TYPE_SEEK), 0);
+	iter_seek(m, buf_slice(&t));
+	cr_assert(iter_valid(m));
+	cr_assert(slice_eq(iter_key(m), buf_slice(&e[1].k)));
+	cr_assert_eq(iter_status(m), 0, "a postponed child's status leaked out");
+	cr_assert_eq(vec_seeks(c[0]), 1);
+	cr_assert_eq(vec_seeks(c[1]) + vec_seeks(c[2]), 0, "children without 'c' were sought");
+	/* moving past "c" brings them in, in order */
+	iter_next(m);
+	cr_assert(iter_valid(m));
+	cr_assert(slice_eq(iter_key(m), buf_slice(&e[4].k)), "'d' of the second run expected");
+	cr_assert_eq(vec_seeks(c[1]), 1);
+	iter_next(m);
+	cr_assert(slice_eq(iter_key(m), buf_slice(&e[2].k)));
+	iter_next(m);
+	cr_assert(slice_eq(iter_key(m), buf_slice(&e[5].k)));
+	iter_next(m);
+	cr_assert(!iter_valid(m));
+	cr_assert_eq(iter_status(m), 0);
+
+	/* a step back from a postponed state sees every child */
+	iter_seek(m, buf_slice(&t));
+	iter_prev(m);
+	cr_assert(iter_valid(m));
+	cr_assert(slice_eq(iter_key(m), buf_slice(&e[3].k)), "'b' of the second run expected");
+
+	/* a key no child sits on: every child is sought at once */
+	buf_clear(&t);
+	cr_assert_eq(ikey_append(&t, slice_make("bb", 2), MAX_SEQUENCE, TYPE_SEEK), 0);
+	iter_seek(m, buf_slice(&t));
+	cr_assert(iter_valid(m));
+	cr_assert(slice_eq(iter_key(m), buf_slice(&e[1].k)));
+	buf_free(&t);
+	iter_free(m);
+	for (int i = 0; i < 6; i++) {
+		buf_free(&e[i].k);
+		buf_free(&e[i].v);
+	}
 }
 
 Test(iter, merge_of_one_and_zero_children)
@@ -415,6 +531,7 @@ struct blocks {
 	int nblocks;
 	int bad_block; /* open_fn reports CAIRN_ECORRUPT for it; -1 for none */
 	int opens;
+	int lazy; /* blocks answer may_hold */
 	struct entry index[256];
 };
 
@@ -427,7 +544,10 @@ static struct iter *open_block(void *arg, struct slice v)
 	b->opens++;
 	if (i == b->bad_block)
 		return iter_empty_new(CAIRN_ECORRUPT);
-	return vec_new(b->all + b->start[i], b->len[i]);
+	struct iter *it = vec_new(b->all + b->start[i], b->len[i]);
+	if (b->lazy)
+		it->ops = &vec_lazy_ops;
+	return it;
 }
 
 /* Cuts the sorted array into blocks of 0-5 entries, some empty. Each index
@@ -536,6 +656,82 @@ Test(iter, two_level_reuses_the_open_block)
 	blocks_free(b);
 	free(b);
 	entries_free(e, n);
+}
+
+/* Whether some entry >= target has target's user key. */
+static int holds_from(const struct entry *sorted, int n, struct slice target)
+{
+	for (int i = 0; i < n; i++)
+		if (ikey_cmp(buf_slice(&sorted[i].k), target) >= 0 &&
+		    slice_eq(ikey_user(buf_slice(&sorted[i].k)), ikey_user(target)))
+			return 1;
+	return 0;
+}
+
+Test(iter, two_level_may_hold_asks_the_block_the_index_names)
+{
+	uint64_t s = 79;
+	int n = 150, noes = 0;
+	struct entry *e = sorted_entries(&s, n);
+	struct blocks *b = malloc(sizeof(*b));
+	make_blocks(&s, e, n, b);
+	b->lazy = 1;
+	struct iter *t = iter_two_level_new(vec_new(b->index, b->nblocks), open_block, b);
+	for (int i = 0; i < 2000; i++) {
+		char kb[4];
+		struct buf target = {0};
+		cr_assert_eq(ikey_append(&target, rand_ukey(&s, kb),
+		                         prng_below(&s, (uint64_t)n + 2), TYPE_SEEK),
+		             0);
+		int hold = iter_may_hold(t, buf_slice(&target));
+		if (holds_from(e, n, buf_slice(&target)))
+			cr_assert_eq(hold, 1, "target %d: may_hold denied a key it holds", i);
+		noes += !hold;
+		/* whatever may_hold did, a seek lands right */
+		iter_seek(t, buf_slice(&target));
+		int pos = 0;
+		while (pos < n && ikey_cmp(buf_slice(&e[pos].k), buf_slice(&target)) < 0)
+			pos++;
+		cr_assert_eq(iter_valid(t) != 0, pos < n);
+		if (pos < n)
+			cr_assert(slice_eq(iter_key(t), buf_slice(&e[pos].k)));
+		cr_assert_eq(iter_status(t), 0);
+		buf_free(&target);
+	}
+	cr_assert_gt(noes, 0, "may_hold never ruled a block out");
+	iter_free(t);
+	blocks_free(b);
+	free(b);
+	entries_free(e, n);
+}
+
+static int deny_all(void *arg, struct slice target)
+{
+	(void)target;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static struct iter *open_nothing(void *arg, struct slice v)
+{
+	(void)arg;
+	(void)v;
+	cr_assert_fail("may_hold opened a data iterator despite its own function");
+	return NULL;
+}
+
+Test(iter, two_level_may_hold_uses_its_own_function_when_set)
+{
+	int calls = 0;
+	/* without one: an empty index holds nothing, and opens nothing */
+	struct iter *t = iter_two_level_new(vec_new(NULL, 0), open_nothing, &calls);
+	cr_assert_eq(iter_may_hold(t, slice_make("x\0\0\0\0\0\0\0\0", 9)), 0);
+	iter_free(t);
+	t = iter_two_level_new(vec_new(NULL, 0), open_nothing, &calls);
+	iter_two_level_set_may_hold(t, deny_all);
+	cr_assert_eq(iter_may_hold(t, slice_make("x\0\0\0\0\0\0\0\0", 9)), 0);
+	cr_assert_eq(calls, 1);
+	iter_free(t);
 }
 
 Test(iter, two_level_stops_with_a_data_block_error)
@@ -668,7 +864,7 @@ static void release_count(void *ctx)
 	(*(int *)ctx)++;
 }
 
-static void dbiter_matches_reference(uint64_t seed, int n, int k)
+static void dbiter_matches_reference_lazy(uint64_t seed, int n, int k, int lazy)
 {
 	uint64_t s = seed;
 	struct entry *e = rand_entries(&s, n);
@@ -683,8 +879,8 @@ static void dbiter_matches_reference(uint64_t seed, int n, int k)
 	for (size_t i = 0; i < sizeof(snaps) / sizeof(snaps[0]); i++) {
 		int m = visible_at(sorted, n, snaps[i], ref);
 		int released = 0;
-		struct cairn_iter *d =
-		        dbiter_new(merge_of_runs(&r), snaps[i], release_count, &released);
+		struct cairn_iter *d = dbiter_new(merge_of_runs_lazy(&r, lazy), snaps[i],
+		                                  release_count, &released);
 		cr_assert(d);
 		cr_assert(!cairn_iter_valid(d), "a new iterator must start unpositioned");
 		walk_dbiter(d, ref, m, seed, snaps[i], 1500);
@@ -707,6 +903,18 @@ static void dbiter_matches_reference(uint64_t seed, int n, int k)
 	free(sorted);
 	free(r.storage);
 	entries_free(e, n);
+}
+
+static void dbiter_matches_reference(uint64_t seed, int n, int k)
+{
+	dbiter_matches_reference_lazy(seed, n, k, 0);
+}
+
+Test(dbiter, matches_reference_over_children_that_postpone_seeks)
+{
+	for (uint64_t seed = 1; seed <= 4; seed++)
+		dbiter_matches_reference_lazy(seed + 500, 300, (int)seed + 1, 1);
+	dbiter_matches_reference_lazy(2501, 800, 3, 1);
 }
 
 Test(dbiter, matches_reference_across_snapshots_and_direction_switches)

@@ -594,6 +594,45 @@ Test(sstable, bloom_rejects_most_missing_keys, .init = setup_dir, .fini = teardo
 	model_free(&m);
 }
 
+Test(sstable, iterator_may_hold_answers_from_the_filter_alone, .init = setup_dir,
+     .fini = teardown_dir)
+{
+	struct model m = {0};
+	char path[4200];
+	struct cache *bc;
+	struct table_options o = opts_make(1024, 16, 10, 1);
+	model_build(&m, 22, 3000);
+	snprintf(path, sizeof(path), "%s/hold.sst", tmpdir);
+	build_file(env_posix(), path, &o, &m, NULL);
+	cr_assert_eq(cache_new(1 << 20, &bc), 0);
+	struct table *t = open_file(env_posix(), path, bc);
+	struct iter *it = table_iter_new(t);
+	struct buf k = {0};
+	for (size_t i = 0; i < m.n; i++)
+		cr_assert_eq(iter_may_hold(it, buf_slice(&m.e[i].k)), 1, "entry %zu denied", i);
+	int passed = 0;
+	for (int i = 0; i < 2000; i++) {
+		char uk[32];
+		snprintf(uk, sizeof(uk), "missing-%d", i);
+		buf_clear(&k);
+		ikey_append(&k, slice_make(uk, strlen(uk)), MAX_SEQUENCE, TYPE_SEEK);
+		passed += iter_may_hold(it, buf_slice(&k));
+	}
+	cr_assert_leq(passed, 40, "%d of 2000 missing keys passed", passed);
+	uint64_t hits, misses;
+	cache_counters(bc, &hits, &misses);
+	cr_assert_eq(hits + misses, 0, "may_hold read a data block");
+	/* the iterator still seeks right afterwards */
+	iter_seek(it, buf_slice(&m.e[m.n / 2].k));
+	cr_assert(iter_valid(it));
+	cr_assert(slice_eq(iter_key(it), buf_slice(&m.e[m.n / 2].k)));
+	iter_free(it);
+	buf_free(&k);
+	table_close(t);
+	cache_free(bc);
+	model_free(&m);
+}
+
 Test(bloom, filter_has_no_false_negatives_and_few_false_positives)
 {
 	uint32_t *h = malloc(5000 * sizeof(*h));
