@@ -295,13 +295,27 @@ void db_delete_obsolete(struct cairn_db *db)
 	if (s.nlive)
 		qsort(s.live, s.nlive, sizeof(uint64_t), cmp_u64);
 	env_list_dir(db->env, db->dir, collect_obsolete, &s);
-	for (size_t i = 0; i < s.nnames; i++) {
-		char path[4096];
-		uint64_t num;
-		if (parse_file_name(s.names[i], &num) == FILE_TABLE)
-			tcache_evict(db->tc, num);
-		snprintf(path, sizeof(path), "%s/%s", db->dir, s.names[i]);
-		env_unlink(db->env, path);
+	/* Freeing the blocks of a compaction's inputs takes milliseconds:
+	 * with background threads it is done without mu. A file once obsolete
+	 * never becomes live again (numbers are not reused), so the list stays
+	 * true; a temporary file could be the manifest's next CURRENT.tmp, and
+	 * is removed under mu, where no manifest roll runs. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && db->unlocked_io)
+			pthread_mutex_unlock(&db->mu);
+		for (size_t i = 0; i < s.nnames; i++) {
+			char path[4096];
+			uint64_t num;
+			enum db_file_kind kind = parse_file_name(s.names[i], &num);
+			if ((kind == FILE_TEMP || !db->unlocked_io) != (pass == 0))
+				continue;
+			if (kind == FILE_TABLE)
+				tcache_evict(db->tc, num);
+			snprintf(path, sizeof(path), "%s/%s", db->dir, s.names[i]);
+			env_unlink(db->env, path);
+		}
+		if (pass == 1 && db->unlocked_io)
+			pthread_mutex_lock(&db->mu);
 	}
 	free(s.live);
 	free(s.names);
@@ -418,29 +432,24 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 	return r < 0 ? r : 0;
 }
 
-static int new_log(struct cairn_db *db, char *err, size_t errlen)
+/* Creates log number as *wp. Touches nothing of db but its directory, so
+ * it may run without mu. */
+static int open_log(struct cairn_db *db, uint64_t number, struct wal_writer **wp, char *err,
+                    size_t errlen)
 {
 	char path[4096];
 	struct env_file *f;
-	uint64_t number = vset_new_file_number(db->vs);
 	log_file_name(path, sizeof(path), db->dir, number);
 	int r = env_open_write(db->env, path, &f);
 	if (!r) {
-		struct wal_writer *w;
-		r = wal_writer_new(f, WAL_KIND_LOG, &w);
+		r = wal_writer_new(f, WAL_KIND_LOG, wp);
 		if (!r) {
 			/* The new log's directory entry must be durable before any
 			 * write in it is acknowledged as synced. */
 			r = env_sync_dir(db->env, db->dir);
-			if (r) {
-				wal_writer_close(w);
-			} else {
-				db->log = w;
-				db->log_number = number;
-				db->log_unsynced = 0;
-				db->log_size = wal_size(w);
+			if (!r)
 				return 0;
-			}
+			wal_writer_close(*wp);
 		}
 	}
 	char detail[256];
@@ -450,6 +459,24 @@ static int new_log(struct cairn_db *db, char *err, size_t errlen)
 	 * header is lost in a crash, recovery would take it for a torn log
 	 * in the middle of the sequence. */
 	env_unlink(db->env, path); /* best effort */
+	return r;
+}
+
+static void use_log(struct cairn_db *db, uint64_t number, struct wal_writer *w)
+{
+	db->log = w;
+	db->log_number = number;
+	db->log_unsynced = 0;
+	db->log_size = wal_size(w);
+}
+
+static int new_log(struct cairn_db *db, char *err, size_t errlen)
+{
+	struct wal_writer *w;
+	uint64_t number = vset_new_file_number(db->vs);
+	int r = open_log(db, number, &w, err, errlen);
+	if (!r)
+		use_log(db, number, w);
 	return r;
 }
 
@@ -771,8 +798,13 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 			db_compact_inline(db);
 	}
 	pthread_mutex_unlock(&db->mu);
-	if (!r && !db->opts.read_only)
+	if (!r && !db->opts.read_only && db->opts.background_threads > 0) {
+		/* from now on other threads may wait on mu: manifest edits are
+		 * written without it */
+		vset_set_mutex(db->vs, &db->mu);
+		db->unlocked_io = 1;
 		r = db_bg_start(db);
+	}
 	if (r) {
 		if (!errbuf[0])
 			fmt_msg(errbuf, errlen, "%s", cairn_strerror(r));
@@ -826,7 +858,12 @@ CAIRN_EXPORT int cairn_errmsg(struct cairn_db *db, char *buf, size_t len)
  * that a crash can never keep later writes (in the new log) and lose
  * earlier ones (in the old), and recovery only ever meets a torn record in
  * the newest log. A failed sync is fatal (see do_write); a full disk while
- * creating the new log changes nothing and is not. */
+ * creating the new log changes nothing and is not.
+ *
+ * In threaded mode the sync and the creation of the new log run with mu
+ * dropped (a sync of a whole memtable's log takes milliseconds, and readers
+ * and the background thread need mu meanwhile): the leader alone touches
+ * the log, mem and imm, and the writers queued behind it wait for it. */
 static int switch_memtable(struct cairn_db *db)
 {
 	char err[256];
@@ -834,29 +871,38 @@ static int switch_memtable(struct cairn_db *db)
 	int r = mem_new(&fresh);
 	if (r)
 		return db_err(db, r, "cannot allocate a memtable");
-	if (db->log_unsynced) {
-		r = wal_sync(db->log);
+	struct wal_writer *old = db->log, *w = NULL;
+	uint64_t old_number = db->log_number;
+	uint64_t number = vset_new_file_number(db->vs);
+	int sync_old = db->log_unsynced != 0, threaded = db->opts.background_threads > 0;
+	if (threaded)
+		pthread_mutex_unlock(&db->mu);
+	if (sync_old) {
+		r = wal_sync(old);
 		atomic_fetch_add(&db->st.wal_syncs, 1);
 		if (r) {
 			char detail[256];
 			db_io_detail(db, detail, sizeof(detail), r);
-			mem_unref(fresh);
 			fmt_msg(err, sizeof(err), "sync of log %06llu.log failed: %s",
-			        (unsigned long long)db->log_number, detail);
-			db_set_bg_error(db, r, err);
-			return db_err(db, r, "%s", err);
+			        (unsigned long long)old_number, detail);
 		}
-		db->log_unsynced = 0;
 	}
-	struct wal_writer *old = db->log;
-	uint64_t old_number = db->log_number;
-	r = new_log(db, err, sizeof(err));
+	int log_r = r ? 0 : open_log(db, number, &w, err, sizeof(err));
+	if (threaded)
+		pthread_mutex_lock(&db->mu);
 	if (r) {
 		mem_unref(fresh);
-		if (r != CAIRN_ENOSPC)
-			db_set_bg_error(db, r, err);
-		return db_err(db, r, "cannot switch to a new log: %s", err);
+		db_set_bg_error(db, r, err);
+		return db_err(db, r, "%s", err);
 	}
+	db->log_unsynced = 0;
+	if (log_r) {
+		mem_unref(fresh);
+		if (log_r != CAIRN_ENOSPC)
+			db_set_bg_error(db, log_r, err);
+		return db_err(db, log_r, "cannot switch to a new log: %s", err);
+	}
+	use_log(db, number, w);
 	wal_writer_close(old);
 	db->imm = db->mem;
 	db->imm_log_number = old_number;

@@ -5,9 +5,11 @@
  *
  * Locking: db->mu guards the memtable pointers, the writer queue, the version
  * set, the snapshot list and the background state. It is never held while a
- * memtable is searched or filled, while a table is built or while the log is
- * written and synced, except in single-threaded mode (background_threads = 0)
- * where flushes and compactions run inline under it at fixed points.
+ * memtable is searched or filled, while a table is built, while the log is
+ * written and synced (a memtable switch included), while a manifest edit is
+ * appended and synced or while obsolete files are unlinked, except in
+ * single-threaded mode (background_threads = 0) where flushes and
+ * compactions run inline under it at fixed points.
  */
 #ifndef CAIRN_DB_H
 #define CAIRN_DB_H
@@ -103,6 +105,7 @@ struct cairn_db {
 	int manual_compaction; /* cairn_compact_range in progress */
 	int bg_error;          /* nonzero: writes refused with EFAILED */
 	int bg_nospace;        /* the last flush or compaction ran out of disk space */
+	int unlocked_io;       /* background threads run: slow file work drops mu */
 	char bg_errmsg[256];
 	uint64_t *pending_outputs; /* table numbers being written */
 	size_t npending, cap_pending;

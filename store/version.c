@@ -74,6 +74,13 @@ struct version_set {
 	struct version list;            /* dummy head of the live versions */
 	struct version *current;
 	struct blob_set blobs;
+	/* vset_set_mutex: the lock callers hold, dropped while an edit is
+	 * appended and synced; writing is set meanwhile, and the next edit
+	 * waits on write_cv for it to clear. */
+	pthread_mutex_t *mu;
+	pthread_cond_t write_cv;
+	int writing;
+	uint64_t manifest_bytes; /* size of the manifest, for the stats */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -940,6 +947,7 @@ int vset_new(struct cairn_env *env, const char *dbdir, const struct cairn_option
 	vs->next_file = 2;
 	vs->manifest_number = 1;
 	vs->list.prev = vs->list.next = &vs->list;
+	pthread_cond_init(&vs->write_cv, NULL);
 	version_compute_score(v);
 	vset_install(vs, v);
 	*vsp = vs;
@@ -960,7 +968,13 @@ void vset_free(struct version_set *vs)
 		buf_free(&vs->pointer[l]);
 	free(vs->blobs.files);
 	free(vs->dbdir);
+	pthread_cond_destroy(&vs->write_cv);
 	free(vs);
+}
+
+void vset_set_mutex(struct version_set *vs, pthread_mutex_t *mu)
+{
+	vs->mu = mu;
 }
 
 struct version *vset_current(struct version_set *vs)
@@ -1000,7 +1014,7 @@ uint64_t vset_manifest_number(const struct version_set *vs)
 
 uint64_t vset_manifest_size(const struct version_set *vs)
 {
-	return vs->manifest ? wal_size(vs->manifest) : 0;
+	return vs->manifest ? vs->manifest_bytes : 0;
 }
 
 int vset_num_level_files(struct version_set *vs, int level)
@@ -1149,6 +1163,7 @@ static int vset_new_manifest(struct version_set *vs, uint64_t number, const stru
 	wal_writer_close(vs->manifest);
 	vs->manifest = w;
 	vs->manifest_number = number;
+	vs->manifest_bytes = wal_size(w);
 	return 0;
 }
 
@@ -1356,11 +1371,27 @@ static int build_next_version(struct version_set *vs, const struct version_edit 
 static int write_edit(struct version_set *vs, const struct buf *rec, uint64_t roll_number,
                       char *err, size_t errlen)
 {
+	/* A roll snapshots the whole set: it stays under the lock (once per
+	 * VSET_MANIFEST_ROLL bytes of edits). */
 	if (roll_number)
 		return vset_new_manifest(vs, roll_number, vs->current, rec, err, errlen);
+	/* An append touches only the manifest file, which no one else uses
+	 * while writing is set: readers and writers go on meanwhile. */
+	int unlock = vs->mu != NULL;
+	if (unlock) {
+		vs->writing = 1;
+		pthread_mutex_unlock(vs->mu);
+	}
 	int r = wal_add(vs->manifest, rec->data, rec->len);
 	if (!r)
 		r = wal_sync(vs->manifest);
+	uint64_t size = wal_size(vs->manifest);
+	if (unlock) {
+		pthread_mutex_lock(vs->mu);
+		vs->writing = 0;
+		pthread_cond_broadcast(&vs->write_cv);
+	}
+	vs->manifest_bytes = size;
 	if (r) {
 		char name[64];
 		fmt_msg(name, sizeof(name), "MANIFEST-%06llu",
@@ -1374,6 +1405,10 @@ int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err
 {
 	struct version *v = NULL;
 	struct buf rec = {0};
+	/* one edit at a time: the next is built on the version this one
+	 * installs */
+	while (vs->mu && vs->writing)
+		pthread_cond_wait(&vs->write_cv, vs->mu);
 	if (vs->failed) {
 		fmt_msg(err, errlen, "an earlier manifest write failed; reopen the database");
 		return CAIRN_EFAILED;
@@ -2113,6 +2148,60 @@ int compaction_should_stop_before(struct compaction *c, struct slice ikey)
 	return 0;
 }
 
+static void uncached_table_close(void *a, void *b)
+{
+	(void)b;
+	table_close(a);
+}
+
+/* An iterator over one input table of a compaction, opened outside the
+ * table cache and without the block cache: a compaction reads each block
+ * once, and through the caches it would push out the blocks readers use and
+ * keep the index and filter of tables about to be deleted (up to the whole
+ * 8 MiB block cache during a fill that nobody reads). */
+static struct iter *uncached_table_iter(struct version_set *vs, uint64_t number, uint64_t size)
+{
+	char path[PATH_LEN];
+	struct env_file *f;
+	struct table *t;
+	table_file_name(path, sizeof(path), vs->dbdir, number);
+	int r = env_open_read(vs->env, path, &f);
+	if (!r)
+		r = table_open(f, path, size, NULL, &t, NULL, 0);
+	if (r)
+		return iter_empty_new(r);
+	struct iter *it = table_iter_new(t);
+	if (!it) {
+		table_close(t);
+		return NULL;
+	}
+	iter_set_cleanup(it, uncached_table_close, t, NULL);
+	return it;
+}
+
+static struct iter *open_input_table(void *arg, struct slice index_value)
+{
+	if (index_value.len != 16)
+		return iter_empty_new(CAIRN_ECORRUPT);
+	return uncached_table_iter(arg, dec_fixed64(index_value.data),
+	                           dec_fixed64(index_value.data + 8));
+}
+
+/* A concatenating iterator over the n sorted, disjoint input files of one
+ * level, opening one at a time. */
+static struct iter *input_level_iter_new(struct version_set *vs, struct file_meta *const *files,
+                                         int n)
+{
+	struct flist_iter *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->base.ops = &flist_ops;
+	f->files = files;
+	f->n = n;
+	f->idx = -1;
+	return iter_two_level_new(&f->base, open_input_table, vs);
+}
+
 /* Returns NULL when out of memory. */
 struct iter *compaction_input_iter(struct compaction *c)
 {
@@ -2127,12 +2216,12 @@ struct iter *compaction_input_iter(struct compaction *c)
 		if (c->level + w == 0) {
 			for (int i = 0; i < c->ninputs[w]; i++) {
 				struct file_meta *f = c->inputs[w][i];
-				if (!(its[n] = tcache_iter(vs->tc, f->number, f->size)))
+				if (!(its[n] = uncached_table_iter(vs, f->number, f->size)))
 					goto nomem;
 				n++;
 			}
 		} else {
-			if (!(its[n] = level_iter_new(vs, c->inputs[w], c->ninputs[w])))
+			if (!(its[n] = input_level_iter_new(vs, c->inputs[w], c->ninputs[w])))
 				goto nomem;
 			n++;
 		}

@@ -24,6 +24,7 @@
 #ifndef CAIRN_VERSION_H
 #define CAIRN_VERSION_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "cairn.h"
@@ -152,8 +153,15 @@ int vset_recover(struct version_set *vs, char *err, size_t errlen);
 /* Appends e to the manifest (filling in log number, next file number and
  * last sequence), syncs it, and installs the resulting version as current.
  * On failure nothing is installed and the set refuses further edits
- * (CAIRN_EFAILED) because the manifest's tail is unknown. */
+ * (CAIRN_EFAILED) because the manifest's tail is unknown. With a mutex set
+ * (vset_set_mutex) it is dropped while the edit is appended and synced, so
+ * the caller's state guarded by it may change during the call; edits are
+ * still written and installed one at a time, in order, each built on the
+ * version the previous one installed. */
 int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err, size_t errlen);
+
+/* The mutex callers hold (NULL, the default: it is never dropped). */
+void vset_set_mutex(struct version_set *vs, pthread_mutex_t *mu);
 
 struct version *vset_current(struct version_set *vs); /* no ref taken */
 uint64_t vset_new_file_number(struct version_set *vs);

@@ -570,3 +570,30 @@ Test(memtable, readers_see_ordered_complete_entries_during_inserts, .timeout = 6
 	mem_unref(c->m);
 	free(c);
 }
+
+/* The arena maps whole pages from the kernel (so a freed memtable goes back
+ * at once): usage is counted in pages, an empty table costs one 16 KiB
+ * block, and a large entry gets a mapping of its own rounded up to pages. */
+Test(memtable, arena_counts_whole_mapped_pages)
+{
+	struct memtable *m = new_mem();
+	cr_assert_eq(mem_usage(m), 16 * 1024);
+	char k[32], v[5000];
+	memset(v, 'y', sizeof(v));
+	/* three fit in the first block; the fourth gets 8 KiB of its own */
+	for (int i = 0; i < 4; i++) {
+		int kl = snprintf(k, sizeof(k), "big%d", i);
+		add(m, (uint64_t)i + 1, TYPE_VALUE, slice_make(k, (size_t)kl), 0,
+		    slice_make(v, sizeof(v)));
+		cr_assert_eq(mem_usage(m), i < 3 ? 16 * 1024 : 24 * 1024, "big %d: %zu", i,
+		             mem_usage(m));
+	}
+	for (int i = 0; i < 3000; i++) {
+		int kl = snprintf(k, sizeof(k), "key%06d", i);
+		add(m, (uint64_t)i + 5, TYPE_VALUE, slice_make(k, (size_t)kl), i,
+		    slice_make(v, (size_t)(i % 300)));
+		cr_assert_eq(mem_usage(m) % 4096, 0, "usage %zu", mem_usage(m));
+	}
+	cr_assert_eq(mem_entries(m), 3004);
+	mem_unref(m);
+}
