@@ -37,7 +37,11 @@
  * - peak_rss_kib is getrusage(RUSAGE_SELF).ru_maxrss after the workload;
  *   the high-water mark is reset before each workload (clear_refs) where the
  *   kernel allows, so it is the peak of that workload. It includes the
- *   process's own buffers and any mapped file pages (LMDB's map).
+ *   process's own buffers and any mapped file pages (LMDB's map). Before
+ *   the reset, heap memory that earlier workloads freed but malloc kept is
+ *   given back (malloc_trim, with glibc): otherwise a workload's peak would
+ *   start from the retained garbage of the ones before it (a closed
+ *   database's block cache, say), whatever its own use.
  *
  * Settings, the same for every engine: no sync except in fillsync and
  * fillthreads (one sync per write), an 8 MiB block cache for cairn, LevelDB
@@ -56,6 +60,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -601,6 +608,9 @@ static void find_device(struct bench *b)
 
 static void reset_peak_rss(void)
 {
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
 	int fd = open("/proc/self/clear_refs", O_WRONLY);
 
 	if (fd < 0)
