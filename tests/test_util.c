@@ -37,6 +37,99 @@ Test(util, crc32c_hardware_and_table_paths_agree_at_every_alignment)
 	cr_assert_eq(crc32c_extend(crc32c("1234", 4), "56789", 5), crc32c("123456789", 9));
 }
 
+/* The definition itself, one bit at a time: independent of both the tables
+ * and the CPU instructions that crc32c() uses. */
+static uint32_t crc_bitwise(uint32_t crc, const unsigned char *p, size_t n)
+{
+	crc = ~crc;
+	while (n--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+	}
+	return ~crc;
+}
+
+static unsigned char *random_bytes(size_t n, uint64_t seed)
+{
+	unsigned char *b = malloc(n);
+	cr_assert_not_null(b);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (unsigned char)prng_next(&seed);
+	return b;
+}
+
+Test(util, crc32c_matches_bitwise_definition_at_every_length_to_5000)
+{
+	/* covers the single chain, the threshold of the three-way split and
+	 * every size of its one shorter block, from each alignment */
+	enum { max = 5000 };
+	unsigned char *b = random_bytes(max + 8, 7);
+	for (size_t off = 0; off < 8; off++) {
+		uint32_t ref = 0;
+		for (size_t n = 0; n <= max; n++) {
+			cr_assert_eq(crc32c(b + off, n), ref, "off %zu n %zu", off, n);
+			cr_assert_eq(crc32c_portable(0, b + off, n), ref, "off %zu n %zu", off, n);
+			ref = crc_bitwise(ref, b + off + n, 1);
+		}
+	}
+	free(b);
+}
+
+Test(util, crc32c_matches_bitwise_definition_on_large_buffers)
+{
+	/* whole blocks of three 4 KiB stripes, with remainders on both sides
+	 * of the shorter block and of the single-chain tail */
+	size_t lens[] = {12288, 12289, 12311,      12312,  12312 + 383, 12312 + 391,
+	                 24576, 65536, 65536 + 23, 100000, 1 << 20,     (1 << 20) + 4095};
+	size_t offs[] = {0, 1, 3, 5, 7, 4096 + 2};
+	size_t cap = (1 << 20) + 4095 + 4096 + 8;
+	unsigned char *b = random_bytes(cap, 11);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		for (size_t j = 0; j < sizeof(offs) / sizeof(offs[0]); j++) {
+			uint32_t ref = crc_bitwise(0, b + offs[j], lens[i]);
+			cr_assert_eq(crc32c(b + offs[j], lens[i]), ref, "n %zu off %zu", lens[i],
+			             offs[j]);
+		}
+	}
+	/* zeros and ones: states the join arithmetic sees only in such data */
+	memset(b, 0, 1 << 20);
+	cr_assert_eq(crc32c(b, 1 << 20), crc_bitwise(0, b, 1 << 20));
+	memset(b, 0xff, 1 << 20);
+	cr_assert_eq(crc32c(b, 1 << 20), crc_bitwise(0, b, 1 << 20));
+	free(b);
+}
+
+Test(util, crc32c_agrees_with_table_for_every_stripe_length)
+{
+	/* steps of 23 bytes reach every stripe length in words, so every join
+	 * factor is used, alone and after whole blocks (the table path is held
+	 * to the bitwise definition above) */
+	size_t max = 2 * 3 * 4096 + 3 * 4096;
+	unsigned char *b = random_bytes(max + 1, 19);
+	for (size_t n = 5000; n <= max; n += 23)
+		cr_assert_eq(crc32c(b + 1, n), crc32c_portable(0, b + 1, n), "n %zu", n);
+	free(b);
+}
+
+Test(util, crc32c_extend_in_pieces_equals_whole)
+{
+	/* a nonzero starting state must flow through the striped path too */
+	size_t n = 200000;
+	unsigned char *b = random_bytes(n, 13);
+	uint32_t whole = crc32c(b, n);
+	uint64_t rng = 17;
+	for (int t = 0; t < 200; t++) {
+		size_t cut1 = prng_below(&rng, n + 1);
+		size_t cut2 = cut1 + prng_below(&rng, n - cut1 + 1);
+		uint32_t c = crc32c(b, cut1);
+		c = crc32c_extend(c, b + cut1, cut2 - cut1);
+		c = crc32c_extend(c, b + cut2, n - cut2);
+		cr_assert_eq(c, whole, "cuts %zu %zu", cut1, cut2);
+	}
+	free(b);
+}
+
 Test(util, crc_mask_round_trips_and_differs)
 {
 	for (uint32_t c = 1; c < 100000; c += 997) {
