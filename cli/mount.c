@@ -73,15 +73,35 @@ int mount_find(const char *dbdir, char *mnt, size_t len)
 	return found;
 }
 
-int mount_control(const char *mnt, const char *cmd, char *err, size_t errlen)
+/* Reads MOUNT/.cairn/result, the outcome of the last command, into out
+ * without its newline; "" when it cannot be read. */
+static void read_result(const char *mnt, char *out, size_t len)
 {
 	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/.cairn/result", mnt);
+	out[0] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	if (!fgets(out, (int)len, f))
+		out[0] = 0;
+	fclose(f);
+	out[strcspn(out, "\n")] = 0;
+}
+
+int mount_control(const char *mnt, const char *cmd, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 32], res[512];
 	snprintf(path, sizeof(path), "%s/.cairn/control", mnt);
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* cairnfs runs the command when the write reaches it: at write(2) with
+	 * open=1, at close(2) under the writeback cache with open=0 (the
+	 * default), which then fails with EIO; either way .cairn/result says
+	 * why */
 	size_t n = strlen(cmd);
 	ssize_t w = write(fd, cmd, n);
 	int saved = errno;
@@ -89,11 +109,14 @@ int mount_control(const char *mnt, const char *cmd, char *err, size_t errlen)
 		w = -1;
 		saved = errno;
 	}
-	if (w != (ssize_t)n) {
+	if (w == (ssize_t)n)
+		return 0;
+	read_result(mnt, res, sizeof(res));
+	if (!strncmp(res, "error: ", 7))
+		snprintf(err, errlen, "%s", res + 7);
+	else
 		snprintf(err, errlen, "%s: %s", path, w < 0 ? strerror(saved) : "short write");
-		return -1;
-	}
-	return 0;
+	return -1;
 }
 
 int mount_cat(const char *mnt, const char *name, FILE *out, char *err, size_t errlen)

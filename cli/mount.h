@@ -7,7 +7,9 @@
  * "fuse.cairnfs"; MOUNT/.cairn/dbdir holds the absolute path of its database
  * directory, MOUNT/.cairn/stats and stats.json its statistics, and a line
  * written to MOUNT/.cairn/control ("flush", "compact", "checkpoint /DEST") is
- * a command, whose failure comes back as the error of the write or close.
+ * a command, whose failure comes back as the error of the write or of the
+ * close (EIO under the writeback cache), and MOUNT/.cairn/result holds the
+ * outcome of the last command ("ok flush", "error: WHY (ERRNO)").
  */
 #ifndef CAIRN_CLI_MOUNT_H
 #define CAIRN_CLI_MOUNT_H
@@ -19,8 +21,9 @@
  * when found, 0 when not. */
 int mount_find(const char *dbdir, char *mnt, size_t len);
 
-/* Writes cmd (one line, newline included) to MOUNT/.cairn/control. Returns 0,
- * or -1 with a message in err. */
+/* Writes cmd (one line, newline included) to MOUNT/.cairn/control and checks
+ * both the write and the close. Returns 0, or -1 with a message in err: the
+ * daemon's reason from MOUNT/.cairn/result when it gives one. */
 int mount_control(const char *mnt, const char *cmd, char *err, size_t errlen);
 
 /* Copies MOUNT/.cairn/NAME to out. Returns 0, or -1 with a message in err. */

@@ -8,16 +8,19 @@
  * it is freed when all three reach zero.
  *
  * What a path is comes from the database alone (meta.h has the rule): the
- * key PATH holds the content, "\0m" PATH the metadata record, and a
- * directory exists while it has a record or any key lies below it. A lookup
- * answers with one iterator and a few seeks; a listing walks the children
- * of a directory, seeking past each child's subtree so its cost follows the
- * number of children.
+ * key PATH holds the content of a small file, 64 KiB pieces named by the
+ * record hold a large one (extent.h), "\0m" PATH is the metadata record,
+ * and a directory exists while it has a record or any key lies below it. A
+ * lookup answers with point lookups or one iterator and a few seeks; a
+ * listing walks the children of a directory, seeking past each child's
+ * subtree so its cost follows the number of children.
  *
- * All handles of one inode share one write buffer (wbuf.h) hung on the
- * node, so a read sees every handle's writes at once. The buffer is
- * committed - the whole value rebuilt and written together with its record
- * in one cairn_write batch - at flush, fsync and release, and when it fills.
+ * With flush=0 (the default) each write is committed as it arrives, straight
+ * from the request. With flush=1 all handles of one inode share one write
+ * buffer (wbuf.h) hung on the node, so a read sees every handle's writes at
+ * once, committed at flush, fsync and release, and when it fills. A commit
+ * writes a small file's value whole, or only the pieces a large file's
+ * writes touched, together with its record in one cairn_write batch.
  *
  * One mutex (fs->mu) guards the node table and the buffers and is held
  * across every namespace change, so a path computed under it is the path
@@ -40,6 +43,7 @@
 #include "cairnfs.h"
 #include "meta.h"
 #include "pathkey.h"
+#include "extent.h"
 #include "wbuf.h"
 
 /* Fixed inode numbers: the root and the control files. */
@@ -49,6 +53,8 @@
 #define CFS_INO_FIRST  16
 #define CFS_INO_SNAP0  (1ull << 62) /* statistics snapshots: CFS_INO_SNAP0 + n */
 #define CFS_CTL_NAME   ".cairn"
+/* The system key holding the next extent id (u64 little-endian). */
+#define CFS_NEXT_ID_KEY "\0n"
 
 #define CFS_MAX_WRITE (1024 * 1024)
 
@@ -58,12 +64,25 @@ struct cfs_node {
 	struct cfs_node *parent;
 	char *name;
 	size_t nlen;
+	uint64_t hash; /* cfs_hash_name(parent, name): compared before the name */
 	uint64_t ino;
 	uint64_t nlookup; /* lookups the kernel holds */
 	unsigned nchild;  /* child nodes pointing here */
 	unsigned nopen;   /* open file handles */
 	int hashed;       /* reachable by name: not unlinked or replaced */
 	struct wbuf *wb;  /* buffered writes, or NULL */
+	int lay;          /* how the content is stored: enum cfs_layout */
+	uint64_t ext_id;  /* CFS_LAY_PIECES: the extent id */
+	uint64_t base;    /* committed size, once lay is known */
+};
+
+/* How a regular file's content is stored (extent.h). Only this daemon
+ * changes the database while it is mounted, so once learned the layout of a
+ * node stays true until its own commits change it. */
+enum cfs_layout {
+	CFS_LAY_UNKNOWN,
+	CFS_LAY_INLINE, /* the value of the key PATH (or nothing yet) */
+	CFS_LAY_PIECES, /* pieces "\0d" ID INDEX named by a version 2 record */
 };
 
 struct cfs_table {
@@ -104,8 +123,10 @@ struct cairnfs {
 	struct cfs_dir lcache; /* the listing of lcache_ino, when opendir is off */
 	fuse_ino_t lcache_ino;
 	uint64_t lcache_gen;
-	int any_xattr;            /* some "\0x" key may exist: unlink must look */
+	int any_xattr;            /* whether some "\0x" key may exist (cfs_may_have_xattrs) */
+	uint64_t next_ext_id;     /* the extent id the next large file gets */
 	struct cfs_ctlsnap *ctls; /* rendered statistics files the kernel holds */
+	char result[CAIRNFS_RESULT_MAX]; /* outcome of the last control command */
 	struct cairnfs_counters cnt;
 };
 
@@ -209,7 +230,7 @@ static int cfs_table_grow(struct cfs_table *t, int by_name)
 
 			if (by_name) {
 				next = n->name_next;
-				h = cfs_hash_name(n->parent, n->name, n->nlen) & (nsize - 1);
+				h = n->hash & (nsize - 1);
 				n->name_next = nb[h];
 			} else {
 				next = n->ino_next;
@@ -242,21 +263,25 @@ static struct cfs_node *cfs_node_get(struct cairnfs *fs, fuse_ino_t ino)
 static struct cfs_node *cfs_node_find(struct cairnfs *fs, struct cfs_node *parent, const char *name,
                                       size_t nlen)
 {
+	uint64_t h = cfs_hash_name(parent, name, nlen);
 	struct cfs_node *n;
 
 	if (!fs->by_name.size)
 		return NULL;
-	n = fs->by_name.b[cfs_hash_name(parent, name, nlen) & (fs->by_name.size - 1)];
+	n = fs->by_name.b[h & (fs->by_name.size - 1)];
 	for (; n; n = n->name_next)
-		if (n->parent == parent && n->nlen == nlen && !memcmp(n->name, name, nlen))
+		if (n->hash == h && n->parent == parent && n->nlen == nlen &&
+		    !memcmp(n->name, name, nlen))
 			return n;
 	return NULL;
 }
 
 static void cfs_hash_insert_name(struct cairnfs *fs, struct cfs_node *n)
 {
-	uint64_t h = cfs_hash_name(n->parent, n->name, n->nlen) & (fs->by_name.size - 1);
+	uint64_t h;
 
+	n->hash = cfs_hash_name(n->parent, n->name, n->nlen);
+	h = n->hash & (fs->by_name.size - 1);
 	n->name_next = fs->by_name.b[h];
 	fs->by_name.b[h] = n;
 	fs->by_name.count++;
@@ -269,7 +294,7 @@ static void cfs_node_unhash(struct cairnfs *fs, struct cfs_node *n)
 
 	if (!n->hashed)
 		return;
-	pp = &fs->by_name.b[cfs_hash_name(n->parent, n->name, n->nlen) & (fs->by_name.size - 1)];
+	pp = &fs->by_name.b[n->hash & (fs->by_name.size - 1)];
 	while (*pp != n)
 		pp = &(*pp)->name_next;
 	*pp = n->name_next;
@@ -483,21 +508,18 @@ static void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta
 	p->meta_seq = info.seq;
 }
 
-/* Gathers what the database holds for path (meta.h, struct meta_probe). */
-static int cfs_probe(struct cairnfs *fs, const char *path, size_t plen, struct meta_probe *p,
-                     char *mbuf)
+/* Gathers what the database holds for path (meta.h, struct meta_probe),
+ * with the iterator it (left bounded to what it looked at last). */
+static int cfs_probe_with(struct cairnfs *fs, struct cairn_iter *it, const char *path, size_t plen,
+                          struct meta_probe *p, char *mbuf)
 {
 	char mk[PK_KEY_BUF], tmp[PK_KEY_BUF];
-	struct cairn_iter *it;
 	int mkl, rc, need;
 
 	memset(p, 0, sizeof(*p));
 	mkl = pk_sys_key(PK_TAG_META, path, plen, mk);
 	if (mkl < 0)
 		return mkl;
-	rc = cfs_iter(fs, &it);
-	if (rc)
-		return rc;
 	cfs_seek_within(it, mk, (size_t)mkl, mk, (size_t)mkl);
 	if (cfs_iter_is(it, mk, (size_t)mkl)) {
 		cfs_take_meta(fs, it, p, mbuf);
@@ -522,10 +544,75 @@ static int cfs_probe(struct cairnfs *fs, const char *path, size_t plen, struct m
 		p->below = cfs_below(it, path, plen, tmp);
 out:
 	rc = cairn_iter_status(it);
-	cairn_iter_free(it);
 	if (rc)
 		cfs_log_engine(fs, "probe", rc);
 	return rc ? -cfs_errno(rc, EIO) : 0;
+}
+
+/* The probe of an entry cairnfs wrote, by point lookups (bloom filters let
+ * them skip tables; an iterator seeks every table): a directory or symlink
+ * record settles it, a file record with its key PATH or extents too.
+ * Returns 1 when settled, 0 when the iterator must look (no record: maybe a
+ * directory made by keys below; a file record without its key), or a
+ * negative errno. */
+static int cfs_probe_point(struct cairnfs *fs, const char *path, size_t plen, struct meta_probe *p,
+                           char *mbuf)
+{
+	char mk[PK_KEY_BUF], rec[META_BUF];
+	struct cairn_key_info info;
+	size_t got = 0;
+	int mkl, rc;
+
+	memset(p, 0, sizeof(*p));
+	mkl = pk_sys_key(PK_TAG_META, path, plen, mk);
+	if (mkl < 0)
+		return mkl;
+	if (plen == 0)
+		return 0;
+	rc = cairn_key_info(fs->db, NULL, mk, (size_t)mkl, &info);
+	if (rc == CAIRN_OK)
+		rc = cairn_get_range(fs->db, NULL, mk, (size_t)mkl, 0, rec, sizeof(rec), &got);
+	if (rc == CAIRN_ENOTFOUND)
+		return 0;
+	if (rc) {
+		cfs_log_engine(fs, "probe", rc);
+		return -cfs_errno(rc, EIO);
+	}
+	if (info.size > META_BUF || meta_decode(rec, got, &p->meta) != 0)
+		return 0; /* the iterator counts it as hidden */
+	if (mbuf && p->meta.target) {
+		memcpy(mbuf, rec, got);
+		p->meta.target = mbuf + (p->meta.target - rec);
+	} else {
+		p->meta.target = NULL;
+	}
+	p->has_meta = 1;
+	p->meta_seq = info.seq;
+	if (p->meta.type != META_FILE)
+		return 1;
+	rc = cairn_key_info(fs->db, NULL, path, plen, &p->data);
+	if (rc == CAIRN_OK)
+		p->data_file = 1;
+	else if (rc != CAIRN_ENOTFOUND)
+		return -cfs_errno(rc, EIO);
+	return p->data_file || p->meta.ext_id;
+}
+
+/* Same, with an iterator of its own. */
+static int cfs_probe(struct cairnfs *fs, const char *path, size_t plen, struct meta_probe *p,
+                     char *mbuf)
+{
+	struct cairn_iter *it;
+	int rc = cfs_probe_point(fs, path, plen, p, mbuf);
+
+	if (rc)
+		return rc < 0 ? rc : 0;
+	rc = cfs_iter(fs, &it);
+	if (rc)
+		return rc;
+	rc = cfs_probe_with(fs, it, path, plen, p, mbuf);
+	cairn_iter_free(it);
+	return rc;
 }
 
 static struct meta_defaults cfs_defaults(struct cairnfs *fs)
@@ -654,6 +741,20 @@ static void cfs_ctl_stat(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 		st->st_size = (off_t)c->len;
 		st->st_mtim.tv_sec = cfs_now() / 1000000000;
 	}
+}
+
+void cairnfs_set_result(struct cairnfs *fs, const char *msg)
+{
+	pthread_mutex_lock(&fs->mu);
+	snprintf(fs->result, sizeof(fs->result), "%s", msg);
+	pthread_mutex_unlock(&fs->mu);
+}
+
+void cairnfs_get_result(struct cairnfs *fs, char *buf, size_t len)
+{
+	pthread_mutex_lock(&fs->mu);
+	snprintf(buf, len, "%s", fs->result);
+	pthread_mutex_unlock(&fs->mu);
 }
 
 static int cfs_ctl_lookup(const char *name)
@@ -880,23 +981,107 @@ static void cfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 /* ---- write buffers and commits ------------------------------------------ */
 
+/* Learns how n's content is stored, under fs->mu: the key PATH when it
+ * exists (an embedding program may have written it), else the pieces named
+ * by an extent record, else nothing yet (an empty inline file). */
+static int cfs_layout(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t plen)
+{
+	char mk[PK_KEY_BUF], mbuf[META_BUF];
+	struct cairn_key_info info;
+	struct meta_rec r;
+	size_t got = 0;
+	int mkl, rc;
+
+	if (n->lay != CFS_LAY_UNKNOWN)
+		return 0;
+	rc = cairn_key_info(fs->db, NULL, path, plen, &info);
+	if (rc == 0) {
+		n->lay = CFS_LAY_INLINE;
+		n->base = info.size;
+		return 0;
+	}
+	if (rc != CAIRN_ENOTFOUND)
+		return -cfs_errno(rc, ENAMETOOLONG);
+	mkl = pk_sys_key(PK_TAG_META, path, plen, mk);
+	if (mkl < 0)
+		return mkl;
+	rc = cairn_get_range(fs->db, NULL, mk, (size_t)mkl, 0, mbuf, sizeof(mbuf), &got);
+	if (rc && rc != CAIRN_ENOTFOUND) {
+		cfs_log_engine(fs, "read", rc);
+		return -cfs_errno(rc, EIO);
+	}
+	n->lay = CFS_LAY_INLINE;
+	n->base = 0;
+	if (!rc && !meta_decode(mbuf, got, &r) && r.type == META_FILE && r.ext_id) {
+		n->lay = CFS_LAY_PIECES;
+		n->ext_id = r.ext_id;
+		n->base = r.size;
+	}
+	return 0;
+}
+
+/* Reads [off, off + len) of a file stored as pieces into buf, as of snap;
+ * missing pieces and the bytes past a short piece read as zeros. */
+static int cfs_pieces_read(struct cairnfs *fs, const struct cairn_snapshot *snap, uint64_t id,
+                           uint64_t off, char *buf, size_t len)
+{
+	char k[EXT_KEY_LEN];
+
+	while (len) {
+		uint64_t idx = off / EXT_SIZE, in = off % EXT_SIZE;
+		size_t l = (size_t)(EXT_SIZE - in) < len ? (size_t)(EXT_SIZE - in) : len, got = 0;
+		int rc;
+
+		ext_key(id, idx, k);
+		rc = cairn_get_range(fs->db, snap, k, EXT_KEY_LEN, in, buf, l, &got);
+		if (rc && rc != CAIRN_ENOTFOUND) {
+			cfs_log_engine(fs, "read", rc);
+			return -cfs_errno(rc, EIO);
+		}
+		memset(buf + got, 0, l - got);
+		buf += l;
+		off += l;
+		len -= l;
+	}
+	return 0;
+}
+
+/* Reads committed content of n (layout known) into buf; *got is what the
+ * committed value holds there: inline up to its end, pieces all of len. */
+static int cfs_base_read(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t plen,
+                         uint64_t off, char *buf, size_t len, size_t *got)
+{
+	int rc;
+
+	*got = 0;
+	if (n->lay == CFS_LAY_PIECES) {
+		rc = cfs_pieces_read(fs, NULL, n->ext_id, off, buf, len);
+		if (!rc)
+			*got = len;
+		return rc;
+	}
+	rc = cairn_get_range(fs->db, NULL, path, plen, off, buf, len, got);
+	if (rc && rc != CAIRN_ENOTFOUND) {
+		cfs_log_engine(fs, "read", rc);
+		return -cfs_errno(rc, EIO);
+	}
+	return 0;
+}
+
 /* Makes sure n has a write buffer over its committed value. */
 static int cfs_wb_get(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t plen)
 {
-	struct cairn_key_info info;
 	int rc;
 
 	if (n->wb)
 		return 0;
-	rc = cairn_key_info(fs->db, NULL, path, plen, &info);
-	if (rc == CAIRN_ENOTFOUND)
-		info.size = 0;
-	else if (rc)
-		return -cfs_errno(rc, ENAMETOOLONG);
+	rc = cfs_layout(fs, n, path, plen);
+	if (rc)
+		return rc;
 	n->wb = malloc(sizeof(*n->wb));
 	if (!n->wb)
 		return -ENOMEM;
-	wbuf_init(n->wb, info.size);
+	wbuf_init(n->wb, n->base);
 	return 0;
 }
 
@@ -917,11 +1102,9 @@ static int cfs_wb_read(struct cairnfs *fs, struct cfs_node *n, const char *path,
 	if (off < w->keep)
 		n_base = (size_t)((w->keep - off) < len ? (w->keep - off) : len);
 	if (n_base) {
-		rc = cairn_get_range(fs->db, NULL, path, plen, off, buf, n_base, &rd);
-		if (rc && rc != CAIRN_ENOTFOUND) {
-			cfs_log_engine(fs, "read", rc);
-			return -cfs_errno(rc, EIO);
-		}
+		rc = cfs_base_read(fs, n, path, plen, off, buf, n_base, &rd);
+		if (rc)
+			return rc;
 	}
 	memset(buf + rd, 0, len - rd);
 	wbuf_overlay(w, off, buf, len);
@@ -929,61 +1112,199 @@ static int cfs_wb_read(struct cairnfs *fs, struct cfs_node *n, const char *path,
 	return 0;
 }
 
-/* Commits the buffered writes of n: the whole value and its record in one
- * batch. Under fs->mu. */
+/* Adds to b the deletion of every piece of file id from piece idx on: the
+ * pieces that exist, found by a scan, so a sparse file costs its pieces. */
+static int cfs_drop_pieces(struct cairn_iter *it, struct cairn_batch *b, uint64_t id, uint64_t idx)
+{
+	char k[EXT_KEY_LEN];
+	const char *key;
+	size_t klen;
+	int rc = 0;
+
+	ext_key(id, idx, k);
+	for (cfs_seek_within(it, k, EXT_KEY_LEN, k, EXT_PFX_LEN); !rc && cairn_iter_valid(it);
+	     cairn_iter_next(it)) {
+		key = cairn_iter_key(it, &klen);
+		if (!pk_has_prefix(key, klen, k, EXT_PFX_LEN))
+			break;
+		rc = -cfs_errno(cairn_batch_delete(b, key, klen), EIO);
+	}
+	if (!rc && cairn_iter_status(it))
+		rc = -cfs_errno(cairn_iter_status(it), EIO);
+	return rc;
+}
+
+/* Same, with an iterator of its own. */
+static int cfs_drop_pieces_from(struct cairnfs *fs, struct cairn_batch *b, uint64_t id,
+                                uint64_t idx)
+{
+	struct cairn_iter *it;
+	int rc = cfs_iter(fs, &it);
+
+	if (rc)
+		return rc;
+	rc = cfs_drop_pieces(it, b, id, idx);
+	cairn_iter_free(it);
+	if (rc)
+		cfs_log_engine(fs, "scan", -rc);
+	return rc;
+}
+
+/* What a commit builds: the batch, and for pieces a buffer of one piece. */
+struct cfs_commit {
+	struct cairnfs *fs;
+	struct cfs_node *n;
+	const char *path;
+	size_t plen;
+	struct cairn_batch *b;
+	uint64_t id;    /* the extent id the pieces go to */
+	uint64_t moved; /* pieces below this were written by a conversion */
+	uint64_t bytes; /* value bytes put */
+	char *piece;
+};
+
+static int cfs_put_piece(void *ctx, uint64_t idx)
+{
+	struct cfs_commit *c = ctx;
+	char k[EXT_KEY_LEN];
+	const char *data;
+	size_t len;
+	int rc;
+
+	if (idx < c->moved)
+		return 0;
+	ext_key(c->id, idx, k);
+	len = ext_len(c->n->wb->size, idx);
+	data = wbuf_covering(c->n->wb, idx * EXT_SIZE, len);
+	if (!data) {
+		rc = cfs_wb_read(c->fs, c->n, c->path, c->plen, idx * EXT_SIZE, c->piece, len,
+		                 &len);
+		if (rc)
+			return rc;
+		data = c->piece;
+	}
+	c->bytes += len;
+	return -cfs_errno(cairn_batch_put(c->b, k, EXT_KEY_LEN, data, len), EFBIG);
+}
+
+/* The commit of a file that stays or becomes small: its whole value at the
+ * key PATH; pieces it had are deleted. */
+static int cfs_commit_inline(struct cfs_commit *c)
+{
+	struct cfs_node *n = c->n;
+	size_t got;
+	char *val = malloc(n->wb->size ? (size_t)n->wb->size : 1);
+	int rc;
+
+	if (!val)
+		return -ENOMEM;
+	rc = cfs_wb_read(c->fs, n, c->path, c->plen, 0, val, (size_t)n->wb->size, &got);
+	if (!rc)
+		rc = -cfs_errno(cairn_batch_put(c->b, c->path, c->plen, val, got), EFBIG);
+	c->bytes = got;
+	free(val);
+	return rc;
+}
+
+/* Records the next extent id in the batch that first uses the one before it:
+ * a record may name an id that has no piece (a file only ever extended by
+ * truncate), so the pieces alone cannot tell a mount which ids are taken. */
+static int cfs_batch_next_ext_id(struct cairnfs *fs, struct cairn_batch *b)
+{
+	char v[8];
+
+	for (int i = 0; i < 8; i++)
+		v[i] = (char)(fs->next_ext_id >> (8 * i));
+	return -cfs_errno(cairn_batch_put(b, CFS_NEXT_ID_KEY, sizeof(CFS_NEXT_ID_KEY) - 1, v, 8),
+	                  EIO);
+}
+
+/* The commit of a large file: only the pieces the buffer touched (all of
+ * the old value's when it moves from the key PATH to pieces), and the
+ * deletion of the pieces a shrink left past the end. */
+static int cfs_commit_pieces(struct cfs_commit *c)
+{
+	struct cfs_node *n = c->n;
+	struct wbuf *w = n->wb;
+	int rc = 0;
+
+	c->piece = malloc(EXT_SIZE);
+	if (!c->piece)
+		return -ENOMEM;
+	if (n->lay == CFS_LAY_PIECES) {
+		c->id = n->ext_id;
+	} else {
+		uint64_t keep = w->keep < w->size ? w->keep : w->size;
+
+		c->id = c->fs->next_ext_id++;
+		rc = cfs_batch_next_ext_id(c->fs, c->b);
+		for (uint64_t idx = 0; !rc && idx < ext_count(keep); idx++)
+			rc = cfs_put_piece(c, idx);
+		c->moved = ext_count(keep);
+		if (!rc)
+			rc = -cfs_errno(cairn_batch_delete(c->b, c->path, c->plen), EIO);
+	}
+	if (!rc)
+		rc = ext_each_dirty(w, n->base, cfs_put_piece, c);
+	if (!rc && n->lay == CFS_LAY_PIECES && w->size < n->base)
+		rc = cfs_drop_pieces_from(c->fs, c->b, c->id, ext_count(w->size));
+	free(c->piece);
+	return rc;
+}
+
+/* Commits the buffered writes of n with its record in one batch: a small
+ * file as its whole value, a large one as the pieces the writes touched
+ * (extent.h). Under fs->mu. */
 static int cfs_commit(struct cairnfs *fs, struct cfs_node *n)
 {
 	char path[PK_KEY_BUF], mbuf[META_BUF];
-	struct cairn_batch *b = NULL;
+	struct cfs_commit c = {.fs = fs, .n = n, .path = path};
 	struct meta_rec r;
-	size_t plen, got;
-	char *val = NULL;
-	size_t old;
-	int rc, type;
+	uint64_t old_id;
+	int rc, type, pieces;
 
 	if (!n->wb || !n->wb->dirty)
 		return 0;
-	rc = cfs_node_path(fs, n, path, &plen);
+	rc = cfs_node_path(fs, n, path, &c.plen);
 	if (rc == -ENOENT) {
-		cfs_wb_drop(fs, n); /* unlinked: its writes go nowhere */
+		if (!n->wb->borrowed)
+			cfs_wb_drop(fs, n); /* unlinked: its writes go nowhere */
 		return 0;
 	}
+	if (!rc)
+		rc = cfs_layout(fs, n, path, c.plen);
 	if (rc)
 		return rc;
-	if (n->wb->size > CAIRN_MAX_VALUE_SIZE)
-		return -EFBIG;
-	val = malloc(n->wb->size ? (size_t)n->wb->size : 1);
-	if (!val)
-		return -ENOMEM;
-	rc = cfs_wb_read(fs, n, path, plen, 0, val, (size_t)n->wb->size, &got);
-	if (rc)
-		goto out;
-	type = cfs_get_meta(fs, path, plen, &r, mbuf);
-	if (type < 0 && type != -ENOENT) {
-		rc = type;
-		goto out;
-	}
+	type = cfs_get_meta(fs, path, c.plen, &r, mbuf);
+	if (type < 0 && type != -ENOENT)
+		return type;
 	if (type != META_FILE)
 		meta_init(&r, META_FILE, 0644, fs->cfg.uid, fs->cfg.gid, 0);
+	old_id = r.ext_id; /* pieces the record names, the node's own or stale */
 	r.mtime_ns = r.ctime_ns = cfs_now();
-	rc = -cfs_errno(cairn_batch_new(&b), EIO);
+	pieces = n->wb->size > fs->cfg.inline_max;
+	rc = -cfs_errno(cairn_batch_new(&c.b), EIO);
 	if (!rc)
-		rc = -cfs_errno(cairn_batch_put(b, path, plen, val, got), EFBIG);
+		rc = pieces ? cfs_commit_pieces(&c) : cfs_commit_inline(&c);
+	r.ext_id = pieces ? c.id : 0;
+	r.size = pieces ? n->wb->size : 0;
+	if (!rc && old_id && old_id != r.ext_id)
+		rc = cfs_drop_pieces_from(fs, c.b, old_id, 0);
 	if (!rc)
-		rc = cfs_batch_meta(b, path, plen, &r);
+		rc = cfs_batch_meta(c.b, path, c.plen, &r);
 	if (!rc)
-		rc = cfs_write_batch(fs, b, EFBIG);
-	if (!rc) {
-		old = n->wb->bytes;
-		wbuf_reset(n->wb);
-		fs->buffered -= old;
-		fs->cnt.commits++;
-		fs->cnt.commit_bytes += got;
-	}
-out:
-	cairn_batch_free(b);
-	free(val);
-	return rc;
+		rc = cfs_write_batch(fs, c.b, EFBIG);
+	cairn_batch_free(c.b);
+	if (rc)
+		return rc;
+	n->lay = pieces ? CFS_LAY_PIECES : CFS_LAY_INLINE;
+	n->ext_id = r.ext_id;
+	n->base = n->wb->size;
+	fs->buffered -= n->wb->bytes;
+	wbuf_reset(n->wb);
+	fs->cnt.commits++;
+	fs->cnt.commit_bytes += c.bytes;
+	return 0;
 }
 
 int cairnfs_commit_all(struct cairnfs *fs)
@@ -1039,7 +1360,7 @@ static int cfs_truncate(struct cairnfs *fs, struct cfs_node *n, const char *path
 
 	if (size < 0)
 		return -EINVAL;
-	if ((uint64_t)size > CAIRN_MAX_VALUE_SIZE)
+	if ((uint64_t)size > EXT_MAX_FILE)
 		return -EFBIG;
 	rc = cfs_wb_get(fs, n, path, plen);
 	if (rc)
@@ -1067,6 +1388,8 @@ static int cfs_setattr_locked(struct cairnfs *fs, fuse_ino_t ino, struct stat *a
 	if (!n)
 		return -ENOENT;
 	rc = cfs_node_path(fs, n, path, &plen);
+	if (rc == -ENOENT)
+		return 0; /* unlinked or replaced while open: nothing left to change */
 	if (rc)
 		return rc;
 	type = cfs_get_meta(fs, path, plen, &r, mbuf);
@@ -1096,12 +1419,14 @@ static int cfs_setattr_locked(struct cairnfs *fs, fuse_ino_t ino, struct stat *a
 	if (fs->cfg.read_only)
 		return -EROFS;
 	/* pending writes first, so their commit cannot overwrite a new mtime */
-	rc = cfs_commit(fs, n);
-	if (rc)
-		return rc;
-	type = cfs_get_meta(fs, path, plen, &r, mbuf);
-	if (type < 0)
-		return type;
+	if (n->wb && n->wb->dirty) {
+		rc = cfs_commit(fs, n);
+		if (rc)
+			return rc;
+		type = cfs_get_meta(fs, path, plen, &r, mbuf);
+		if (type < 0)
+			return type;
+	}
 	if (to_set & FUSE_SET_ATTR_MODE)
 		r.mode = attr->st_mode & 07777;
 	if (to_set & FUSE_SET_ATTR_UID)
@@ -1147,6 +1472,20 @@ static void cfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 }
 
 /* ---- creating names -------------------------------------------------------- */
+
+/* The stat of an entry just written with record r (and, for a file, an
+ * empty value): what a probe would find, without the probe. */
+static void cfs_made_stat(struct cairnfs *fs, const struct meta_rec *r, struct stat *st)
+{
+	struct meta_defaults d = cfs_defaults(fs);
+	struct meta_probe p;
+
+	memset(&p, 0, sizeof(p));
+	p.has_meta = 1;
+	p.meta = *r;
+	p.data_file = r->type == META_FILE;
+	meta_decide(&p, &d, st);
+}
 
 /* Writes a new entry (file, directory or symlink) and replies with it. */
 static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int type, mode_t mode,
@@ -1197,15 +1536,18 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 		rc = cfs_batch_meta(b, path, plen, &r);
 	if (!rc)
 		rc = cfs_write_batch(fs, b, ENAMETOOLONG);
-	if (!rc)
-		rc = cfs_stat_path(fs, path, plen, &e.attr, NULL, NULL);
 	if (rc < 0)
 		goto out;
-	rc = 0;
+	cfs_made_stat(fs, &r, &e.attr);
 	n = cfs_node_ref(fs, pn, name, strlen(name));
 	if (!n) {
 		rc = -ENOMEM;
 		goto out;
+	}
+	if (type == META_FILE && !n->wb) {
+		/* just written: an empty value at the key PATH, no lookup needed */
+		n->lay = CFS_LAY_INLINE;
+		n->base = 0;
 	}
 	e.ino = n->ino;
 	e.attr.st_ino = n->ino;
@@ -1315,15 +1657,27 @@ static const struct cfs_range cfs_ranges[] = {
         {"\0x", 2, "/", 1, 0, 1, 0},  /* ... and their attributes */
 };
 
-enum { CFS_DEL, CFS_PUT };
+enum { CFS_DEL, CFS_PUT, CFS_DROP };
+
+/* The extent id a record value names, or 0. */
+static uint64_t cfs_record_ext_id(const void *val, size_t vlen)
+{
+	struct meta_rec r;
+
+	if (meta_decode(val, vlen, &r) || r.type != META_FILE)
+		return 0;
+	return r.ext_id;
+}
 
 /* Adds to b, for every key of the entry at path (of the given type), either
- * its delete (CFS_DEL) or a put of its value under the same key with path
- * replaced by npath (CFS_PUT). */
+ * its delete (CFS_DEL: the entry moves elsewhere), its delete with the
+ * pieces of a large file (CFS_DROP: the entry goes away), or a put of its
+ * value under the same key with path replaced by npath (CFS_PUT). */
 static int cfs_batch_entry(struct cairn_iter *it, struct cairn_batch *b, const char *path,
                            size_t plen, int type, int op, const char *npath, size_t nplen)
 {
 	char k[PK_KEY_BUF], nk[PK_KEY_BUF];
+	uint64_t drop_id = 0;
 
 	for (size_t i = 0; i < sizeof(cfs_ranges) / sizeof(cfs_ranges[0]); i++) {
 		const struct cfs_range *r = &cfs_ranges[i];
@@ -1344,7 +1698,11 @@ static int cfs_batch_entry(struct cairn_iter *it, struct cairn_batch *b, const c
 
 			if (r->exact ? !cfs_iter_is(it, k, kl) : !pk_has_prefix(key, klen, k, kl))
 				break;
-			if (op == CFS_DEL) {
+			if (op == CFS_DROP && type == META_FILE && r->exact && r->hlen) {
+				val = cairn_iter_value(it, &vlen);
+				drop_id = cfs_record_ext_id(val, vlen);
+			}
+			if (op != CFS_PUT) {
 				rc = cairn_batch_delete(b, key, klen);
 			} else {
 				tail = klen - r->hlen - plen;
@@ -1364,7 +1722,7 @@ static int cfs_batch_entry(struct cairn_iter *it, struct cairn_batch *b, const c
 		if (cairn_iter_status(it))
 			return -cfs_errno(cairn_iter_status(it), EIO);
 	}
-	return 0;
+	return drop_id ? cfs_drop_pieces(it, b, drop_id, 0) : 0;
 }
 
 /* Nonzero if some data key or record lies under dir "/". */
@@ -1401,17 +1759,88 @@ static int cfs_dir_nonempty(struct cairnfs *fs, const char *dir, size_t dlen, in
 	return rc ? -cfs_errno(rc, EIO) : 0;
 }
 
-/* Removes the entry (parent, name): unlink (want_dir 0) or rmdir (1). */
+/* What fs->any_xattr knows. */
+enum { CFS_XATTR_UNKNOWN, CFS_XATTR_NONE, CFS_XATTR_SOME };
+
+/* Whether some extended attribute may exist: learned with one seek the
+ * first time it is asked, and set by setxattr (nothing else makes one), so
+ * removals on a mount without attributes skip the attribute scan. */
+static int cfs_may_have_xattrs(struct cairnfs *fs, struct cairn_iter *it)
+{
+	static const char pfx[2] = {'\0', PK_TAG_XATTR};
+
+	if (fs->any_xattr == CFS_XATTR_UNKNOWN && it) {
+		cfs_seek_within(it, pfx, sizeof(pfx), pfx, sizeof(pfx));
+		fs->any_xattr = CFS_XATTR_NONE;
+		if (cairn_iter_valid(it) || cairn_iter_status(it))
+			fs->any_xattr = CFS_XATTR_SOME;
+	}
+	return fs->any_xattr == CFS_XATTR_SOME;
+}
+
+/* Adds to b the deletion of every key of the entry at path that a removal
+ * drops, from what the probe p found: the content (of a file) and the
+ * record, deleted without looking (a delete of a missing key is harmless and
+ * costs no seek), the pieces the record names, and the attributes. A
+ * directory here is empty: only its own record and attributes go. *itp is
+ * an iterator, made here when one is needed and none was. */
+static int cfs_batch_remove(struct cairnfs *fs, struct cairn_iter **itp, struct cairn_batch *b,
+                            const char *path, size_t plen, int type, const struct meta_probe *p)
+{
+	struct cairn_iter *it;
+	char k[PK_KEY_BUF];
+	const char *key;
+	size_t klen;
+	int kl, rc = 0;
+
+	if (!*itp && (fs->any_xattr != CFS_XATTR_NONE || (p->has_meta && p->meta.ext_id))) {
+		rc = cfs_iter(fs, itp);
+		if (rc)
+			return rc;
+	}
+	it = *itp;
+
+	if (type == META_FILE)
+		rc = -cfs_errno(cairn_batch_delete(b, path, plen), EIO);
+	kl = pk_sys_key(PK_TAG_META, path, plen, k);
+	if (kl < 0)
+		return kl;
+	if (!rc)
+		rc = -cfs_errno(cairn_batch_delete(b, k, (size_t)kl), EIO);
+	if (!rc && type == META_FILE && p->has_meta && p->meta.type == META_FILE && p->meta.ext_id)
+		rc = cfs_drop_pieces(it, b, p->meta.ext_id, 0);
+	if (rc || !cfs_may_have_xattrs(fs, it))
+		return rc;
+	kl = pk_xattr_key(path, plen, NULL, 0, k);
+	if (kl < 0)
+		return kl;
+	for (cfs_seek_within(it, k, (size_t)kl, k, (size_t)kl); !rc && cairn_iter_valid(it);
+	     cairn_iter_next(it)) {
+		key = cairn_iter_key(it, &klen);
+		if (!pk_has_prefix(key, klen, k, (size_t)kl))
+			break;
+		rc = -cfs_errno(cairn_batch_delete(b, key, klen), EIO);
+	}
+	if (!rc && cairn_iter_status(it))
+		rc = -cfs_errno(cairn_iter_status(it), EIO);
+	return rc;
+}
+
+/* Removes the entry (parent, name): unlink (want_dir 0) or rmdir (1). The
+ * probe and the removal share one iterator, and need none for a file or
+ * directory cairnfs made on a mount without extended attributes. */
 static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int want_dir)
 {
 	struct cairnfs *fs = cfs_of(req);
+	struct meta_defaults d = cfs_defaults(fs);
 	struct cairn_batch *b = NULL;
 	struct cairn_iter *it = NULL;
 	char path[PK_KEY_BUF];
 	struct cfs_node *pn, *n;
+	struct meta_probe p;
 	struct stat st;
 	size_t plen;
-	int rc, type, nonempty;
+	int rc, type, nonempty = 0;
 
 	if (fs->cfg.read_only) {
 		fuse_reply_err(req, EROFS);
@@ -1423,9 +1852,15 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	}
 	pthread_mutex_lock(&fs->mu);
 	rc = cfs_child_path(fs, parent, name, &pn, path, &plen);
-	if (rc)
+	if (!rc)
+		rc = cfs_probe_point(fs, path, plen, &p, NULL);
+	if (rc == 0)
+		rc = cfs_iter(fs, &it);
+	if (rc == 0)
+		rc = cfs_probe_with(fs, it, path, plen, &p, NULL);
+	if (rc < 0)
 		goto out;
-	type = rc = cfs_stat_path(fs, path, plen, &st, NULL, NULL);
+	type = rc = meta_decide(&p, &d, &st);
 	if (rc < 0)
 		goto out;
 	rc = 0;
@@ -1435,16 +1870,12 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 		rc = -EISDIR;
 	else if (want_dir)
 		rc = cfs_dir_nonempty(fs, path, plen, &nonempty);
-	if (!rc && want_dir && nonempty)
+	if (!rc && nonempty)
 		rc = -ENOTEMPTY;
 	if (!rc)
-		rc = cfs_iter(fs, &it);
-	if (!rc)
 		rc = -cfs_errno(cairn_batch_new(&b), EIO);
-	/* a directory here is empty: only its own record and attributes go */
 	if (!rc)
-		rc = cfs_batch_entry(it, b, path, plen, want_dir ? META_SYMLINK : type, CFS_DEL,
-		                     NULL, 0);
+		rc = cfs_batch_remove(fs, &it, b, path, plen, type, &p);
 	if (!rc)
 		rc = cfs_write_batch(fs, b, EIO);
 	if (rc)
@@ -1527,7 +1958,8 @@ static int cfs_rename_batch(struct cairnfs *fs, struct cfs_side *s, struct cfs_s
 	if (rc)
 		return rc;
 	if (d->type >= 0)
-		rc = cfs_batch_entry(it, b, d->path, d->plen, d->type, CFS_DEL, NULL, 0);
+		rc = cfs_batch_entry(it, b, d->path, d->plen, d->type,
+		                     flags & RENAME_EXCHANGE ? CFS_DEL : CFS_DROP, NULL, 0);
 	if (!rc)
 		rc = cfs_batch_entry(it, b, s->path, s->plen, s->type, CFS_DEL, NULL, 0);
 	if (!rc)
@@ -1712,6 +2144,66 @@ static void cfs_read_ctl(fuse_req_t req, struct cairnfs *fs, fuse_ino_t ino, siz
 	free(buf);
 }
 
+/* Reads a file stored as pieces, called under fs->mu which it releases:
+ * the snapshot taken under the lock matches the layout the node records, so
+ * a commit racing the read is seen whole or not at all. */
+static int cfs_read_pieces(struct cairnfs *fs, struct cfs_node *n, uint64_t off, char *buf,
+                           size_t size, size_t *got)
+{
+	const struct cairn_snapshot *snap = NULL;
+	uint64_t id = n->ext_id, end = n->base;
+	int rc = -cfs_errno(cairn_snapshot_new(fs->db, &snap), EIO);
+
+	pthread_mutex_unlock(&fs->mu);
+	*got = 0;
+	if (rc || off >= end)
+		goto out;
+	*got = end - off < size ? (size_t)(end - off) : size;
+	rc = cfs_pieces_read(fs, snap, id, off, buf, *got);
+out:
+	cairn_snapshot_release(fs->db, snap);
+	return rc;
+}
+
+/* Reads a file whose layout is inline or not yet known, outside fs->mu: the
+ * key PATH first (small files, the common case, cost one lookup); only when
+ * it is missing is the layout learned, and a file stored as pieces read. */
+static int cfs_read_inline(struct cairnfs *fs, fuse_ino_t ino, const char *path, size_t plen,
+                           uint64_t off, char *buf, size_t size, size_t *got)
+{
+	char cur[PK_KEY_BUF];
+	struct cfs_node *n;
+	size_t clen;
+	int rc = cairn_get_range(fs->db, NULL, path, plen, off, buf, size, got);
+
+	if (rc && rc != CAIRN_ENOTFOUND)
+		cfs_log_engine(fs, "read", rc);
+	if (rc != CAIRN_ENOTFOUND)
+		return -cfs_errno(rc, EIO);
+	*got = 0;
+	pthread_mutex_lock(&fs->mu);
+	n = cfs_node_get(fs, ino);
+	/* the name may have changed while unlocked (a rename): only the path as
+	 * it is now, under the lock, may teach the node its layout */
+	rc = n ? cfs_node_path(fs, n, cur, &clen) : -ENOENT;
+	if (!rc && n->lay == CFS_LAY_INLINE && clen == plen && !memcmp(cur, path, plen))
+		n->lay = CFS_LAY_UNKNOWN; /* inline, yet no key: look again */
+	if (!rc)
+		rc = cfs_layout(fs, n, cur, clen);
+	if (!rc && n->wb) {
+		rc = cfs_wb_read(fs, n, cur, clen, off, buf, size, got);
+	} else if (!rc && n->lay == CFS_LAY_PIECES) {
+		return cfs_read_pieces(fs, n, off, buf, size, got);
+	} else if (!rc) {
+		rc = cairn_get_range(fs->db, NULL, cur, clen, off, buf, size, got);
+		if (rc && rc != CAIRN_ENOTFOUND)
+			cfs_log_engine(fs, "read", rc);
+		rc = rc == CAIRN_ENOTFOUND ? 0 : -cfs_errno(rc, EIO);
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return rc;
+}
+
 static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
@@ -1738,15 +2230,12 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (!rc && n->wb) {
 		rc = cfs_wb_read(fs, n, path, plen, (uint64_t)off, buf, size, &got);
 		pthread_mutex_unlock(&fs->mu);
+	} else if (!rc && n->lay == CFS_LAY_PIECES) {
+		rc = cfs_read_pieces(fs, n, (uint64_t)off, buf, size, &got);
 	} else {
 		pthread_mutex_unlock(&fs->mu);
-		if (!rc) {
-			rc = cairn_get_range(fs->db, NULL, path, plen, (uint64_t)off, buf, size,
-			                     &got);
-			if (rc && rc != CAIRN_ENOTFOUND)
-				cfs_log_engine(fs, "read", rc);
-			rc = rc == CAIRN_ENOTFOUND ? 0 : -cfs_errno(rc, EIO);
-		}
+		if (!rc)
+			rc = cfs_read_inline(fs, ino, path, plen, (uint64_t)off, buf, size, &got);
 	}
 	if (rc == -ENOENT)
 		rc = 0, got = 0; /* gone: an empty read, as from an unlinked file */
@@ -1757,17 +2246,54 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-/* Whether a write commits at once. With flush answered ENOSYS the daemon
- * never hears of close(2), and with open answered ENOSYS it hears release
- * only for files it created; so a write commits when no release will come
- * (no create handle is open; each write is then a read-modify-write of the
- * whole value until extents land), and otherwise when the buffer fills, at
- * fsync and at the release of the create handle (sent just after close). */
+/* Whether a write commits at once. With flush answered ENOSYS (the
+ * default) the daemon never hears of close(2), but with the writeback cache
+ * the kernel writes a file's dirty pages before close returns, so a write
+ * commits as it arrives: data reaches the log at close, as the durability
+ * contract says, and no buffer waits for a release the kernel may send
+ * seconds later. Each write then costs the pieces it touches, or the whole
+ * value of a small file. With flush=1 writes are buffered and commit at
+ * flush, fsync, release, or when the buffer fills; a large file's buffer
+ * counts as full when the pieces its commit would rewrite fill it, so
+ * scattered small writes cost a piece each. */
 static int cfs_commit_now(struct cairnfs *fs, struct cfs_node *n)
 {
-	if (n->wb->bytes >= fs->cfg.write_buffer || fs->buffered >= fs->cfg.write_buffer_total)
+	struct wbuf *w = n->wb;
+
+	if (!fs->cfg.flush)
 		return 1;
-	return !fs->cfg.flush && !n->nopen;
+	if (w->bytes >= fs->cfg.write_buffer || fs->buffered >= fs->cfg.write_buffer_total)
+		return 1;
+	if (w->size <= fs->cfg.inline_max || w->n < 2)
+		return 0;
+	return ext_dirty_count(w, n->base) >= fs->cfg.write_buffer / EXT_SIZE;
+}
+
+/* A write committed at once (flush=0) with nothing else buffered: committed
+ * straight from the request's memory, through a write buffer that borrows
+ * it, so a 1 MiB write-back costs no copy into a buffer. Under fs->mu. */
+static int cfs_write_through(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t plen,
+                             const char *buf, size_t size, uint64_t off)
+{
+	struct wbuf *own = n->wb, w;
+	struct wbuf_ext slot;
+	int rc = cfs_layout(fs, n, path, plen);
+
+	if (rc)
+		return rc;
+	wbuf_borrow(&w, n->base, &slot, off, buf, size);
+	n->wb = &w;
+	fs->buffered += size;
+	rc = cfs_commit(fs, n);
+	if (rc)
+		fs->buffered -= size;
+	n->wb = own;
+	if (own) {
+		/* it held nothing; start it again over the new committed size */
+		wbuf_free(own);
+		wbuf_init(own, n->base);
+	}
+	return rc;
 }
 
 static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -1792,7 +2318,7 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	if (off < 0 || (uint64_t)off + size > CAIRN_MAX_VALUE_SIZE) {
+	if (off < 0 || (uint64_t)off + size > EXT_MAX_FILE) {
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
@@ -1805,6 +2331,10 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_write(req, size);
 		return;
 	}
+	if (!rc && !fs->cfg.flush && (!n->wb || !n->wb->dirty)) {
+		rc = cfs_write_through(fs, n, path, plen, buf, size, (uint64_t)off);
+		goto done;
+	}
 	if (!rc)
 		rc = cfs_wb_get(fs, n, path, plen);
 	if (!rc) {
@@ -1814,6 +2344,11 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 	}
 	if (!rc && cfs_commit_now(fs, n))
 		rc = cfs_commit(fs, n);
+done:
+	/* with flush=0 nothing stays buffered: reads go straight to the database,
+	 * and a write whose commit failed (ENOSPC) is gone, as the kernel was told */
+	if (n && n->wb && !fs->cfg.flush && (rc || !n->nopen))
+		cfs_wb_drop(fs, n);
 	pthread_mutex_unlock(&fs->mu);
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -2297,6 +2832,8 @@ static void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	}
 	if (!rc)
 		rc = -cfs_errno(cairn_put(fs->db, key, klen, value, size, 0), ERANGE);
+	if (!rc)
+		fs->any_xattr = CFS_XATTR_SOME; /* removals must look for attributes */
 	pthread_mutex_unlock(&fs->mu);
 	fuse_reply_err(req, -rc);
 }
@@ -2325,6 +2862,10 @@ static void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 
 	pthread_mutex_lock(&fs->mu);
 	rc = cfs_xattr_key(fs, ino, name, key, &klen);
+	/* the kernel asks for security.capability at each file's first write:
+	 * on a mount without attributes that costs no lookup */
+	if (!rc && fs->any_xattr == CFS_XATTR_NONE)
+		rc = -ENODATA;
 	pthread_mutex_unlock(&fs->mu);
 	if (rc == -ENOTSUP || rc == -ERANGE)
 		rc = -ENODATA;
@@ -2529,6 +3070,45 @@ const struct fuse_lowlevel_ops *cairnfs_ops(void)
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
+/* The first extent id nothing uses: the high-water mark commits keep
+ * (CFS_NEXT_ID_KEY), and past the largest id any piece has, so a new large
+ * file never meets pieces or records left by anything before it. */
+static int cfs_first_ext_id(struct cairnfs *fs, uint64_t *next)
+{
+	char end[2] = {'\0', EXT_TAG + 1};
+	unsigned char v[8];
+	struct cairn_iter *it;
+	uint64_t id, idx;
+	size_t klen, got = 0;
+	int rc = cairn_get_range(fs->db, NULL, CFS_NEXT_ID_KEY, sizeof(CFS_NEXT_ID_KEY) - 1, 0, v,
+	                         sizeof(v), &got);
+
+	if (rc && rc != CAIRN_ENOTFOUND)
+		return -cfs_errno(rc, EIO);
+	*next = 1;
+	if (!rc && got == sizeof(v)) {
+		uint64_t hw = 0;
+
+		for (int i = 7; i >= 0; i--)
+			hw = hw << 8 | v[i];
+		if (hw > *next)
+			*next = hw;
+	}
+	rc = cfs_iter(fs, &it);
+	if (rc)
+		return rc;
+	cairn_iter_seek_for_prev(it, end, sizeof(end));
+	if (cairn_iter_valid(it)) {
+		const char *key = cairn_iter_key(it, &klen);
+
+		if (!ext_key_decode(key, klen, &id, &idx) && id < UINT64_MAX && id + 1 > *next)
+			*next = id + 1;
+	}
+	rc = cairn_iter_status(it);
+	cairn_iter_free(it);
+	return rc ? -cfs_errno(rc, EIO) : 0;
+}
+
 void cairnfs_config_init(struct cairnfs_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -2536,11 +3116,12 @@ void cairnfs_config_init(struct cairnfs_config *cfg)
 	cfg->background_threads = -1;
 	cfg->write_buffer = 4u << 20;
 	cfg->write_buffer_total = 64u << 20;
+	cfg->inline_max = 1u << 20;
 	cfg->timeout = 1e6;
 	cfg->writeback = 1;
 	cfg->readdirplus = 2;
-	cfg->open = 1;
-	cfg->flush = 1;
+	cfg->open = 0;
+	cfg->flush = 0;
 	cfg->uid = getuid();
 	cfg->gid = getgid();
 }
@@ -2585,6 +3166,23 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 	fs->root.name = NULL;
 	fs->next_ino = CFS_INO_FIRST;
 	fs->start_ns = cfs_now();
+	rc = cfs_first_ext_id(fs, &fs->next_ext_id);
+	if (!rc) {
+		struct cairn_iter *it = NULL;
+
+		rc = cfs_iter(fs, &it);
+		if (!rc)
+			cfs_may_have_xattrs(fs, it); /* learn it now: getxattr asks often */
+		cairn_iter_free(it);
+	}
+	if (rc) {
+		snprintf(err, errlen, "cannot scan the extent keys: %s", strerror(-rc));
+		cairn_close(fs->db);
+		pthread_mutex_destroy(&fs->mu);
+		free(fs->dbdir);
+		free(fs);
+		return rc;
+	}
 	*fsp = fs;
 	return 0;
 }

@@ -32,6 +32,7 @@ struct cairnfs_config {
 	int background_threads;    /* -o background_threads=N (-1: engine default) */
 	size_t write_buffer;       /* -o write_buffer=SIZE: per open file, default 4 MiB */
 	size_t write_buffer_total; /* -o write_buffer_total=SIZE: all files, default 64 MiB */
+	size_t inline_max;         /* -o inline_max=SIZE: larger files are extents, default 1 MiB */
 	double timeout;            /* -o timeout=SECONDS: entry/attr/negative cache */
 	int writeback;             /* -o writeback=0|1: kernel writeback cache */
 	int readdirplus;           /* -o readdirplus=no|yes|auto: 0, 1, 2 */
@@ -79,6 +80,14 @@ struct cairnfs_counters {
 
 struct cairn_db *cairnfs_db(struct cairnfs *fs);
 const char *cairnfs_dbdir(struct cairnfs *fs);
+
+/* The outcome of the last control command, shown in .cairn/result: with
+ * open=0 the kernel's writeback cache sends a command's write only at
+ * close(2), which then fails with EIO, so the reason has to be kept. */
+#define CAIRNFS_RESULT_MAX 512
+void cairnfs_set_result(struct cairnfs *fs, const char *msg);
+/* Copies the last outcome (NUL-terminated, "" before any command) to buf. */
+void cairnfs_get_result(struct cairnfs *fs, char *buf, size_t len);
 void cairnfs_counters(struct cairnfs *fs, struct cairnfs_counters *c);
 
 /* Control files (control.c). */
@@ -87,6 +96,7 @@ enum ctl_file {
 	CTL_STATS_JSON,
 	CTL_METRICS,
 	CTL_DBDIR,
+	CTL_RESULT,
 	CTL_CONTROL,
 	CTL_NFILES,
 };
@@ -96,8 +106,10 @@ const char *ctl_name(int which);
 /* Renders a read-only control file into a malloc'd buffer. Returns 0 or a
  * negative errno. */
 int ctl_render(struct cairnfs *fs, int which, char **out, size_t *len);
-/* Runs one command written to the control file. Returns 0, -EINVAL for an
- * unknown command or bad argument, -EIO (or -ENOSPC) when the engine fails. */
+/* Runs the commands (one a line) written to the control file, stopping at
+ * the first that fails, and records the outcome of the last one run with
+ * cairnfs_set_result(). Returns 0, -EINVAL for an unknown command or bad
+ * argument, -EIO (or -ENOSPC, -EEXIST, -EROFS) when the engine fails. */
 int ctl_command(struct cairnfs *fs, const char *buf, size_t len);
 
 #endif /* CAIRNFS_H */

@@ -2,11 +2,13 @@
  * control.c - the files under MOUNT/.cairn/: statistics to read and a
  * control file that takes commands.
  *
- * Each read-only file is rendered once when it is opened (so one read(2)
+ * Each read-only file is rendered once when it is looked up (so one read(2)
  * loop sees one consistent snapshot of the counters) and served from that
- * buffer; the files are direct-I/O, so their size of 0 in stat does not cut
- * reads short. All three statistics formats come from one table of fields,
- * so they always agree.
+ * buffer. All three statistics formats come from one table of fields, so
+ * they always agree. "result" holds the outcome of the last command written
+ * to "control": "ok CMD" or "error: WHY (ERRNO)". A failed command also
+ * fails its write(2) (open=1: the file is direct-I/O) or, under the writeback
+ * cache with open=0, the close(2) that sends the write (as EIO).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,7 +20,7 @@
 
 static const char *const ctl_names[CTL_NFILES] = {
         [CTL_STATS] = "stats", [CTL_STATS_JSON] = "stats.json", [CTL_METRICS] = "metrics",
-        [CTL_DBDIR] = "dbdir", [CTL_CONTROL] = "control",
+        [CTL_DBDIR] = "dbdir", [CTL_RESULT] = "result",         [CTL_CONTROL] = "control",
 };
 
 const char *ctl_name(int which)
@@ -211,6 +213,11 @@ int ctl_render(struct cairnfs *fs, int which, char **out, size_t *len)
 
 	if (which == CTL_DBDIR) {
 		ctl_printf(&o, "%s\n", cairnfs_dbdir(fs));
+	} else if (which == CTL_RESULT) {
+		char res[CAIRNFS_RESULT_MAX];
+
+		cairnfs_get_result(fs, res, sizeof(res));
+		ctl_printf(&o, "%s", res);
 	} else if (which == CTL_CONTROL) {
 		ctl_printf(&o, "%s", "");
 	} else {
@@ -235,78 +242,159 @@ int ctl_render(struct cairnfs *fs, int which, char **out, size_t *len)
 	return 0;
 }
 
-static int ctl_errno(int rc)
+/* A command's outcome: its errno and, on failure, why in words. */
+struct ctl_res {
+	char msg[CAIRNFS_RESULT_MAX];
+};
+
+static const char *ctl_errname(int err)
 {
-	switch (rc) {
-	case CAIRN_OK:
-		return 0;
-	case CAIRN_EINVAL:
-		return -EINVAL;
-	case CAIRN_EEXIST:
-		return -EEXIST;
-	case CAIRN_ENOSPC:
-		return -ENOSPC;
-	case CAIRN_EREADONLY:
-		return -EROFS;
+	switch (err) {
+	case EINVAL:
+		return "EINVAL";
+	case EEXIST:
+		return "EEXIST";
+	case ENOSPC:
+		return "ENOSPC";
+	case EROFS:
+		return "EROFS";
+	case ENOMEM:
+		return "ENOMEM";
+	case EFBIG:
+		return "EFBIG";
 	default:
-		return -EIO;
+		return "EIO";
 	}
 }
 
+/* Copies at most 64 bytes of a command into out (65 bytes) for a message,
+ * unprintable bytes as '?'. */
+static void ctl_quote(const char *cmd, size_t len, char *out)
+{
+	size_t n = len < 64 ? len : 64;
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = cmd[i] >= 0x20 && cmd[i] < 0x7f ? cmd[i] : '?';
+	out[n] = '\0';
+}
+
+/* Records a failure; returns -err. */
+static int ctl_fail(struct ctl_res *r, int err, const char *fmt, ...)
+{
+	char why[CAIRNFS_RESULT_MAX - 32];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	snprintf(r->msg, sizeof(r->msg), "error: %s (%s)\n", why, ctl_errname(err));
+	return -err;
+}
+
+/* The result of an engine call made for command what. */
+static int ctl_engine(struct cairnfs *fs, struct ctl_res *r, const char *what, int rc)
+{
+	char emsg[256];
+	int err;
+
+	if (rc == CAIRN_OK)
+		return 0;
+	switch (rc) {
+	case CAIRN_EINVAL:
+		err = EINVAL;
+		break;
+	case CAIRN_EEXIST:
+		err = EEXIST;
+		break;
+	case CAIRN_ENOSPC:
+		err = ENOSPC;
+		break;
+	case CAIRN_EREADONLY:
+		err = EROFS;
+		break;
+	default:
+		err = EIO;
+	}
+	emsg[0] = '\0';
+	cairn_errmsg(cairnfs_db(fs), emsg, sizeof(emsg));
+	return ctl_fail(r, err, "%s: %s", what, emsg[0] ? emsg : cairn_strerror(rc));
+}
+
+/* Commits every buffered write before a command that needs them. */
+static int ctl_commit(struct cairnfs *fs, struct ctl_res *r, const char *what)
+{
+	int rc = cairnfs_commit_all(fs);
+
+	return rc ? ctl_fail(r, -rc, "%s: committing buffered writes: %s", what, strerror(-rc)) : 0;
+}
+
 /* Runs one command line (without its newline). */
-static int ctl_run(struct cairnfs *fs, const char *cmd, size_t len)
+static int ctl_run(struct cairnfs *fs, struct ctl_res *r, const char *cmd, size_t len)
 {
 	struct cairn_db *db = cairnfs_db(fs);
-	char path[4096];
+	char path[4096], q[65];
 	int rc;
 
 	if (len == 5 && !memcmp(cmd, "flush", 5)) {
-		rc = cairnfs_commit_all(fs);
-		return rc ? rc : ctl_errno(cairn_flush(db));
+		rc = ctl_commit(fs, r, "flush");
+		return rc ? rc : ctl_engine(fs, r, "flush", cairn_flush(db));
 	}
 	if (len == 4 && !memcmp(cmd, "sync", 4)) {
-		rc = cairnfs_commit_all(fs);
-		return rc ? rc : ctl_errno(cairn_sync(db));
+		rc = ctl_commit(fs, r, "sync");
+		return rc ? rc : ctl_engine(fs, r, "sync", cairn_sync(db));
 	}
 	if (len == 7 && !memcmp(cmd, "compact", 7)) {
-		rc = cairnfs_commit_all(fs);
-		return rc ? rc : ctl_errno(cairn_compact_range(db, NULL, 0, NULL, 0));
+		rc = ctl_commit(fs, r, "compact");
+		return rc ? rc
+		          : ctl_engine(fs, r, "compact", cairn_compact_range(db, NULL, 0, NULL, 0));
 	}
 	if (len > 11 && !memcmp(cmd, "checkpoint ", 11)) {
 		len -= 11;
 		cmd += 11;
+		ctl_quote(cmd, len, q);
 		/* the daemon's working directory is "/": only absolute paths */
-		if (len >= sizeof(path) || cmd[0] != '/' || memchr(cmd, '\0', len))
-			return -EINVAL;
+		if (cmd[0] != '/' || memchr(cmd, '\0', len))
+			return ctl_fail(r, EINVAL, "checkpoint needs an absolute path: '%s'", q);
+		if (len >= sizeof(path))
+			return ctl_fail(r, EINVAL, "checkpoint path too long: '%s...'", q);
 		memcpy(path, cmd, len);
 		path[len] = '\0';
-		rc = cairnfs_commit_all(fs);
-		return rc ? rc : ctl_errno(cairn_checkpoint(db, path));
+		rc = ctl_commit(fs, r, "checkpoint");
+		return rc ? rc : ctl_engine(fs, r, "checkpoint", cairn_checkpoint(db, path));
 	}
-	return -EINVAL;
+	ctl_quote(cmd, len, q);
+	return ctl_fail(r, EINVAL, "unknown command '%s%s'", q, len > 64 ? "..." : "");
 }
 
 int ctl_command(struct cairnfs *fs, const char *buf, size_t len)
 {
+	struct ctl_res r;
 	size_t start = 0;
+	int rc = 0, ran = 0;
 
 	/* one command per line; blank lines and surrounding blanks are ignored */
-	while (start < len) {
+	while (start < len && !rc) {
 		const char *nl = memchr(buf + start, '\n', len - start);
 		size_t end = nl ? (size_t)(nl - buf) : len;
 		size_t s = start, e = end;
-		int rc;
 
 		while (s < e && (buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\r'))
 			s++;
 		while (e > s && (buf[e - 1] == ' ' || buf[e - 1] == '\t' || buf[e - 1] == '\r'))
 			e--;
 		if (e > s) {
-			rc = ctl_run(fs, buf + s, e - s);
-			if (rc)
-				return rc;
+			char q[65];
+
+			ran = 1;
+			rc = ctl_run(fs, &r, buf + s, e - s);
+			if (!rc) {
+				ctl_quote(buf + s, e - s, q);
+				snprintf(r.msg, sizeof(r.msg), "ok %s\n", q);
+			}
 		}
 		start = end + 1;
 	}
-	return 0;
+	if (ran)
+		cairnfs_set_result(fs, r.msg);
+	return rc;
 }

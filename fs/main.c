@@ -46,6 +46,7 @@ enum {
 	K_BG_THREADS,
 	K_WBUF,
 	K_WBUF_TOTAL,
+	K_INLINE_MAX,
 	K_TIMEOUT,
 	K_WRITEBACK,
 	K_READDIRPLUS,
@@ -63,6 +64,7 @@ static const struct fuse_opt main_fuse_opts[] = {
         FUSE_OPT_KEY("background_threads=", K_BG_THREADS),
         FUSE_OPT_KEY("write_buffer=", K_WBUF),
         FUSE_OPT_KEY("write_buffer_total=", K_WBUF_TOTAL),
+        FUSE_OPT_KEY("inline_max=", K_INLINE_MAX),
         FUSE_OPT_KEY("timeout=", K_TIMEOUT),
         FUSE_OPT_KEY("writeback=", K_WRITEBACK),
         FUSE_OPT_KEY("readdirplus=", K_READDIRPLUS),
@@ -85,11 +87,15 @@ static void main_usage(const char *prog)
 	       "    -o background_threads=N     flush/compaction threads (default 1)\n"
 	       "    -o write_buffer=SIZE        buffered writes per open file (default 4M)\n"
 	       "    -o write_buffer_total=SIZE  buffered writes in all files (default 64M)\n"
+	       "    -o inline_max=SIZE          larger files are stored as 64K extents (default "
+	       "1M)\n"
 	       "    -o timeout=SECONDS          kernel entry/attribute cache time (default 1e6)\n"
 	       "    -o writeback=0|1            kernel writeback cache (default 1)\n"
 	       "    -o readdirplus=no|yes|auto  attributes with listings (default auto)\n"
-	       "    -o open=0|1                 0: answer open/opendir ENOSYS (default 1)\n"
-	       "    -o flush=0|1                0: writes commit, no flush (default 1)\n"
+	       "    -o open=0|1                 1: answer open/opendir, drop the kernel's\n"
+	       "                                page and listing cache at open (default 0)\n"
+	       "    -o flush=0|1                1: commit at every close(2) (default 0: at\n"
+	       "                                the release that follows it)\n"
 	       "SIZE takes a K, M or G suffix (powers of 1024).\n\n",
 	       prog);
 }
@@ -164,6 +170,9 @@ static int main_value(struct main_opts *m, int key, const char *val)
 		return main_size(val, &c->write_buffer) || !c->write_buffer ? -1 : 0;
 	case K_WBUF_TOTAL:
 		return main_size(val, &c->write_buffer_total) || !c->write_buffer_total ? -1 : 0;
+	case K_INLINE_MAX:
+		return main_size(val, &c->inline_max) || c->inline_max > CAIRN_MAX_VALUE_SIZE ? -1
+		                                                                              : 0;
 	case K_TIMEOUT:
 		c->timeout = strtod(val, &end);
 		return *end || end == val || c->timeout < 0 ? -1 : 0;

@@ -46,7 +46,7 @@ int meta_encode(const struct meta_rec *r, char *out)
 
 	if (tlen > META_TARGET_MAX)
 		return -ENAMETOOLONG;
-	out[0] = META_VERSION;
+	out[0] = r->type == META_FILE && r->ext_id ? META_VERSION_EXT : META_VERSION;
 	out[1] = (char)r->type;
 	out[2] = (char)(tlen & 0xff);
 	out[3] = (char)(tlen >> 8);
@@ -58,6 +58,11 @@ int meta_encode(const struct meta_rec *r, char *out)
 	meta_put64(out + 32, (uint64_t)r->ctime_ns);
 	if (tlen)
 		memcpy(out + META_FIXED, r->target, tlen);
+	if (out[0] == META_VERSION_EXT) {
+		meta_put64(out + 40, r->size);
+		meta_put64(out + 48, r->ext_id);
+		return META_EXT_LEN;
+	}
 	return (int)(META_FIXED + tlen);
 }
 
@@ -66,13 +71,24 @@ int meta_decode(const void *buf, size_t len, struct meta_rec *r)
 	const unsigned char *p = buf;
 	size_t tlen;
 
-	if (len < META_FIXED || p[0] != META_VERSION)
+	if (len < META_FIXED || (p[0] != META_VERSION && p[0] != META_VERSION_EXT))
 		return -EIO;
 	if (p[1] < META_FILE || p[1] > META_SYMLINK)
 		return -EIO;
 	tlen = (size_t)p[2] | ((size_t)p[3] << 8);
-	if (len != META_FIXED + tlen || (tlen && p[1] != META_SYMLINK) || tlen > META_TARGET_MAX)
+	r->ext_id = 0;
+	r->size = 0;
+	if (p[0] == META_VERSION_EXT) {
+		if (len != META_EXT_LEN || p[1] != META_FILE || tlen)
+			return -EIO;
+		r->size = meta_get64(p + 40);
+		r->ext_id = meta_get64(p + 48);
+		if (!r->ext_id || r->size > META_SIZE_MAX)
+			return -EIO;
+	} else if (len != META_FIXED + tlen || (tlen && p[1] != META_SYMLINK) ||
+	           tlen > META_TARGET_MAX) {
 		return -EIO;
+	}
 	r->type = p[1];
 	r->mode = meta_get32(p + 4) & 07777;
 	r->uid = meta_get32(p + 8);
@@ -154,6 +170,13 @@ int meta_decide(const struct meta_probe *p, const struct meta_defaults *d, struc
 		meta_from_rec(p, st, S_IFREG);
 		st->st_size = (off_t)p->data.size;
 		st->st_blocks = (blkcnt_t)((p->data.size + 511) / 512);
+		return META_FILE;
+	}
+	if (p->has_meta && p->meta.type == META_FILE && p->meta.ext_id) {
+		meta_fill(st, S_IFREG, p->meta.mode, p->meta.uid, p->meta.gid, p->meta.atime_ns,
+		          p->meta.mtime_ns, p->meta.ctime_ns);
+		st->st_size = (off_t)p->meta.size;
+		st->st_blocks = (blkcnt_t)((p->meta.size + 511) / 512);
 		return META_FILE;
 	}
 	if (p->below) {

@@ -17,8 +17,16 @@
  *   32     8     ctime, likewise
  *   40     T     symlink target bytes (no NUL)
  *
+ * Version 2 is the record of a regular file stored as extents (extent.h):
+ * bytes 0-39 as above with version 2, type 1 and T 0, then
+ *
+ *   40     8     file size in bytes
+ *   48     8     extent file id (not 0): the file's data is in the keys
+ *                "\0d" ID INDEX (extent.h)
+ *
  * A record of any other version, an unknown type, or a length other than
- * 40 + T is rejected (EIO): cairnfs never guesses at metadata.
+ * 40 + T (version 1) or 56 (version 2) is rejected (EIO): cairnfs never
+ * guesses at metadata.
  */
 #ifndef CAIRNFS_META_H
 #define CAIRNFS_META_H
@@ -29,8 +37,12 @@
 
 #include "cairn.h"
 
-#define META_VERSION    1
-#define META_FIXED      40
+#define META_VERSION     1
+#define META_VERSION_EXT 2
+#define META_FIXED       40
+#define META_EXT_LEN     56
+/* Largest file size a version 2 record may hold (extent.h, EXT_MAX_FILE). */
+#define META_SIZE_MAX   ((uint64_t)1 << 46)
 #define META_TARGET_MAX 4095
 #define META_BUF        (META_FIXED + META_TARGET_MAX + 1)
 
@@ -47,6 +59,8 @@ struct meta_rec {
 	int64_t atime_ns, mtime_ns, ctime_ns;
 	size_t tlen;        /* symlink target length */
 	const char *target; /* points into the buffer that was decoded */
+	uint64_t ext_id;    /* regular file stored as extents: its id, else 0 */
+	uint64_t size;      /* with ext_id: the file size */
 };
 
 /* Encodes r into out (at least META_BUF bytes). Returns the length, or
@@ -79,7 +93,8 @@ struct meta_defaults {
 
 /* The one rule deciding what a path is (docs/cairnfs.md, "Key schema"):
  *   1. a directory record makes a directory, a symlink record a symlink;
- *   2. a file record together with the key PATH makes a regular file;
+ *   2. a file record together with the key PATH makes a regular file; a
+ *      file record with extents (version 2) makes one without the key;
  *   3. otherwise any key under PATH "/" makes a directory (the directory
  *      wins over a file key of the same name, which is then hidden);
  *   4. otherwise the key PATH alone makes a regular file, mode 0644, owned by

@@ -2,7 +2,9 @@
  * wbuf.c - extent write buffer (see wbuf.h).
  *
  * A write merges with every extent it overlaps or touches, so the common
- * sequential writer keeps a single extent that grows by realloc; random
+ * sequential writer keeps a single extent that grows by realloc, doubling
+ * its allocation so that appends copy each byte a bounded number of times
+ * (a realloc that cannot grow in place copies everything); random
  * writers pay a copy per merge, bounded by the per-file buffer limit that
  * cairnfs enforces by committing when the buffer fills.
  */
@@ -19,9 +21,26 @@ void wbuf_init(struct wbuf *w, uint64_t base_size)
 	w->keep = base_size;
 }
 
+void wbuf_borrow(struct wbuf *w, uint64_t base_size, struct wbuf_ext *slot, uint64_t off,
+                 const void *buf, size_t len)
+{
+	wbuf_init(w, base_size);
+	slot->off = off;
+	slot->len = len;
+	slot->cap = len;
+	slot->data = (char *)buf;
+	w->ext = slot;
+	w->n = len ? 1 : 0;
+	w->borrowed = 1;
+	w->bytes = len;
+	if (len && off + len > w->size)
+		w->size = off + len;
+	w->dirty = 1;
+}
+
 static void wbuf_drop_extents(struct wbuf *w)
 {
-	for (size_t i = 0; i < w->n; i++)
+	for (size_t i = 0; i < w->n && !w->borrowed; i++)
 		free(w->ext[i].data);
 	w->n = 0;
 	w->bytes = 0;
@@ -30,7 +49,8 @@ static void wbuf_drop_extents(struct wbuf *w)
 void wbuf_free(struct wbuf *w)
 {
 	wbuf_drop_extents(w);
-	free(w->ext);
+	if (!w->borrowed)
+		free(w->ext);
 	w->ext = NULL;
 	w->cap = 0;
 }
@@ -60,11 +80,15 @@ static int wbuf_extend(struct wbuf *w, size_t i, uint64_t off, const void *buf, 
 	size_t nlen = e->len;
 	char *d = e->data;
 
-	if (end > e->off + e->len) {
+	if (end > e->off + e->len)
 		nlen = (size_t)(end - e->off);
-		d = realloc(e->data, nlen);
+	if (nlen > e->cap) {
+		size_t ncap = e->cap * 2 > nlen ? e->cap * 2 : nlen;
+
+		d = realloc(e->data, ncap);
 		if (!d)
 			return -ENOMEM;
+		e->cap = ncap;
 	}
 	memcpy(d + (off - e->off), buf, len);
 	w->bytes += nlen - e->len;
@@ -120,6 +144,7 @@ int wbuf_write(struct wbuf *w, uint64_t off, const void *buf, size_t len)
 	}
 	w->ext[i].off = noff;
 	w->ext[i].len = (size_t)(nend - noff);
+	w->ext[i].cap = w->ext[i].len;
 	w->ext[i].data = d;
 	w->bytes = w->bytes - old + w->ext[i].len;
 done:
@@ -168,6 +193,28 @@ void wbuf_overlay(const struct wbuf *w, uint64_t off, char *buf, size_t len)
 		if (s < t)
 			memcpy(buf + (s - off), e->data + (s - e->off), (size_t)(t - s));
 	}
+}
+
+const char *wbuf_covering(const struct wbuf *w, uint64_t off, size_t len)
+{
+	size_t lo = 0, hi = w->n;
+
+	/* the last extent starting at or before off */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (w->ext[mid].off <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return NULL;
+	const struct wbuf_ext *e = &w->ext[lo - 1];
+
+	if (off + len > e->off + e->len)
+		return NULL;
+	return e->data + (off - e->off);
 }
 
 void wbuf_reset(struct wbuf *w)

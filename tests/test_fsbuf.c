@@ -1,12 +1,14 @@
 /*
  * test_fsbuf.c - the pure parts of cairnfs besides the path mapping: the
- * metadata record (fs/meta.c) and the per-file write buffer (fs/wbuf.c).
+ * metadata record (fs/meta.c), the per-file write buffer (fs/wbuf.c) and
+ * the pieces of large files (fs/extent.c).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fs/extent.h"
 #include "../fs/meta.h"
 #include "../fs/wbuf.h"
 
@@ -166,4 +168,282 @@ Test(fswbuf, sequential_writes_keep_one_extent)
 	cr_assert_eq(w.keep, 5000);
 	cr_assert_not(w.dirty);
 	wbuf_free(&w);
+}
+
+Test(fsmeta, extent_record_round_trips)
+{
+	struct meta_rec r, d;
+	char buf[META_BUF];
+	int n;
+
+	meta_init(&r, META_FILE, 0640, 7, 8, 99);
+	r.ext_id = 0x0102030405060708ull;
+	r.size = (uint64_t)5 << 40;
+	n = meta_encode(&r, buf);
+	cr_assert_eq(n, META_EXT_LEN);
+	cr_assert_eq(buf[0], META_VERSION_EXT);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.type, META_FILE);
+	cr_assert_eq(d.mode, 0640);
+	cr_assert_eq(d.ext_id, r.ext_id);
+	cr_assert_eq(d.size, r.size);
+	cr_assert_eq(meta_decode(buf, (size_t)n - 1, &d), -EIO, "short record");
+	buf[1] = META_DIR;
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), -EIO, "version 2 is for files only");
+	buf[1] = META_FILE;
+	memset(buf + 48, 0, 8);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), -EIO, "id 0 is not an extent file");
+	/* a version 1 record decodes with no extents */
+	r.ext_id = 0;
+	n = meta_encode(&r, buf);
+	cr_assert_eq(n, META_FIXED);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.ext_id, 0);
+}
+
+Test(fsmeta, decide_extent_record_is_a_file_without_its_key)
+{
+	struct meta_defaults def = {1, 2, 3};
+	struct meta_probe p;
+	struct stat st;
+
+	memset(&p, 0, sizeof(p));
+	p.has_meta = 1;
+	meta_init(&p.meta, META_FILE, 0600, 5, 6, 1000);
+	p.meta.ext_id = 3;
+	p.meta.size = 123456789;
+	p.below = 1; /* an API key under PATH/ does not turn it into a directory */
+	cr_assert_eq(meta_decide(&p, &def, &st), META_FILE);
+	cr_assert_eq(st.st_size, 123456789);
+	cr_assert_eq(st.st_mode, S_IFREG | 0600);
+	cr_assert_eq(st.st_uid, 5);
+	/* without extents a record alone is no file */
+	p.meta.ext_id = 0;
+	cr_assert_eq(meta_decide(&p, &def, &st), META_DIR);
+}
+
+Test(fsextent, keys_sort_by_id_then_piece)
+{
+	char a[EXT_KEY_LEN], b[EXT_KEY_LEN];
+	uint64_t id, idx;
+
+	ext_key(1, 0xffff, a);
+	ext_key(2, 0, b);
+	cr_assert_lt(memcmp(a, b, EXT_KEY_LEN), 0);
+	ext_key(2, 1, a);
+	cr_assert_lt(memcmp(b, a, EXT_KEY_LEN), 0);
+	cr_assert_eq(ext_key_decode(a, EXT_KEY_LEN, &id, &idx), 0);
+	cr_assert_eq(id, 2);
+	cr_assert_eq(idx, 1);
+	cr_assert_eq(ext_key_decode(a, EXT_KEY_LEN - 1, &id, &idx), -1);
+	a[1] = 'm';
+	cr_assert_eq(ext_key_decode(a, EXT_KEY_LEN, &id, &idx), -1);
+	cr_assert_eq(ext_count(0), 0);
+	cr_assert_eq(ext_count(1), 1);
+	cr_assert_eq(ext_count(EXT_SIZE), 1);
+	cr_assert_eq(ext_count(EXT_SIZE + 1), 2);
+	cr_assert_eq(ext_len(EXT_SIZE + 1, 1), 1);
+	cr_assert_eq(ext_len(EXT_SIZE + 1, 2), 0);
+}
+
+/* A file stored as pieces, committed the way cairnfs commits (only the
+ * pieces ext_each_dirty names are rewritten, pieces past the end deleted),
+ * must always read back as a plain model of the file. */
+enum { XCAP = 12 * 65536, XPIECES = XCAP / 65536 + 1 };
+
+struct xstore {
+	char *piece[XPIECES];
+	size_t plen[XPIECES];
+	uint64_t size;
+	const struct wbuf *w;
+	int visited;
+	uint64_t last;
+	uint64_t calls;
+};
+
+static void xstore_read(const struct xstore *s, uint64_t off, char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		uint64_t b = off + i, idx = b / EXT_SIZE;
+
+		buf[i] = s->piece[idx] && b % EXT_SIZE < s->plen[idx] ? s->piece[idx][b % EXT_SIZE]
+		                                                      : 0;
+	}
+}
+
+static int xstore_rewrite(void *ctx, uint64_t idx)
+{
+	struct xstore *s = ctx;
+	size_t len = ext_len(s->w->size, idx);
+	char *p = malloc(len ? len : 1);
+
+	cr_assert(len > 0, "piece %llu is past the end", (unsigned long long)idx);
+	cr_assert(!s->visited || idx > s->last, "pieces not ascending");
+	s->visited = 1;
+	s->last = idx;
+	s->calls++;
+	/* the content rule of wbuf.h over the committed pieces */
+	memset(p, 0, len);
+	if (idx * EXT_SIZE < s->w->keep) {
+		uint64_t n = s->w->keep - idx * EXT_SIZE;
+
+		xstore_read(s, idx * EXT_SIZE, p, n < len ? (size_t)n : len);
+	}
+	wbuf_overlay(s->w, idx * EXT_SIZE, p, len);
+	free(s->piece[idx]);
+	s->piece[idx] = p;
+	s->plen[idx] = len;
+	return 0;
+}
+
+Test(fsextent, committing_dirty_pieces_matches_a_model)
+{
+	unsigned seed = 4242;
+	static char model[XCAP], got[XCAP], data[3 * 65536];
+	struct xstore s;
+	uint64_t msize = 0;
+
+	memset(&s, 0, sizeof(s));
+	srand(seed);
+	for (int round = 0; round < 150; round++) {
+		struct wbuf w;
+		int ops = 1 + rand() % 6;
+
+		wbuf_init(&w, s.size);
+		for (int op = 0; op < ops; op++) {
+			int kind = rand() % 8;
+
+			if (kind == 0) {
+				uint64_t ns = (uint64_t)(rand() % (XCAP - sizeof(data)));
+
+				wbuf_truncate(&w, ns);
+				if (ns < msize)
+					memset(model + ns, 0, msize - ns);
+				msize = ns;
+				continue;
+			}
+			/* mostly small random writes, sometimes long sequential ones */
+			size_t len = kind == 1 ? sizeof(data) : (size_t)(1 + rand() % 5000);
+			uint64_t off = (uint64_t)(rand() % (XCAP - sizeof(data)));
+
+			for (size_t i = 0; i < len; i++)
+				data[i] = (char)('A' + rand() % 26);
+			cr_assert_eq(wbuf_write(&w, off, data, len), 0);
+			model_apply(model, &msize, off, data, len);
+		}
+		s.w = &w;
+		s.visited = 0;
+		s.calls = 0;
+		uint64_t cost = ext_dirty_count(&w, s.size);
+
+		cr_assert_eq(ext_each_dirty(&w, s.size, xstore_rewrite, &s), 0);
+		cr_assert_eq(cost, s.calls, "seed %u round %d: the count is the pieces visited",
+		             seed, round);
+		cr_assert_leq(cost, ext_count(w.size), "seed %u round %d", seed, round);
+		for (uint64_t i = ext_count(w.size); i < XPIECES; i++) {
+			free(s.piece[i]);
+			s.piece[i] = NULL;
+			s.plen[i] = 0;
+		}
+		s.size = w.size;
+		cr_assert_eq(s.size, msize, "seed %u round %d", seed, round);
+		xstore_read(&s, 0, got, (size_t)msize);
+		cr_assert_eq(memcmp(got, model, (size_t)msize), 0, "seed %u round %d", seed, round);
+		for (uint64_t i = 0; i < XPIECES; i++)
+			cr_assert_leq(s.plen[i], ext_len(s.size, i),
+			              "piece holds bytes past the end");
+		wbuf_free(&w);
+	}
+	for (uint64_t i = 0; i < XPIECES; i++)
+		free(s.piece[i]);
+}
+
+Test(fsextent, a_small_write_into_a_large_file_costs_one_piece)
+{
+	struct wbuf w;
+	char c = 'x';
+
+	wbuf_init(&w, (uint64_t)1 << 40);
+	cr_assert_eq(wbuf_write(&w, (uint64_t)1 << 39, &c, 1), 0);
+	cr_assert_eq(ext_dirty_count(&w, (uint64_t)1 << 40), 1);
+	/* a shrink cuts one piece and rewrites only it */
+	wbuf_reset(&w);
+	wbuf_truncate(&w, 3 * EXT_SIZE + 10);
+	cr_assert_eq(ext_dirty_count(&w, (uint64_t)1 << 40), 1);
+	wbuf_free(&w);
+}
+
+Test(fswbuf, covering_finds_bytes_held_by_one_extent)
+{
+	struct wbuf w;
+	char a[100], b[50];
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	wbuf_init(&w, 0);
+	cr_assert_eq(wbuf_write(&w, 1000, a, sizeof(a)), 0);
+	cr_assert_eq(wbuf_write(&w, 5000, b, sizeof(b)), 0);
+	cr_assert_eq(wbuf_covering(&w, 1000, 100), w.ext[0].data);
+	cr_assert_eq(wbuf_covering(&w, 1010, 10), w.ext[0].data + 10);
+	cr_assert_null(wbuf_covering(&w, 999, 10), "starts before the extent");
+	cr_assert_null(wbuf_covering(&w, 1050, 51), "ends past the extent");
+	cr_assert_null(wbuf_covering(&w, 2000, 1), "in the gap");
+	cr_assert_eq(wbuf_covering(&w, 5049, 1)[0], 'b');
+	cr_assert_null(wbuf_covering(&w, 10, 1), "before every extent");
+	wbuf_free(&w);
+}
+
+Test(fswbuf, appends_grow_the_allocation_by_doubling)
+{
+	struct wbuf w;
+	char c[4096];
+	size_t reallocs = 0, cap = 0;
+
+	memset(c, 'x', sizeof(c));
+	wbuf_init(&w, 0);
+	for (int i = 0; i < 1024; i++) {
+		cr_assert_eq(wbuf_write(&w, (uint64_t)i * sizeof(c), c, sizeof(c)), 0);
+		if (w.ext[0].cap != cap)
+			reallocs++, cap = w.ext[0].cap;
+	}
+	cr_assert_eq(w.n, 1);
+	cr_assert_eq(w.ext[0].len, 1024 * sizeof(c));
+	cr_assert_leq(reallocs, 11, "%zu reallocs for 1024 appends", reallocs);
+	/* a truncate keeps the allocation; writing again past it still works */
+	wbuf_truncate(&w, 100);
+	cr_assert_eq(wbuf_write(&w, 100, c, sizeof(c)), 0);
+	cr_assert_eq(w.ext[0].len, 100 + sizeof(c));
+	cr_assert_eq(w.bytes, 100 + sizeof(c));
+	wbuf_free(&w);
+}
+
+Test(fswbuf, a_borrowed_buffer_reads_like_a_written_one_and_is_not_freed)
+{
+	struct wbuf w, ref;
+	struct wbuf_ext slot;
+	char *data = malloc(300), got[1000], want[1000];
+
+	memset(data, 'q', 300);
+	wbuf_borrow(&w, 500, &slot, 400, data, 300);
+	wbuf_init(&ref, 500);
+	cr_assert_eq(wbuf_write(&ref, 400, data, 300), 0);
+	cr_assert_eq(w.size, 700);
+	cr_assert_eq(w.size, ref.size);
+	cr_assert_eq(w.keep, ref.keep);
+	cr_assert(w.dirty);
+	memset(got, 0, sizeof(got));
+	memset(want, 0, sizeof(want));
+	wbuf_overlay(&w, 0, got, sizeof(got));
+	wbuf_overlay(&ref, 0, want, sizeof(want));
+	cr_assert_eq(memcmp(got, want, sizeof(got)), 0);
+	cr_assert_eq(wbuf_covering(&w, 450, 100), data + 50);
+	wbuf_reset(&w);
+	wbuf_free(&w);
+	cr_assert_eq(data[299], 'q', "the caller's memory is left alone");
+	/* an empty write does not grow the file, as with wbuf_write */
+	wbuf_borrow(&w, 10, &slot, 100, data, 0);
+	cr_assert_eq(w.size, 10);
+	wbuf_free(&w);
+	wbuf_free(&ref);
+	free(data);
 }

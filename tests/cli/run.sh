@@ -329,7 +329,9 @@ test_mounted_database_uses_control_files() {
 		expect_exit 0 cairn stats && check "stats from the mount" [ -s "$T/out" ] &&
 		expect_exit 0 cairn stats --json && check "JSON" python3 -m json.tool "$T/out" >/dev/null &&
 		expect_exit 0 cairn flush && expect_exit 0 cairn compact &&
-		expect_exit 0 cairn checkpoint "$T/mck" && expect_exit 0 cairn check
+		expect_exit 0 cairn checkpoint "$T/mck" && expect_exit 0 cairn check &&
+		expect_exit 1 cairn checkpoint "$T/mck" &&
+		check "refusal says why" grep -q "refused: checkpoint: .*already exists (EEXIST)" "$T/err"
 	local r=$?
 	fusermount3 -u "$MNT"
 	MNT=
