@@ -109,6 +109,7 @@ struct blob_writer {
 	uint64_t synced;  /* end of the last record ended before the last sync */
 	struct buf wb;    /* bytes not yet appended */
 	int status;       /* first failure; sticky */
+	int sync_status;  /* first failed sync; sticky */
 	int in_record;
 	uint64_t rec;   /* offset of the record being written */
 	uint64_t vlen;  /* value bytes so far */
@@ -261,15 +262,24 @@ int blob_writer_end(struct blob_writer *w, struct blob_ref *ref)
 
 int blob_writer_sync(struct blob_writer *w)
 {
+	if (w->sync_status)
+		return w->sync_status;
+	/* After a failed append the records ended before it are whole in the
+	 * file and may be referred to already: they can still be made
+	 * durable. After a failed sync nothing is retried (the kernel may have
+	 * dropped the pages it could not write). */
 	uint64_t good = w->good;
-	int r = writer_flush(w);
+	int r = w->status ? 0 : writer_flush(w);
 	if (!r)
 		r = env_sync(w->file);
-	if (r && !w->status)
-		w->status = r;
-	if (!r)
-		w->synced = good;
-	return r;
+	if (r) {
+		if (!w->status)
+			w->status = r;
+		w->sync_status = r;
+		return r;
+	}
+	w->synced = good;
+	return 0;
 }
 
 uint64_t blob_writer_size(const struct blob_writer *w)
@@ -453,6 +463,12 @@ static uint32_t chunk_len(uint64_t vlen, uint64_t j)
 {
 	uint64_t left = vlen - j * BLOB_CHUNK;
 	return left >= BLOB_CHUNK && j + 1 < chunk_count(vlen) ? BLOB_CHUNK : (uint32_t)left;
+}
+
+int blob_check(struct blob_reader *rd, const struct blob_ref *ref, struct slice key, char *err,
+               size_t errlen)
+{
+	return check_header(rd, ref, key, err, errlen);
 }
 
 int blob_read(struct blob_reader *rd, const struct blob_ref *ref, struct slice key, uint64_t off,

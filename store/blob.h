@@ -87,8 +87,10 @@ uint64_t blob_writer_good_size(const struct blob_writer *w);
  * what a crash cannot take away. */
 uint64_t blob_writer_synced_size(const struct blob_writer *w);
 uint64_t blob_writer_number(const struct blob_writer *w);
-/* After a failed append or sync the writer refuses everything (returning
- * the first error): bytes after a partial record are never written. */
+/* After a failed append the writer refuses everything but a sync (returning
+ * the first error): bytes after a partial record are never written, but the
+ * records ended before the failure can still be made durable. After a failed
+ * sync it refuses everything, syncs included. */
 int blob_writer_failed(const struct blob_writer *w);
 /* Closes the file (no sync) and frees the writer. NULL is accepted. */
 int blob_writer_close(struct blob_writer *w);
@@ -113,6 +115,13 @@ uint64_t blob_reader_file_size(const struct blob_reader *rd);
  * offset, CAIRN_EIO, CAIRN_ENOMEM. */
 int blob_read(struct blob_reader *rd, const struct blob_ref *ref, struct slice key, uint64_t off,
               void *buf, size_t len, size_t *got, char *err, size_t errlen);
+
+/* Checks only that the record ref points at is there, whole by the file's
+ * size, under key, with ref's header checksum; the value is not read. The
+ * errors are blob_read's. Recovery uses it to find references whose bytes a
+ * power loss took. */
+int blob_check(struct blob_reader *rd, const struct blob_ref *ref, struct slice key, char *err,
+               size_t errlen);
 
 /* One record met by blob_scan. key points into the scanner's memory and is
  * valid during the callback only. */

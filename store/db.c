@@ -345,6 +345,36 @@ static int replay_entry(void *ctx, uint64_t seq, enum value_type type, struct sl
 	return 0;
 }
 
+struct ref_check {
+	struct cairn_db *db;
+	int lost, r;
+	char *err;
+	size_t errlen;
+};
+
+static int check_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                       struct slice value, int64_t time_ns)
+{
+	struct ref_check *c = ctx;
+	(void)seq, (void)time_ns;
+	if (type != TYPE_BLOB)
+		return 0;
+	c->r = db_blob_check_ref(c->db, key, value, &c->lost, c->err, c->errlen);
+	return c->r ? c->r : c->lost;
+}
+
+/* Checks the blob references of log record rec before it is replayed. A
+ * log record may reach the disk before the blob bytes it refers to when
+ * neither was synced: such a record is where the durable history ends
+ * (*lost). A malformed batch is left to the replay to report. */
+static int check_refs(struct cairn_db *db, struct slice rec, int *lost, char *err, size_t errlen)
+{
+	struct ref_check c = {.db = db, .err = err, .errlen = errlen};
+	batch_iterate(rec, check_entry, &c);
+	*lost = c.lost;
+	return c.r;
+}
+
 /* Replays one log into rc->mem, writing level-0 tables into edit whenever
  * the memtable fills. last says whether this is the newest log, the only
  * one where a torn tail is expected. *stop is set when the rest of the logs
@@ -368,6 +398,8 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 		return r;
 	for (;;) {
 		struct slice rec;
+		uint64_t rec_start = wal_good_offset(rd);
+		int lost = 0;
 		r = wal_next(rd, &rec, err, errlen);
 		if (r == WAL_EOF)
 			break;
@@ -398,6 +430,26 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 				        path, (unsigned long long)wal_good_offset(rd));
 				r = CAIRN_ECORRUPT;
 			} else {
+				char why[512] = "";
+				r = check_refs(db, rec, &lost, why, sizeof(why));
+				if (r)
+					fmt_msg(err, errlen, "log '%s': record at offset %llu: %s",
+					        path, (unsigned long long)rec_start,
+					        why[0] ? why : cairn_strerror(r));
+			}
+			if (!r && lost && last) {
+				/* its blob bytes never reached the disk, so it
+				 * was never synced, nor anything after it: a torn
+				 * tail */
+				rc->torn = 1;
+				rc->torn_log = number;
+				rc->torn_offset = rec_start;
+				break;
+			}
+			/* An older log was synced whole, blob files first: there
+			 * a missing value is damage, replayed for its reads to
+			 * report, never a reason to drop synced writes. */
+			if (!r) {
 				r = batch_iterate(rec, replay_entry, rc);
 				if (r == CAIRN_ECORRUPT)
 					fmt_msg(err, errlen,
@@ -566,7 +618,12 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 	if (scan.nlogs)
 		qsort(scan.logs, scan.nlogs, sizeof(uint64_t), cmp_u64);
 	edit_init(&edit);
-	r = mem_new(&rc.mem);
+	/* before replay can make any reference durable (a level-0 table, a
+	 * kept log synced, a cut tail) */
+	if (!db->opts.read_only)
+		r = db_blob_sync_unsealed(db, err, errlen);
+	if (!r)
+		r = mem_new(&rc.mem);
 	uint64_t min_log = vset_log_number(db->vs);
 	for (size_t i = 0; !r && !stop && i < scan.nlogs; i++) {
 		if (scan.logs[i] < min_log)
@@ -875,9 +932,17 @@ static int switch_memtable(struct cairn_db *db)
 	uint64_t old_number = db->log_number;
 	uint64_t number = vset_new_file_number(db->vs);
 	int sync_old = db->log_unsynced != 0, threaded = db->opts.background_threads > 0;
-	if (threaded)
-		pthread_mutex_unlock(&db->mu);
-	if (sync_old) {
+	/* The blob file is synced before the log (its references) and without
+	 * mu, which blob_mu precedes; inline mode drops mu for that only, at a
+	 * point where the leader has changed nothing yet. */
+	pthread_mutex_unlock(&db->mu);
+	if (sync_old)
+		r = db_blob_sync_active(db);
+	if (!threaded)
+		pthread_mutex_lock(&db->mu);
+	if (r) {
+		fmt_msg(err, sizeof(err), "%s", "the blob file sync before the log sync failed");
+	} else if (sync_old) {
 		r = wal_sync(old);
 		atomic_fetch_add(&db->st.wal_syncs, 1);
 		if (r) {
@@ -1132,7 +1197,7 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		pthread_mutex_unlock(&db->mu);
 
 		uint64_t wal_bytes = 0;
-		int sync_failed = 0, attempted = !r;
+		int sync_failed = 0, blob_failed = 0, attempted = !r;
 		if (!r && count) {
 			enc_fixed64(header, seq);
 			enc_fixed32(header + 8, count);
@@ -1150,7 +1215,12 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 			wal_bytes = wal_size(db->log) - log_size;
 		}
 		if (!r && sync && (count || unsynced)) {
-			r = wal_sync(db->log);
+			/* Every batch of the group appended its large values
+			 * before its record: they become durable first. */
+			r = db_blob_sync_active(db);
+			blob_failed = r != 0;
+			if (!r)
+				r = wal_sync(db->log);
 			atomic_fetch_add(&db->st.wal_syncs, 1);
 			sync_failed = r != 0;
 		}
@@ -1186,6 +1256,9 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 			db_err(db, r,
 			       "log '%06llu.log': no space left on device; nothing was written",
 			       (unsigned long long)db->log_number);
+		} else if (blob_failed) {
+			/* the handle failed with the blob file's message */
+			db_err(db, r, "writes stopped: %s", db->bg_errmsg);
 		} else if (r) {
 			char detail[256], msg[400];
 			db_io_detail(db, detail, sizeof(detail), r);
@@ -1221,8 +1294,9 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 	return r;
 }
 
-/* The user's write path: large values go to the shared blob file (synced)
- * before the batch, now holding references, joins the queue. */
+/* The user's write path: large values go to the shared blob file (synced
+ * with the log, by db_blob_sync_active) before the batch, now holding
+ * references, joins the queue. */
 static int write_user_batch(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)
 {
 	if (db->opts.read_only)
@@ -1293,6 +1367,8 @@ struct read_refs {
 	/* Registered in the snapshot list while a read without a snapshot may
 	 * still open blob files, so collection keeps the files it reads. */
 	struct cairn_snapshot *pin;
+	/* the table a lookup searched in vain, spent when the refs are dropped */
+	struct seek_charge charge;
 };
 
 /* With mu held: links s at the tail (the newest end) of the snapshot list. */
@@ -1342,6 +1418,10 @@ static void refs_take(struct cairn_db *db, const struct cairn_snapshot *snap, st
 static void refs_drop(struct cairn_db *db, struct read_refs *rr)
 {
 	pthread_mutex_lock(&db->mu);
+	/* a compaction found this way runs on the threads; inline mode picks
+	 * it at its next fixed point, never in a read */
+	if (version_charge_seek(db->vs, &rr->charge) && db->opts.background_threads > 0)
+		db_schedule_work(db);
 	mem_unref(rr->mem);
 	if (rr->imm)
 		mem_unref(rr->imm);
@@ -1391,8 +1471,8 @@ static int lookup(struct cairn_db *db, const struct cairn_snapshot *snap, const 
 		if (klen)
 			memcpy(lk, key, klen);
 		enc_fixed64(lk + klen, ikey_pack(rr.seq, TYPE_SEEK));
-		r = version_get(rr.v, slice_make(lk, klen + IKEY_TRAILER), &fk, ival, err,
-		                sizeof(err));
+		r = version_get(rr.v, slice_make(lk, klen + IKEY_TRAILER), &fk, ival, &rr.charge,
+		                err, sizeof(err));
 		if (r == 1) {
 			struct slice fks = buf_slice(&fk);
 			*seq = ikey_seq(fks);

@@ -120,6 +120,7 @@ struct cairn_db {
 	pthread_mutex_t blob_mu;
 	struct blob_writer *blob_active; /* the shared file; NULL: none yet */
 	uint64_t blob_active_size;       /* its size, for the stats (under mu) */
+	int blob_sync_err;               /* a sync of it failed (sticky) */
 	/* under mu: */
 	int blob_gc_running;
 	uint64_t *blob_gc_skip; /* files a collection failed on (damaged) */
@@ -178,10 +179,25 @@ int db_lookup_latest(struct cairn_db *db, struct slice key, enum value_type *typ
 
 /* db_blob.c */
 /* Rewrites b into *out with every put of a value >= blob_threshold moved to
- * the shared blob file (synced); *out is b itself when nothing moved, else
- * priv, initialised here, which the caller then destroys. */
+ * the shared blob file (not synced); *out is b itself when nothing moved,
+ * else priv, initialised here, which the caller then destroys. */
 int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cairn_batch *priv,
                     const struct cairn_batch **out);
+/* Syncs what the shared blob file holds unsynced. Called without mu before
+ * every sync of the log: a reference may become durable only after the
+ * bytes it points to. A failure is final (the database stops). */
+int db_blob_sync_active(struct cairn_db *db);
+/* Recovery, before the first replayed reference can become durable: syncs
+ * the unsealed blob files, which a process that died may have left with
+ * bytes still in the page cache. */
+int db_blob_sync_unsealed(struct cairn_db *db, char *err, size_t errlen);
+/* Recovery: checks the reference of a replayed TYPE_BLOB entry, enc as the
+ * log holds it (the record's header only). *lost is set when its bytes are
+ * missing from the torn tail of an unsealed file, as a power loss leaves
+ * unsynced bytes. Any other mismatch is damage that reads report: 0 without
+ * *lost. Errors: I/O and memory only, with a message in err. */
+int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, int *lost, char *err,
+                      size_t errlen);
 /* Reads [off, off + len) of the value a TYPE_BLOB internal value refers to;
  * errors name key and file. */
 int db_blob_read(struct cairn_db *db, struct slice key, struct slice ival, uint64_t off, void *buf,

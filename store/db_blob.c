@@ -6,10 +6,16 @@
  * keeps the manifest and the tree in step with the files.
  *
  * Durability order: a blob file's directory entry is synced and the file is
- * recorded in the manifest before any reference to it can be written, and
- * the values of a batch are synced in their blob file, with one sync for the
- * batch, before the entries that refer to them enter the write path. A crash can therefore leave
- * blob bytes nothing refers to (garbage), never a reference to bytes that are not there.
+ * recorded in the manifest before any reference to it can be written. The
+ * values of a batch are appended to the shared file, unsynced, before the
+ * entries that refer to them enter the write path; the shared file is synced
+ * (db_blob_sync_active) before every sync of the log, so a reference becomes
+ * durable only after the bytes it points to (tables are written only from
+ * memtables whose log was synced, a file is synced when it is sealed). An
+ * unsynced write costs no sync at all. After a power loss the log may still
+ * hold a reference whose bytes never reached the disk: recovery checks the
+ * reference of every replayed entry (db_blob_check_ref) and cuts the newest
+ * log before the first record whose bytes are lost, as at a torn tail.
  *
  * Garbage. Compaction reports every TYPE_BLOB entry it drops; the record's
  * bytes are added to its file's garbage in the compaction's own edit.
@@ -102,6 +108,26 @@ static int record_blob(struct cairn_db *db, uint64_t number, uint64_t size, int 
 
 /* ---- the shared blob file (blob_mu held) ---- */
 
+/* Records a failed sync of the shared file (r nonzero) for good: log records
+ * not yet synced may refer to its unsynced records, so no log sync may
+ * succeed from now on, and the database stops. Returns r. */
+static int sync_failed(struct cairn_db *db, struct blob_writer *w, int r)
+{
+	if (!r)
+		return 0;
+	char detail[256], msg[400];
+	db_io_detail(db, detail, sizeof(detail), r);
+	fmt_msg(msg, sizeof(msg), "sync of blob file %06llu failed: %s",
+	        (unsigned long long)blob_writer_number(w), detail);
+	if (!db->blob_sync_err)
+		db->blob_sync_err = r;
+	pthread_mutex_lock(&db->mu);
+	db_set_bg_error(db, r, msg);
+	pthread_mutex_unlock(&db->mu);
+	db_err(db, r, "%s", msg);
+	return r;
+}
+
 static int seal_active(struct cairn_db *db)
 {
 	struct blob_writer *w = db->blob_active;
@@ -109,15 +135,17 @@ static int seal_active(struct cairn_db *db)
 		return 0;
 	db->blob_active = NULL;
 	__atomic_store_n(&db->blob_active_size, 0, __ATOMIC_RELAXED);
-	/* records are synced once per batch: sync the last ones; after a failed
-	 * sync only what an earlier sync covered is known durable, and nothing
-	 * past it is referenced (its batch failed) */
-	blob_writer_sync(w);
+	/* Log records not yet synced may refer to any record ended so far
+	 * (after a failed append too): all of them are synced now, as the
+	 * next log sync will no longer see this file. */
+	int r = sync_failed(db, w, blob_writer_sync(w));
 	uint64_t n = blob_writer_number(w), size = blob_writer_synced_size(w);
 	blob_writer_close(w);
+	if (r)
+		return r; /* left unsealed: the next open finds its good end */
 	char err[512] = "";
 	pthread_mutex_lock(&db->mu);
-	int r = db->bg_error ? CAIRN_EFAILED : record_blob(db, n, size, 1, 0, 0, err, sizeof(err));
+	r = db->bg_error ? CAIRN_EFAILED : record_blob(db, n, size, 1, 0, 0, err, sizeof(err));
 	pthread_mutex_unlock(&db->mu);
 	return r;
 }
@@ -187,21 +215,21 @@ static int open_active(struct cairn_db *db)
 	return 0;
 }
 
-/* Reports a failed write or sync of the active file and seals it at the last
- * synced record: nothing is ever appended after a partial one, and the next
- * value starts a new file. */
-static int active_failed(struct cairn_db *db, int r, const char *what)
+/* Reports a failed write of the active file and seals it at the last record
+ * ended: nothing is ever appended after a partial one, and the next value
+ * starts a new file. */
+static int active_failed(struct cairn_db *db, int r)
 {
 	char detail[256];
 	db_io_detail(db, detail, sizeof(detail), r);
-	db_err(db, r, "blob file %06llu: %s failed: %s",
-	       (unsigned long long)blob_writer_number(db->blob_active), what, detail);
+	db_err(db, r, "blob file %06llu: write failed: %s",
+	       (unsigned long long)blob_writer_number(db->blob_active), detail);
 	seal_active(db);
 	return r;
 }
 
-/* Appends one value as a record of the shared file; the caller syncs the
- * file once for the whole batch (sync_active). */
+/* Appends one value as a record of the shared file, unsynced: the next log
+ * sync syncs it first (db_blob_sync_active). */
 static int append_value(struct cairn_db *db, struct slice key, struct slice val,
                         struct blob_ref *ref)
 {
@@ -219,20 +247,20 @@ static int append_value(struct cairn_db *db, struct slice key, struct slice val,
 	if (!r)
 		r = blob_writer_end(w, ref);
 	if (r)
-		return active_failed(db, r, "write");
+		return active_failed(db, r);
 	__atomic_store_n(&db->blob_active_size, blob_writer_size(w), __ATOMIC_RELAXED);
 	return 0;
 }
 
-/* Syncs the values a batch appended to the active file, before the entries
- * that refer to them enter the write path. */
-static int sync_active(struct cairn_db *db)
+int db_blob_sync_active(struct cairn_db *db)
 {
+	pthread_mutex_lock(&db->blob_mu);
+	int r = db->blob_sync_err;
 	struct blob_writer *w = db->blob_active;
-	if (!w)
-		return 0;
-	int r = blob_writer_sync(w);
-	return r ? active_failed(db, r, "sync") : 0;
+	if (!r && w && blob_writer_synced_size(w) < blob_writer_good_size(w))
+		r = sync_failed(db, w, blob_writer_sync(w));
+	pthread_mutex_unlock(&db->blob_mu);
+	return r;
 }
 
 struct convert_ctx {
@@ -293,8 +321,6 @@ int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cai
 		return r;
 	pthread_mutex_lock(&db->blob_mu);
 	r = batch_iterate(buf_slice(&b->rep), convert_entry, &c);
-	if (!r)
-		r = sync_active(db);
 	pthread_mutex_unlock(&db->blob_mu);
 	if (r) {
 		batch_destroy(priv);
@@ -368,6 +394,78 @@ int db_blob_recover(struct cairn_db *db, char *err, size_t errlen)
 		files = vset_blob_files(db->vs, &n); /* the array may have moved */
 	}
 	return 0;
+}
+
+int db_blob_sync_unsealed(struct cairn_db *db, char *err, size_t errlen)
+{
+	int n;
+	const struct blob_file_meta *files = vset_blob_files(db->vs, &n);
+	for (int i = 0; i < n; i++) {
+		if (files[i].sealed)
+			continue;
+		char path[4096];
+		struct env_file *f;
+		blob_file_name(path, sizeof(path), db->dir, files[i].number);
+		int r = env_open_append(db->env, path, &f);
+		if (r == CAIRN_ENOENT)
+			continue; /* replay reports the references to it */
+		if (!r) {
+			r = env_sync(f);
+			int c = env_close(f);
+			r = r ? r : c;
+		}
+		if (r) {
+			char detail[256];
+			db_io_detail(db, detail, sizeof(detail), r);
+			fmt_msg(err, errlen, "cannot sync blob file '%s': %s", path, detail);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Whether the record at offset lies at or past the end of the whole records
+ * file begins with: where a power loss takes unsynced bytes from. */
+static int in_lost_tail(struct blob_reader *rd, uint64_t offset)
+{
+	char msg[256];
+	uint64_t good = BLOB_FILE_HEADER;
+	int r = blob_scan(rd, UINT64_MAX, 0, NULL, NULL, &good, msg, sizeof(msg));
+	return r >= 0 && offset >= good;
+}
+
+int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, int *lost, char *err,
+                      size_t errlen)
+{
+	char path[4096], k[300], msg[512] = "";
+	struct blob_ref ref;
+	struct blob_reader *rd = NULL;
+	*lost = 0;
+	if (blob_ref_decode(enc, &ref))
+		return 0; /* damage: its reads report it */
+	const struct blob_file_meta *meta = vset_find_blob(db->vs, ref.file);
+	if (!meta)
+		return 0; /* collected: a newer entry, synced before, replaces it */
+	if (meta->sealed)
+		return 0; /* synced whole when sealed */
+	blob_file_name(path, sizeof(path), db->dir, ref.file);
+	int r = blob_reader_open(db->env, path, &rd, msg, sizeof(msg));
+	if (!r)
+		r = blob_check(rd, &ref, key, msg, sizeof(msg));
+	if (r == CAIRN_ECORRUPT && rd) /* the header was synced at creation */
+		*lost = in_lost_tail(rd, ref.offset);
+	blob_reader_close(rd);
+	/* Any other mismatch is damage, not a power loss (a file is created
+	 * and synced before it is recorded, sealed files are synced whole):
+	 * the entry is replayed and its reads report the damage, as for a
+	 * reference in a table. */
+	if (*lost || r == CAIRN_ECORRUPT || r == CAIRN_ENOENT)
+		return 0;
+	if (r) {
+		fmt_key(k, sizeof(k), key);
+		fmt_msg(err, errlen, "key '%s': %s", k, msg);
+	}
+	return r;
 }
 
 void db_blob_free(struct cairn_db *db)

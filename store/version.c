@@ -111,6 +111,24 @@ static const char *base_name(const char *path)
 /* ------------------------------------------------------------------------ */
 /* File metadata                                                             */
 
+/*
+ * A lookup that searches a table in vain and goes on to the next one pays a
+ * seek (an index and data block read, when the filter lets it through) that
+ * merging the table into the level below would save. Compacting a table
+ * costs about as much I/O as some tens of seeks per MiB, so a table may be
+ * passed over once per SEEK_BUDGET_BYTES of its size, and at least
+ * SEEK_BUDGET_MIN times so small tables do not churn, before it is worth
+ * compacting.
+ */
+#define SEEK_BUDGET_BYTES (16 * 1024)
+#define SEEK_BUDGET_MIN   100
+
+static int64_t seek_budget(uint64_t size)
+{
+	uint64_t n = size / SEEK_BUDGET_BYTES;
+	return n < SEEK_BUDGET_MIN ? SEEK_BUDGET_MIN : n > INT32_MAX ? INT32_MAX : (int64_t)n;
+}
+
 static void file_ref(struct file_meta *f)
 {
 	f->refs++;
@@ -216,6 +234,7 @@ int edit_add_file(struct version_edit *e, int level, uint64_t number, uint64_t s
 	f->max_seq = max_seq;
 	f->num_entries = num_entries;
 	f->refs = 1;
+	f->allowed_seeks = seek_budget(size);
 	int r = buf_set(&f->smallest, smallest.data, smallest.len);
 	if (!r)
 		r = buf_set(&f->largest, largest.data, largest.len);
@@ -743,6 +762,26 @@ static void version_compute_score(struct version *v)
 	}
 }
 
+/* The first file, by level then in the level's picking order, whose seek
+ * budget ran out: the budgets of the files a new version keeps carry over,
+ * so a candidate the previous version had is found again. The last level
+ * has nowhere to compact to. */
+static void version_find_seek_file(struct version *v)
+{
+	v->seek_file = NULL;
+	v->seek_level = -1;
+	for (int l = 0; l < NUM_LEVELS - 1; l++) {
+		for (int i = 0; i < v->nfiles[l]; i++) {
+			struct file_meta *f = v->files[l][l == 0 ? v->nfiles[l] - 1 - i : i];
+			if (f->allowed_seeks <= 0) {
+				v->seek_file = f;
+				v->seek_level = l;
+				return;
+			}
+		}
+	}
+}
+
 /* ------------------------------------------------------------------------ */
 /* The builder: a mutable copy of a version that edits are applied to        */
 
@@ -893,9 +932,12 @@ static int builder_finish(struct builder *b, struct version_set *vs, struct vers
 	return 0;
 }
 
-/* Makes v current: the set holds one reference on its current version. */
+/* Makes v current: the set holds one reference on its current version.
+ * The seek candidate is found here, not when v was built: lookups may have
+ * spent budgets while the edit was written. */
 static void vset_install(struct version_set *vs, struct version *v)
 {
+	version_find_seek_file(v);
 	v->prev = vs->list.prev;
 	v->next = &vs->list;
 	v->prev->next = v;
@@ -1600,32 +1642,81 @@ int version_pick_level_for_flush(struct version *v, struct slice smallest, struc
 	return level;
 }
 
-int version_get(struct version *v, struct slice lookup_ikey, struct buf *ikey_out,
-                struct buf *ival_out, char *err, size_t errlen)
+/* The seek state of one lookup: the first table it searched, and whether it
+ * went on to search another. */
+struct get_state {
+	struct file_meta *first;
+	int first_level, searched;
+};
+
+static int get_from(struct version *v, struct get_state *st, struct file_meta *f, int level,
+                    struct slice lookup_ikey, struct buf *ikey_out, struct buf *ival_out, char *err,
+                    size_t errlen)
 {
-	struct table_cache *tc = v->vs->tc;
+	if (++st->searched == 1) {
+		st->first = f;
+		st->first_level = level;
+	}
+	return tcache_table_get(v->vs->tc, f->number, f->size, lookup_ikey, ikey_out, ival_out, err,
+	                        errlen);
+}
+
+int version_get(struct version *v, struct slice lookup_ikey, struct buf *ikey_out,
+                struct buf *ival_out, struct seek_charge *charge, char *err, size_t errlen)
+{
 	struct slice ukey = ikey_user(lookup_ikey);
+	struct get_state st = {0};
+	int r = 0;
+	if (charge)
+		charge->f = NULL;
 	/* level 0 files may overlap: the newest holding the key decides */
-	for (int i = 0; i < v->nfiles[0]; i++) {
+	for (int i = 0; !r && i < v->nfiles[0]; i++) {
 		struct file_meta *f = v->files[0][i];
 		if (range_starts_after(&ukey, f) || range_ends_before(&ukey, f))
 			continue;
-		int r = tcache_table_get(tc, f->number, f->size, lookup_ikey, ikey_out, ival_out,
-		                         err, errlen);
-		if (r)
-			return r;
+		r = get_from(v, &st, f, 0, lookup_ikey, ikey_out, ival_out, err, errlen);
 	}
-	for (int l = 1; l < NUM_LEVELS; l++) {
+	for (int l = 1; !r && l < NUM_LEVELS; l++) {
 		struct file_meta **fs = v->files[l];
 		int i = find_file(fs, v->nfiles[l], lookup_ikey);
 		if (i == v->nfiles[l] || range_ends_before(&ukey, fs[i]))
 			continue;
-		int r = tcache_table_get(tc, fs[i]->number, fs[i]->size, lookup_ikey, ikey_out,
-		                         ival_out, err, errlen);
-		if (r)
-			return r;
+		r = get_from(v, &st, fs[i], l, lookup_ikey, ikey_out, ival_out, err, errlen);
 	}
-	return 0;
+	if (charge && r >= 0 && st.searched > 1) {
+		charge->f = st.first;
+		charge->level = st.first_level;
+	}
+	return r;
+}
+
+/* 1 if f is in level of v (the same metadata, not only the same number). */
+static int version_holds(const struct version *v, int level, const struct file_meta *f)
+{
+	if (level == 0) {
+		for (int i = 0; i < v->nfiles[0]; i++)
+			if (v->files[0][i] == f)
+				return 1;
+		return 0;
+	}
+	int i = find_file(v->files[level], v->nfiles[level], fsmall(f));
+	return i < v->nfiles[level] && v->files[level][i] == f;
+}
+
+int version_charge_seek(struct version_set *vs, const struct seek_charge *c)
+{
+	struct version *cur = vs->current;
+	if (!c->f || c->level < 0 || c->level >= NUM_LEVELS - 1)
+		return 0;
+	if (c->f->allowed_seeks > INT32_MIN)
+		c->f->allowed_seeks--;
+	/* a lookup on an older version may charge a file the current one no
+	 * longer holds (or holds as a trivially moved copy): nothing to do */
+	if (c->f->allowed_seeks > 0 || cur->seek_file || !version_holds(cur, c->level, c->f))
+		return 0;
+	cur->seek_file = c->f;
+	cur->seek_level = c->level;
+	return 1;
 }
 
 /* An iterator over a sorted file list: key = the file's largest key, value =
@@ -2015,8 +2106,35 @@ static int pick_at_level(struct version_set *vs, struct version *v, int level,
 	return 0;
 }
 
+/* The compaction of the version's seek candidate (with, at level 0, the
+ * files overlapping it); NULL when there is none or it is busy. */
+static struct compaction *pick_seek(struct version_set *vs, struct version *v)
+{
+	struct file_meta *f = v->seek_file;
+	struct compaction *c = NULL;
+	struct flist in0 = {0};
+	int r;
+	if (!f || f->being_compacted)
+		return NULL;
+	/* as pick_at_level: one level-0 compaction at a time */
+	for (int i = 0; v->seek_level == 0 && i < v->nfiles[0]; i++)
+		if (v->files[0][i]->being_compacted)
+			return NULL;
+	if (v->seek_level == 0) {
+		struct slice b = fsmall_user(f), e = flarge_user(f);
+		r = get_overlapping(v, 0, &b, &e, &in0);
+	} else {
+		r = flist_push(&in0, f);
+	}
+	if (!r)
+		r = setup_compaction(vs, v, v->seek_level, &in0, &c);
+	free(in0.f);
+	return r < 0 ? NULL : c;
+}
+
 /* Levels with score >= 1, highest first, ties to the lower level; the first
- * that yields a free compaction wins. */
+ * that yields a free compaction wins. Only when none does, the seek
+ * candidate. */
 static struct compaction *pick(struct version_set *vs)
 {
 	struct version *v = vs->current;
@@ -2030,7 +2148,7 @@ static struct compaction *pick(struct version_set *vs)
 			if (!tried[l] && score[l] >= 1 && (best < 0 || score[l] > score[best]))
 				best = l;
 		if (best < 0)
-			return NULL;
+			return pick_seek(vs, v);
 		tried[best] = 1;
 		struct compaction *c = NULL;
 		if (pick_at_level(vs, v, best, &c) < 0)

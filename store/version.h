@@ -16,7 +16,11 @@
  * (level 0: file count over the trigger; others: bytes over the level's
  * target) at or above 1, ties to the lower level; within it the first file
  * after the level's round-robin compaction pointer that no running
- * compaction holds.
+ * compaction holds. When no level scores 1, a table that lookups keep
+ * passing through without finding their key (its seek budget ran out, see
+ * version_charge_seek) is compacted into the level below. The budgets are
+ * spent by the reads themselves, so the same operations pick the same
+ * compactions.
  *
  * Locking: the version set is guarded by the database mutex, which callers
  * hold for every function here unless it says otherwise.
@@ -43,6 +47,9 @@ struct file_meta {
 	uint64_t num_entries;
 	int refs;            /* versions holding it */
 	int being_compacted; /* an in-flight compaction has it as input */
+	/* Lookups that may still pass through this table without finding their
+	 * key before it is compacted into the level below (version_charge_seek). */
+	int64_t allowed_seeks;
 };
 
 struct version_set;
@@ -55,6 +62,10 @@ struct version {
 	/* computed when installed */
 	double compaction_score;
 	int compaction_level;
+	/* a file whose seek budget ran out, the seek compaction's input (NULL:
+	 * none); set when installed and by version_charge_seek */
+	struct file_meta *seek_file;
+	int seek_level;
 	struct version *prev, *next; /* list of live versions */
 };
 
@@ -196,12 +207,25 @@ int version_pick_level_for_flush(struct version *v, struct slice smallest, struc
 int version_overlaps(struct version *v, int level, const struct slice *smallest,
                      const struct slice *largest);
 
+/* A table a lookup searched in vain before it went on to another one. */
+struct seek_charge {
+	struct file_meta *f; /* NULL: nothing to charge */
+	int level;
+};
+
 /* Point lookup: the newest entry of the lookup key's user key with sequence
  * <= the lookup key's, searching level 0 newest first, then one table per
  * level. Returns 1 and fills *ikey_out / *ival_out (the entry may be a
- * tombstone: check ikey_type), 0 when no level has the key, or an error. */
+ * tombstone: check ikey_type), 0 when no level has the key, or an error.
+ * Needs no lock. When charge is not NULL it receives the first table searched
+ * if the lookup had to search a second one; the caller passes it to
+ * version_charge_seek while it still holds its ref on v. */
 int version_get(struct version *v, struct slice lookup_ikey, struct buf *ikey_out,
-                struct buf *ival_out, char *err, size_t errlen);
+                struct buf *ival_out, struct seek_charge *charge, char *err, size_t errlen);
+/* Spends one seek of the charged table's budget (nothing when c->f is NULL).
+ * Returns 1 when this made the table the current version's seek compaction
+ * candidate, so the caller should wake the compaction threads. */
+int version_charge_seek(struct version_set *vs, const struct seek_charge *c);
 
 /* Appends to its[] (room for NUM_LEVELS + nfiles[0]) one iterator per level-0
  * file and one concatenating iterator per non-empty deeper level; returns the

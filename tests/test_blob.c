@@ -4,7 +4,8 @@
  * bytes to far over the memtable, a 256 MiB stream in bounded memory, range
  * reads at the edges, overwrite, delete and reopen, the reference model
  * through garbage collection, power loss while streaming and while
- * collecting, and damaged or missing blob files.
+ * collecting, a log that outlived the unsynced blob bytes it refers to, and
+ * damaged or missing blob files.
  */
 #include "testutil.h"
 
@@ -124,6 +125,63 @@ Test(blob, records_read_back_whole_and_in_ranges_at_chunk_edges)
 	free(bytes);
 	free(data);
 	free(out);
+	env_sim_free(env);
+}
+
+/* Unsynced records may already be referred to when an append fails: a sync
+ * must still make them durable. A failed sync is never retried. */
+Test(blob, writer_syncs_after_a_failed_append_but_never_after_a_failed_sync)
+{
+	struct cairn_env *env;
+	cr_assert_eq(env_sim_new(2, 0, &env), 0);
+	env_mkdir(env, "/d");
+	struct blob_writer *w;
+	struct blob_ref ref, ref2;
+	char *data = malloc(3u << 20);
+	fill(data, 3u << 20, 9);
+	cr_assert_eq(blob_writer_create(env, "/d/000005.blob", 5, &w), 0);
+	cr_assert_eq(env_sync_dir(env, "/"), 0);
+	cr_assert_eq(env_sync_dir(env, "/d"), 0);
+	cr_assert_eq(blob_writer_begin(w, slice_make("a", 1)), 0);
+	cr_assert_eq(blob_writer_append(w, data, 100000), 0);
+	cr_assert_eq(blob_writer_end(w, &ref), 0);
+	env_sim_fail_all(env, SIM_FAULT_ENOSPC);
+	cr_assert_eq(blob_writer_begin(w, slice_make("b", 1)), 0);
+	int r = blob_writer_append(w, data, 3u << 20);
+	if (!r)
+		r = blob_writer_end(w, &ref2);
+	cr_assert_eq(r, CAIRN_ENOSPC);
+	env_sim_fail_all(env, SIM_FAULT_NONE);
+	cr_assert_eq(blob_writer_sync(w), 0);
+	cr_assert_eq(blob_writer_synced_size(w), blob_writer_good_size(w));
+	cr_assert_eq(blob_writer_good_size(w), ref.offset + blob_record_size(1, 100000));
+	cr_assert_eq(blob_writer_begin(w, slice_make("c", 1)), CAIRN_ENOSPC);
+	blob_writer_close(w);
+	env_sim_crash(env);
+	env_sim_reboot(env);
+	struct blob_reader *rd;
+	char err[256], *out = malloc(100000);
+	size_t got;
+	cr_assert_eq(blob_reader_open(env, "/d/000005.blob", &rd, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(blob_check(rd, &ref, slice_make("a", 1), err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(
+	        blob_read(rd, &ref, slice_make("a", 1), 0, out, 100000, &got, err, sizeof(err)), 0,
+	        "%s", err);
+	cr_assert(got == 100000 && memcmp(out, data, got) == 0);
+	blob_reader_close(rd);
+
+	cr_assert_eq(blob_writer_create(env, "/d/000006.blob", 6, &w), 0);
+	cr_assert_eq(blob_writer_begin(w, slice_make("a", 1)), 0);
+	cr_assert_eq(blob_writer_append(w, data, 1000), 0);
+	cr_assert_eq(blob_writer_end(w, &ref), 0);
+	env_sim_fail_all(env, SIM_FAULT_EIO);
+	cr_assert_eq(blob_writer_sync(w), CAIRN_EIO);
+	env_sim_fail_all(env, SIM_FAULT_NONE);
+	cr_assert_eq(blob_writer_sync(w), CAIRN_EIO);
+	cr_assert_eq(blob_writer_synced_size(w), BLOB_FILE_HEADER);
+	blob_writer_close(w);
+	free(out);
+	free(data);
 	env_sim_free(env);
 }
 
@@ -550,6 +608,158 @@ Test(blob, power_loss_at_every_point_of_a_collection_loses_no_live_value, .timeo
 		tu_model_free(&mm);
 		env_sim_free(env);
 	}
+}
+
+struct saved_file {
+	char name[64];
+	char *data;
+	size_t len;
+};
+
+struct saved_files {
+	struct cairn_env *env;
+	const char *suffix;
+	struct saved_file f[8];
+	int n;
+};
+
+static int save_file(void *ctx, const char *name)
+{
+	struct saved_files *s = ctx;
+	size_t nl = strlen(name), sl = strlen(s->suffix);
+	if (nl < sl || strcmp(name + nl - sl, s->suffix) || s->n == 8)
+		return 0;
+	struct saved_file *f = &s->f[s->n++];
+	char path[128];
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	snprintf(path, sizeof(path), "/db/%s", name);
+	cr_assert_eq(env_sim_read_file(s->env, path, &f->data, &f->len), 0);
+	return 0;
+}
+
+/* Writes back a saved file as durable, cut to len bytes. */
+static void restore_file(struct cairn_env *env, const struct saved_file *f, size_t len)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/db/%s", f->name);
+	cr_assert_eq(env_sim_write_file(env, path, f->data, len), 0);
+}
+
+/* Unsynced large values cost no blob sync: the log may reach the disk
+ * before the blob bytes its records refer to. Recovery must end the history
+ * at the first record whose bytes are lost, as at a torn tail, and never
+ * replay a reference to nothing. */
+Test(blob, log_that_outlived_its_unsynced_blob_bytes_is_cut_at_the_first_lost_value)
+{
+	enum { NB = 8, VLEN = 100000, KEEP = 3 };
+	struct cairn_env *env;
+	struct cairn_options o;
+	char *val = malloc(VLEN), key[16];
+	cr_assert_eq(env_sim_new(7, 1000, &env), 0);
+	sim_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	fill(val, VLEN, 100);
+	cr_assert_eq(cairn_put(db, "L", 1, val, VLEN, 0), 0);
+	cr_assert_eq(cairn_put(db, "a", 1, "x", 1, CAIRN_SYNC), 0);
+	for (int i = 0; i < NB; i++) {
+		fill(val, VLEN, (uint64_t)i);
+		sprintf(key, "b%d", i);
+		cr_assert_eq(cairn_put(db, key, 2, val, VLEN, 0), 0);
+	}
+	cr_assert_eq(cairn_put(db, "c", 1, "y", 1, 0), 0);
+	/* what the page cache holds: the logs and the blob file whole */
+	struct saved_files logs = {.env = env, .suffix = ".log"};
+	struct saved_files blobs = {.env = env, .suffix = ".blob"};
+	cr_assert_eq(env_list_dir(env, "/db", save_file, &logs), 0);
+	cr_assert_eq(env_list_dir(env, "/db", save_file, &blobs), 0);
+	cr_assert_eq(blobs.n, 1);
+	env_sim_crash(env);
+	cairn_close(db);
+	env_sim_reboot(env);
+	/* the logs reached the disk whole; the blob file kept b0..b2 and a
+	 * part of b3 */
+	for (int i = 0; i < logs.n; i++)
+		restore_file(env, &logs.f[i], logs.f[i].len);
+	uint64_t rec = blob_record_size(2, VLEN);
+	restore_file(env, &blobs.f[0], blobs.f[0].len - (NB - KEEP) * rec + rec / 2);
+
+	for (int pass = 0; pass < 2; pass++) {
+		db = tu_open("/db", &o);
+		void *v;
+		size_t vl;
+		fill(val, VLEN, 100);
+		cr_assert_eq(cairn_get(db, NULL, "L", 1, &v, &vl), 0);
+		cr_assert(vl == VLEN && memcmp(v, val, vl) == 0);
+		cairn_free(v);
+		cr_assert_eq(cairn_get(db, NULL, "a", 1, &v, &vl), 0);
+		cairn_free(v);
+		for (int i = 0; i < NB; i++) {
+			sprintf(key, "b%d", i);
+			int r = cairn_get(db, NULL, key, 2, &v, &vl);
+			if (i >= KEEP) {
+				cr_assert_eq(r, CAIRN_ENOTFOUND, "pass %d: %s after the cut: %d",
+				             pass, key, r);
+				continue;
+			}
+			cr_assert_eq(r, 0, "pass %d: %s before the cut: %d", pass, key, r);
+			fill(val, VLEN, (uint64_t)i);
+			cr_assert(vl == VLEN && memcmp(v, val, vl) == 0);
+			cairn_free(v);
+		}
+		cr_assert_eq(cairn_get(db, NULL, "c", 1, &v, &vl), CAIRN_ENOTFOUND,
+		             "a write after the lost value survived");
+		/* the database takes large values again, in a new file */
+		fill(val, VLEN, 9);
+		cr_assert_eq(cairn_put(db, pass ? "d1" : "d0", 2, val, VLEN, CAIRN_SYNC), 0);
+		cairn_close(db);
+	}
+	db = tu_open("/db", &o);
+	void *v;
+	size_t vl;
+	cr_assert_eq(cairn_get(db, NULL, "d0", 2, &v, &vl), 0);
+	cairn_free(v);
+	cr_assert_eq(cairn_get(db, NULL, "d1", 2, &v, &vl), 0);
+	cr_assert(vl == VLEN && memcmp(v, val, vl) == 0);
+	cairn_free(v);
+	cairn_close(db);
+	for (int i = 0; i < logs.n; i++)
+		free(logs.f[i].data);
+	free(blobs.f[0].data);
+	free(val);
+	env_sim_free(env);
+}
+
+/* A blob file header is synced when the file is created: if it is bad after
+ * a power loss that is damage, which reads report, not a lost tail. */
+Test(blob, damaged_header_of_the_unsealed_file_is_damage_not_a_lost_tail)
+{
+	struct cairn_env *env;
+	struct cairn_options o;
+	char *val = malloc(100000);
+	cr_assert_eq(env_sim_new(8, 1000, &env), 0);
+	sim_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	fill(val, 100000, 1);
+	cr_assert_eq(cairn_put(db, "v", 1, val, 100000, CAIRN_SYNC), 0);
+	cr_assert_eq(cairn_put(db, "s", 1, "x", 1, CAIRN_SYNC), 0);
+	struct saved_files blobs = {.env = env, .suffix = ".blob"};
+	cr_assert_eq(env_list_dir(env, "/db", save_file, &blobs), 0);
+	cr_assert_eq(blobs.n, 1);
+	env_sim_crash(env);
+	cairn_close(db);
+	env_sim_reboot(env);
+	blobs.f[0].data[3] ^= 1; /* the magic */
+	restore_file(env, &blobs.f[0], blobs.f[0].len);
+	db = tu_open("/db", &o);
+	void *v;
+	size_t vl;
+	cr_assert_eq(cairn_get(db, NULL, "v", 1, &v, &vl), CAIRN_ECORRUPT);
+	cr_assert_eq(cairn_get(db, NULL, "s", 1, &v, &vl), 0, "a synced write was dropped");
+	cairn_free(v);
+	cairn_close(db);
+	free(blobs.f[0].data);
+	free(val);
+	env_sim_free(env);
 }
 
 Test(blob, power_loss_while_streaming_keeps_the_old_value_or_the_whole_new_one)

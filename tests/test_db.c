@@ -401,6 +401,52 @@ Test(db, compact_range_merges_tables_that_never_overlapped)
 	tu_rmrf(dir);
 }
 
+static uint64_t level_files(struct cairn_db *db, int level)
+{
+	struct cairn_stats st;
+	cairn_stats_get(db, &st);
+	return st.levels[level].files;
+}
+
+/* Lookups that keep passing through a level-0 table in vain use up its seek
+ * budget; the next compaction point (inline here, so it is exact) merges it
+ * down although level 0 is far below its trigger. */
+Test(db, reads_that_miss_a_table_get_it_compacted)
+{
+	char *dir = tu_tmpdir("db");
+	struct cairn_options o;
+	cairn_options_init(&o);
+	o.sync_interval_ms = 0;
+	o.background_threads = 0;
+	struct cairn_db *db = tu_open(dir, &o);
+	/* three tables over the same range: the later ones cannot go deep */
+	for (int t = 0; t < 3; t++) {
+		char v[8];
+		snprintf(v, sizeof(v), "v%d", t);
+		cr_assert_eq(cairn_put(db, "a", 1, v, strlen(v), 0), 0);
+		cr_assert_eq(cairn_put(db, "z", 1, v, strlen(v), 0), 0);
+		cr_assert_eq(cairn_flush(db), 0);
+	}
+	cr_assert_eq(level_files(db, 0), 1);
+	struct cairn_stats st;
+	cairn_stats_get(db, &st);
+	uint64_t compactions = st.compactions;
+	/* "m" is in no table: each miss searches all three, charging level 0 */
+	for (int i = 0; i < 100; i++)
+		expect_missing(db, "m");
+	cr_assert_eq(level_files(db, 0), 1, "reads never compact inline");
+	cr_assert_eq(cairn_put(db, "m", 1, "vm", 2, 0), 0);
+	cr_assert_eq(cairn_flush(db), 0);
+	cairn_stats_get(db, &st);
+	cr_assert_gt(st.compactions, compactions);
+	cr_assert_eq(level_files(db, 0), 0, "the worn table and the one over it moved down");
+	expect_value(db, "a", "v2");
+	expect_value(db, "z", "v2");
+	expect_value(db, "m", "vm");
+	cairn_close(db);
+	tu_rmrf(dir);
+}
+
 Test(db, reopen_keeps_a_small_recovered_log_in_memory)
 {
 	char *dir = tu_tmpdir("db");

@@ -1,8 +1,9 @@
 /*
  * test_version.c - the version set: edit encoding, manifest recovery (clean,
  * torn, corrupt, after a crash), CURRENT handling, failed manifest writes,
- * manifest roll-over, compaction picking rules, live file accounting, and
- * reads through real tables (version_get, level and compaction iterators).
+ * manifest roll-over, compaction picking rules (by size and by seeks), live
+ * file accounting, and reads through real tables (version_get and its seek
+ * charges, level and compaction iterators).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -1086,6 +1087,125 @@ Test(pick, base_level_and_stop_before_follow_deeper_levels)
 	env_sim_free(env);
 }
 
+/* The current version's file number num at level. */
+static struct file_meta *file_at(struct version_set *vs, int level, uint64_t num)
+{
+	struct version *v = vset_current(vs);
+	for (int i = 0; i < v->nfiles[level]; i++)
+		if (v->files[level][i]->number == num)
+			return v->files[level][i];
+	cr_assert_fail("no file %llu at level %d", (unsigned long long)num, level);
+	return NULL;
+}
+
+/* Spends n seeks of file num at level; returns the last charge's result. */
+static int charge(struct version_set *vs, int level, uint64_t num, int n)
+{
+	struct seek_charge c = {file_at(vs, level, num), level};
+	int r = 0;
+	for (int i = 0; i < n; i++)
+		r = version_charge_seek(vs, &c);
+	return r;
+}
+
+Test(pick, seek_budget_scales_with_size_with_a_floor)
+{
+	struct cairn_env *env;
+	struct version_set *vs = pick_vset(&env);
+	apply_add(vs, 1, 40, 10, "a", "b");
+	apply_add(vs, 1, 41, 64 * MIB, "c", "d");
+	cr_assert_eq(file_at(vs, 1, 40)->allowed_seeks, 100);
+	cr_assert_eq(file_at(vs, 1, 41)->allowed_seeks, 64 * MIB / 16384);
+	vset_free(vs);
+	env_sim_free(env);
+}
+
+Test(pick, table_out_of_seeks_is_compacted_down)
+{
+	struct cairn_env *env;
+	struct version_set *vs = pick_vset(&env);
+	apply_add(vs, 1, 40, 10, "a", "b");
+	apply_add(vs, 1, 41, 10, "c", "d");
+	apply_add(vs, 2, 50, 10, "x", "z");
+	cr_assert_eq(charge(vs, 1, 41, 99), 0);
+	cr_assert_null(vset_current(vs)->seek_file);
+	cr_assert_eq(vset_needs_compaction(vs), 0);
+	cr_assert_eq(charge(vs, 1, 41, 1), 1, "the last seek makes it the candidate");
+	cr_assert_eq(charge(vs, 1, 41, 1), 0, "reported once");
+	/* an unrelated edit keeps the candidate */
+	apply_add(vs, 3, 60, 10, "m", "n");
+	cr_assert_eq(vset_current(vs)->seek_file, file_at(vs, 1, 41));
+	cr_assert_eq(vset_current(vs)->seek_level, 1);
+	cr_assert_eq(charge(vs, 1, 40, 100), 0, "one candidate at a time");
+	cr_assert_eq(vset_current(vs)->seek_file, file_at(vs, 1, 41));
+	cr_assert_eq(vset_needs_compaction(vs), 1);
+	struct compaction *c = must_pick(vs);
+	cr_assert_eq(c->level, 1);
+	cr_assert_eq(c->ninputs[0], 1);
+	cr_assert_eq(c->inputs[0][0]->number, 41);
+	cr_assert(compaction_is_trivial_move(c));
+	cr_assert_null(vset_pick_compaction(vs), "the candidate is busy");
+	/* the move, as compact.c does it */
+	struct file_meta *f = c->inputs[0][0];
+	cr_assert_eq(edit_delete_file(&c->edit, 1, 41), 0);
+	cr_assert_eq(edit_add_file(&c->edit, 2, 41, f->size, buf_slice(&f->smallest),
+	                           buf_slice(&f->largest), f->min_seq, f->max_seq, f->num_entries),
+	             0);
+	cr_assert_eq(vset_log_and_apply(vs, &c->edit, err, sizeof(err)), 0, "%s", err);
+	compaction_free(c);
+	cr_assert_eq(file_at(vs, 2, 41)->allowed_seeks, 100, "a fresh budget one level down");
+	/* file 40 ran out too while 41 was the candidate: it is next */
+	cr_assert_eq(vset_current(vs)->seek_file, file_at(vs, 1, 40));
+	c = must_pick(vs);
+	cr_assert_eq(c->inputs[0][0]->number, 40);
+	compaction_free(c);
+	vset_free(vs);
+	env_sim_free(env);
+}
+
+Test(pick, seek_candidate_comes_after_size_scores)
+{
+	struct cairn_env *env;
+	struct version_set *vs = pick_vset(&env);
+	apply_add(vs, 1, 40, 10, "a", "b");
+	apply_add(vs, 2, 50, 100 * MIB, "x", "z"); /* level 2 scores 1.25 */
+	cr_assert_eq(charge(vs, 1, 40, 100), 1);
+	struct compaction *c = must_pick(vs);
+	cr_assert_eq(c->level, 2);
+	struct compaction *c2 = must_pick(vs);
+	cr_assert_eq(c2->level, 1);
+	cr_assert_eq(c2->inputs[0][0]->number, 40);
+	compaction_free(c);
+	compaction_free(c2);
+	vset_free(vs);
+	env_sim_free(env);
+}
+
+Test(pick, seek_charges_skip_the_last_level_and_old_files)
+{
+	struct cairn_env *env;
+	struct version_set *vs = pick_vset(&env);
+	apply_add(vs, NUM_LEVELS - 1, 70, 10, "a", "z");
+	cr_assert_eq(charge(vs, NUM_LEVELS - 1, 70, 200), 0);
+	cr_assert_null(vset_current(vs)->seek_file);
+	/* a file a newer version has dropped only loses budget */
+	apply_add(vs, 1, 40, 10, "a", "b");
+	struct seek_charge old = {file_at(vs, 1, 40), 1};
+	struct version *held = vset_current(vs);
+	version_ref(held);
+	struct version_edit e;
+	edit_init(&e);
+	cr_assert_eq(edit_delete_file(&e, 1, 40), 0);
+	apply(vs, &e);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(version_charge_seek(vs, &old), 0);
+	cr_assert_eq(old.f->allowed_seeks, 0);
+	cr_assert_null(vset_current(vs)->seek_file);
+	version_unref(held);
+	vset_free(vs);
+	env_sim_free(env);
+}
+
 Test(pick, flush_level_goes_deep_only_without_overlap)
 {
 	struct cairn_env *env;
@@ -1205,7 +1325,7 @@ static void reads_teardown(struct reads *r)
 static int get(struct reads *r, const char *key, uint64_t seq, char *out)
 {
 	struct buf look = ik(key, seq, TYPE_SEEK), k = {0}, v = {0};
-	int rc = version_get(vset_current(r->vs), buf_slice(&look), &k, &v, err, sizeof(err));
+	int rc = version_get(vset_current(r->vs), buf_slice(&look), &k, &v, NULL, err, sizeof(err));
 	cr_assert_geq(rc, 0, "%s", err);
 	if (rc == 1) {
 		cr_assert(slice_eq(ikey_user(buf_slice(&k)), slice_make(key, strlen(key))));
@@ -1249,6 +1369,40 @@ Test(read, version_get_takes_the_newest_visible_entry)
 	cr_assert_eq(get(&r, "c", MAX_SEQUENCE, out), 0);
 	cr_assert_eq(get(&r, "zz", MAX_SEQUENCE, out), 0);
 	cr_assert_eq(get(&r, "f", 8, out), 0);
+	reads_teardown(&r);
+}
+
+/* Looks key up at seq and returns the number of the table charged (0: none). */
+static uint64_t charged(struct reads *r, const char *key, uint64_t seq, int *level)
+{
+	struct buf look = ik(key, seq, TYPE_SEEK), k = {0}, v = {0};
+	struct seek_charge c = {(struct file_meta *)1, 9};
+	int rc = version_get(vset_current(r->vs), buf_slice(&look), &k, &v, &c, err, sizeof(err));
+	cr_assert_geq(rc, 0, "%s", err);
+	buf_free(&look);
+	buf_free(&k);
+	buf_free(&v);
+	*level = c.f ? c.level : -1;
+	return c.f ? c.f->number : 0;
+}
+
+Test(read, version_get_charges_the_first_table_searched_in_vain)
+{
+	struct reads r;
+	int level;
+	reads_setup(&r);
+	/* found in the first table searched, or the only one: no charge */
+	cr_assert_eq(charged(&r, "a", MAX_SEQUENCE, &level), 0);
+	cr_assert_eq(charged(&r, "e", MAX_SEQUENCE, &level), 0);
+	cr_assert_eq(charged(&r, "z", MAX_SEQUENCE, &level), 0);
+	/* 10 holds a, but not visible at 3: 10, 12 and 14 are searched */
+	cr_assert_eq(charged(&r, "a", 3, &level), 10);
+	cr_assert_eq(level, 0);
+	/* c is nowhere: 10 (a-d) first */
+	cr_assert_eq(charged(&r, "c", MAX_SEQUENCE, &level), 10);
+	/* f at 8: 13 then 14 */
+	cr_assert_eq(charged(&r, "f", 8, &level), 13);
+	cr_assert_eq(level, 1);
 	reads_teardown(&r);
 }
 
