@@ -1324,12 +1324,18 @@ int cairnfs_commit_all(struct cairnfs *fs)
 	return first;
 }
 
-/* Commits every buffer of a node under dir (for a rename of dir). */
+/* Commits every buffer of a node under dir (for a rename of dir). With
+ * flush=0 no buffer ever stays dirty (writes and truncations commit at once,
+ * or are dropped when their commit fails), so there is nothing to look for:
+ * the walk over every node would make each rename cost the number of files
+ * the kernel knows. */
 static int cfs_commit_subtree(struct cairnfs *fs, const char *dir, size_t dlen)
 {
 	char path[PK_KEY_BUF];
 	size_t plen;
 
+	if (!fs->cfg.flush)
+		return 0;
 	for (size_t i = 0; i < fs->by_ino.size; i++) {
 		for (struct cfs_node *n = fs->by_ino.b[i]; n; n = n->ino_next) {
 			int rc;
@@ -1369,7 +1375,8 @@ static int cfs_truncate(struct cairnfs *fs, struct cfs_node *n, const char *path
 	wbuf_truncate(n->wb, (uint64_t)size);
 	fs->buffered += n->wb->bytes;
 	rc = cfs_commit(fs, n);
-	if (!n->nopen)
+	/* with flush=0 a failed truncation is not kept for a later commit */
+	if (!n->nopen || (rc && !fs->cfg.flush))
 		cfs_wb_drop(fs, n);
 	return rc;
 }
