@@ -121,6 +121,8 @@ struct cairn_db {
 	struct blob_writer *blob_active; /* the shared file; NULL: none yet */
 	uint64_t blob_active_size;       /* its size, for the stats (under mu) */
 	int blob_sync_err;               /* a sync of it failed (sticky) */
+	uint64_t blob_verified_file;     /* recovery: the unsealed file last verified */
+	uint64_t blob_verified_end;      /* recovery: where its verified records end */
 	/* under mu: */
 	int blob_gc_running;
 	uint64_t *blob_gc_skip; /* files a collection failed on (damaged) */

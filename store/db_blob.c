@@ -424,14 +424,25 @@ int db_blob_sync_unsealed(struct cairn_db *db, char *err, size_t errlen)
 	return 0;
 }
 
-/* Whether the record at offset lies at or past the end of the whole records
- * file begins with: where a power loss takes unsynced bytes from. */
-static int in_lost_tail(struct blob_reader *rd, uint64_t offset)
+/* The end of the run of whole records, every chunk checked, that an unsealed
+ * file begins with: the bytes a power loss can have taken lie past it. A file
+ * system need not keep a prefix of unsynced appends (a page not yet written
+ * back reads as zeros while the size and later pages survive), so a record
+ * whose header survived may still have lost its value: only a checked record
+ * counts. Scanned once per file during recovery (at most blob_file_size). */
+static int verified_end(struct cairn_db *db, struct blob_reader *rd, uint64_t number, uint64_t *end,
+                        char *err, size_t errlen)
 {
-	char msg[256];
 	uint64_t good = BLOB_FILE_HEADER;
-	int r = blob_scan(rd, UINT64_MAX, 0, NULL, NULL, &good, msg, sizeof(msg));
-	return r >= 0 && offset >= good;
+	if (db->blob_verified_file != number) {
+		int r = blob_scan(rd, UINT64_MAX, 1, NULL, NULL, &good, err, errlen);
+		if (r < 0 && r != CAIRN_ECORRUPT)
+			return r; /* an I/O error says nothing about what was lost */
+		db->blob_verified_file = number;
+		db->blob_verified_end = good;
+	}
+	*end = db->blob_verified_end;
+	return 0;
 }
 
 int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, int *lost, char *err,
@@ -452,8 +463,14 @@ int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, i
 	int r = blob_reader_open(db->env, path, &rd, msg, sizeof(msg));
 	if (!r)
 		r = blob_check(rd, &ref, key, msg, sizeof(msg));
-	if (r == CAIRN_ECORRUPT && rd) /* the header was synced at creation */
-		*lost = in_lost_tail(rd, ref.offset);
+	if ((!r || r == CAIRN_ECORRUPT) && rd) { /* the file header was synced at creation */
+		uint64_t end;
+		int v = verified_end(db, rd, ref.file, &end, msg, sizeof(msg));
+		if (v)
+			r = v;
+		else
+			*lost = ref.offset + blob_record_size(key.len, ref.size) > end;
+	}
 	blob_reader_close(rd);
 	/* Any other mismatch is damage, not a power loss (a file is created
 	 * and synced before it is recorded, sealed files are synced whole):
