@@ -2253,22 +2253,14 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-/* Whether a write commits at once. With flush answered ENOSYS (the
- * default) the daemon never hears of close(2), but with the writeback cache
- * the kernel writes a file's dirty pages before close returns, so a write
- * commits as it arrives: data reaches the log at close, as the durability
- * contract says, and no buffer waits for a release the kernel may send
- * seconds later. Each write then costs the pieces it touches, or the whole
- * value of a small file. With flush=1 writes are buffered and commit at
- * flush, fsync, release, or when the buffer fills; a large file's buffer
- * counts as full when the pieces its commit would rewrite fill it, so
- * scattered small writes cost a piece each. */
+/* Whether a buffered write (flush=1) commits at once: writes are buffered
+ * and commit at flush, fsync, release, or when the buffer fills; a large
+ * file's buffer counts as full when the pieces its commit would rewrite fill
+ * it, so scattered small writes cost a piece each. */
 static int cfs_commit_now(struct cairnfs *fs, struct cfs_node *n)
 {
 	struct wbuf *w = n->wb;
 
-	if (!fs->cfg.flush)
-		return 1;
 	if (w->bytes >= fs->cfg.write_buffer || fs->buffered >= fs->cfg.write_buffer_total)
 		return 1;
 	if (w->size <= fs->cfg.inline_max || w->n < 2)
@@ -2276,9 +2268,15 @@ static int cfs_commit_now(struct cairnfs *fs, struct cfs_node *n)
 	return ext_dirty_count(w, n->base) >= fs->cfg.write_buffer / EXT_SIZE;
 }
 
-/* A write committed at once (flush=0) with nothing else buffered: committed
- * straight from the request's memory, through a write buffer that borrows
- * it, so a 1 MiB write-back costs no copy into a buffer. Under fs->mu. */
+/* A write with flush=0 (the default). The daemon never hears of close(2),
+ * but with the writeback cache the kernel writes a file's dirty pages before
+ * close returns, so each write commits as it arrives: data reaches the log
+ * at close, as the durability contract says, and nothing waits for a
+ * release the kernel may send seconds later. It costs the pieces it touches,
+ * or the whole value of a small file, and is committed straight from the
+ * request's memory through a write buffer that borrows it (no copy). No
+ * buffer is ever left dirty in this mode: a truncation commits at once too,
+ * and one whose commit failed is dropped. Under fs->mu. */
 static int cfs_write_through(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t plen,
                              const char *buf, size_t size, uint64_t off)
 {
@@ -2290,10 +2288,7 @@ static int cfs_write_through(struct cairnfs *fs, struct cfs_node *n, const char 
 		return rc;
 	wbuf_borrow(&w, n->base, &slot, off, buf, size);
 	n->wb = &w;
-	fs->buffered += size;
 	rc = cfs_commit(fs, n);
-	if (rc)
-		fs->buffered -= size;
 	n->wb = own;
 	if (own) {
 		/* it held nothing; start it again over the new committed size */
@@ -2338,24 +2333,18 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_write(req, size);
 		return;
 	}
-	if (!rc && !fs->cfg.flush && (!n->wb || !n->wb->dirty)) {
+	if (!rc && !fs->cfg.flush) {
 		rc = cfs_write_through(fs, n, path, plen, buf, size, (uint64_t)off);
-		goto done;
-	}
-	if (!rc)
+	} else if (!rc) {
 		rc = cfs_wb_get(fs, n, path, plen);
-	if (!rc) {
-		before = n->wb->bytes;
-		rc = wbuf_write(n->wb, (uint64_t)off, buf, size);
-		fs->buffered += n->wb->bytes - before;
+		if (!rc) {
+			before = n->wb->bytes;
+			rc = wbuf_write(n->wb, (uint64_t)off, buf, size);
+			fs->buffered += n->wb->bytes - before;
+		}
+		if (!rc && cfs_commit_now(fs, n))
+			rc = cfs_commit(fs, n);
 	}
-	if (!rc && cfs_commit_now(fs, n))
-		rc = cfs_commit(fs, n);
-done:
-	/* with flush=0 nothing stays buffered: reads go straight to the database,
-	 * and a write whose commit failed (ENOSPC) is gone, as the kernel was told */
-	if (n && n->wb && !fs->cfg.flush && (rc || !n->nopen))
-		cfs_wb_drop(fs, n);
 	pthread_mutex_unlock(&fs->mu);
 	if (rc)
 		fuse_reply_err(req, -rc);

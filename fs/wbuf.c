@@ -32,7 +32,7 @@ void wbuf_borrow(struct wbuf *w, uint64_t base_size, struct wbuf_ext *slot, uint
 	w->ext = slot;
 	w->n = len ? 1 : 0;
 	w->borrowed = 1;
-	w->bytes = len;
+	w->bytes = 0; /* the caller's memory, not the buffer's (fs_buffered_bytes) */
 	if (len && off + len > w->size)
 		w->size = off + len;
 	w->dirty = 1;

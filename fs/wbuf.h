@@ -37,7 +37,7 @@ void wbuf_init(struct wbuf *w, uint64_t base_size);
 /* Starts a buffer over a committed value of base_size bytes that holds one
  * write of len bytes at off in the caller's memory, through slot: a write
  * committed at once needs no copy. The buffer must not be written to; freeing
- * or resetting it leaves buf alone. */
+ * or resetting it leaves buf alone, and `bytes` stays 0 (it holds none). */
 void wbuf_borrow(struct wbuf *w, uint64_t base_size, struct wbuf_ext *slot, uint64_t off,
                  const void *buf, size_t len);
 /* Frees the extents. */
