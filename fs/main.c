@@ -196,6 +196,34 @@ static int main_value(struct main_opts *m, int key, const char *val)
 	return -1;
 }
 
+/* What an option's value must be, for the message about a bad one. */
+static const char *main_expect(int key)
+{
+	switch (key) {
+	case K_MEMTABLE:
+	case K_CACHE:
+		return "a size such as 512K, 4M or 1G";
+	case K_WBUF:
+	case K_WBUF_TOTAL:
+		return "a size above 0 such as 4M";
+	case K_INLINE_MAX:
+		return "a size of at most 64M";
+	case K_OPEN_TABLES:
+	case K_SYNC_MS:
+	case K_BG_THREADS:
+		return "a whole number, 0 or more";
+	case K_TIMEOUT:
+		return "seconds, 0 or more";
+	case K_OPEN:
+	case K_FLUSH:
+	case K_WRITEBACK:
+		return "0 or 1";
+	case K_READDIRPLUS:
+		return "no, yes or auto";
+	}
+	return "a value";
+}
+
 static int main_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct main_opts *m = data;
@@ -220,7 +248,8 @@ static int main_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 	default:
 		eq = strchr(arg, '=');
 		if (!eq || main_value(m, key, eq + 1)) {
-			fprintf(stderr, "cairnfs: bad option value: %s\n", arg);
+			fprintf(stderr, "cairnfs: bad option value: %s (expected %s)\n", arg,
+			        main_expect(key));
 			m->bad = 1;
 		}
 		return 0;

@@ -257,6 +257,10 @@ umount_fs
 # ---- a database that cannot be opened is not mounted -----------------------------------
 echo "not a dir" >"$T/notadb"
 check_err "bad DBDIR: not mounted, says why" "cannot open database" "$CAIRNFS" -f "$T/notadb" "$MNT"
+check_err "bad option value: says what it expects" "inline_max=100M (expected a size of at most 64M)" \
+	"$CAIRNFS" -f -o inline_max=100M "$T/db2" "$MNT"
+check_err "bad option value: a size that is not one" "memtable_size=lots (expected a size" \
+	"$CAIRNFS" -f -o memtable_size=lots "$T/db2" "$MNT"
 check "bad DBDIR: mount point left alone" sh -c "! mountpoint -q '$MNT'"
 
 # ---- full disk -----------------------------------------------------------------------------
