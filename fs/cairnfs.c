@@ -53,8 +53,8 @@
 #define CFS_INO_FIRST  16
 #define CFS_INO_SNAP0  (1ull << 62) /* statistics snapshots: CFS_INO_SNAP0 + n */
 #define CFS_CTL_NAME   ".cairn"
-/* The system key holding the next extent id (u64 little-endian). */
-#define CFS_NEXT_ID_KEY "\0n"
+/* The system key holding the next extent id (pathkey.h). */
+static const char cfs_next_id_key[] = {'\0', PK_TAG_NEXT_ID};
 
 #define CFS_MAX_WRITE (1024 * 1024)
 
@@ -1215,8 +1215,7 @@ static int cfs_batch_next_ext_id(struct cairnfs *fs, struct cairn_batch *b)
 
 	for (int i = 0; i < 8; i++)
 		v[i] = (char)(fs->next_ext_id >> (8 * i));
-	return -cfs_errno(cairn_batch_put(b, CFS_NEXT_ID_KEY, sizeof(CFS_NEXT_ID_KEY) - 1, v, 8),
-	                  EIO);
+	return -cfs_errno(cairn_batch_put(b, cfs_next_id_key, sizeof(cfs_next_id_key), v, 8), EIO);
 }
 
 /* The commit of a large file: only the pieces the buffer touched (all of
@@ -3067,16 +3066,16 @@ const struct fuse_lowlevel_ops *cairnfs_ops(void)
 /* ---- lifecycle ---------------------------------------------------------------- */
 
 /* The first extent id nothing uses: the high-water mark commits keep
- * (CFS_NEXT_ID_KEY), and past the largest id any piece has, so a new large
+ * (cfs_next_id_key), and past the largest id any piece has, so a new large
  * file never meets pieces or records left by anything before it. */
 static int cfs_first_ext_id(struct cairnfs *fs, uint64_t *next)
 {
-	char end[2] = {'\0', EXT_TAG + 1};
+	char end[2] = {'\0', PK_TAG_PIECE + 1};
 	unsigned char v[8];
 	struct cairn_iter *it;
 	uint64_t id, idx;
 	size_t klen, got = 0;
-	int rc = cairn_get_range(fs->db, NULL, CFS_NEXT_ID_KEY, sizeof(CFS_NEXT_ID_KEY) - 1, 0, v,
+	int rc = cairn_get_range(fs->db, NULL, cfs_next_id_key, sizeof(cfs_next_id_key), 0, v,
 	                         sizeof(v), &got);
 
 	if (rc && rc != CAIRN_ENOTFOUND)

@@ -31,7 +31,7 @@ static uint64_t ext_get64(const unsigned char *p)
 void ext_prefix(uint64_t id, char *out)
 {
 	out[0] = '\0';
-	out[1] = EXT_TAG;
+	out[1] = PK_TAG_PIECE;
 	ext_put64(out + 2, id);
 }
 
@@ -45,7 +45,7 @@ int ext_key_decode(const void *key, size_t klen, uint64_t *id, uint64_t *idx)
 {
 	const unsigned char *k = key;
 
-	if (klen != EXT_KEY_LEN || k[0] != 0 || k[1] != EXT_TAG)
+	if (klen != EXT_KEY_LEN || k[0] != 0 || k[1] != PK_TAG_PIECE)
 		return -1;
 	*id = ext_get64(k + 2);
 	*idx = ext_get64(k + EXT_PFX_LEN);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "meta.h"
+#include "pathkey.h"
 #include "wbuf.h"
 
 /* Bytes per piece. At the engine's blob threshold (64 KiB) a full piece
@@ -32,7 +33,6 @@
 #define EXT_SIZE ((uint64_t)64 * 1024)
 /* Largest file cairnfs stores: 2^46 bytes (64 TiB), 2^30 pieces. */
 #define EXT_MAX_FILE META_SIZE_MAX
-#define EXT_TAG      'd'
 #define EXT_KEY_LEN  18
 #define EXT_PFX_LEN  10
 

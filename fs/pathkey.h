@@ -8,6 +8,8 @@
  *
  *   "\0m" PATH              the metadata record of PATH (see meta.h)
  *   "\0x" PATH "\0" NAME    the value of extended attribute NAME of PATH
+ *   "\0d" ID INDEX          a piece of a large file (see extent.h)
+ *   "\0n"                   the next extent id, u64 little-endian
  *
  * Paths never contain a NUL byte, so the NUL after PATH ends it unambiguously.
  * Nothing here touches the database: these functions only compute bytes, so
@@ -30,8 +32,10 @@
 #define PK_XATTR_NAME_MAX 255
 
 /* Second byte of a system key: which table of the system keyspace. */
-#define PK_TAG_META  'm'
-#define PK_TAG_XATTR 'x'
+#define PK_TAG_META    'm'
+#define PK_TAG_XATTR   'x'
+#define PK_TAG_PIECE   'd'
+#define PK_TAG_NEXT_ID 'n'
 
 /* Checks one path component: 0 if it can be a file name, -EINVAL if it is
  * empty, "." or "..", or holds '/' or NUL, -ENAMETOOLONG if it is longer than
