@@ -132,6 +132,16 @@ rm "$M/xat"
 echo y >"$M/xat"
 check_err "unlink drops extended attributes" "No such attribute" getfattr -n user.k "$M/xat"
 setfattr -n user.k -v v "$M/xat"
+# a file unlinked while open with unwritten pages: close succeeds (the
+# kernel's time update for the gone file is accepted), the data goes nowhere
+check "close of a file unlinked while open succeeds" python3 -c "
+import os
+fd = os.open('$M/gone', os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b'x' * 10000)
+os.unlink('$M/gone')
+os.write(fd, b'y' * 10000)
+os.close(fd)"
+check "the unlinked file stays gone" test ! -e "$M/gone"
 
 # ---- bad input ----------------------------------------------------------------
 LONG=$(printf 'n%.0s' $(seq 256))
