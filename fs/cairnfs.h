@@ -6,7 +6,10 @@
  * file system (which opens the database) with cairnfs_open(), hands
  * cairnfs_ops() to fuse_session_new() and runs the session loop; after the
  * loop cairnfs_close() commits every buffered write and closes the database.
- * cairnfs.c holds the requests; control.c the files under MOUNT/.cairn/;
+ * The request handlers are split by concern (node.c, probe.c, entry.c,
+ * commit.c, setattr.c, namespace.c, fileio.c, dir.c, xattr.c, cairnfs.c)
+ * around the internal header cfs.h; control.c renders the files under
+ * MOUNT/.cairn/;
  * pathkey.c, meta.c and wbuf.c the pure parts (mapping, records, buffers).
  */
 #ifndef CAIRNFS_H

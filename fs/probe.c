@@ -1,0 +1,274 @@
+/*
+ * probe.c: what a path is, read from the database (records, content, subtrees).
+ * The daemon as a whole, its state and its locking rule: cfs.h.
+ */
+#include "cfs.h"
+
+/* ---- probing the database ------------------------------------------------ */
+
+int cfs_iter(struct cairnfs *fs, struct cairn_iter **it)
+{
+	int rc = cairn_iter_new(fs->db, NULL, it);
+
+	if (rc)
+		cfs_log_engine(fs, "iterator", rc);
+	return rc ? -cfs_errno(rc, EIO) : 0;
+}
+
+int cfs_iter_is(struct cairn_iter *it, const void *k, size_t kl)
+{
+	size_t klen;
+	const void *key;
+
+	if (!cairn_iter_valid(it))
+		return 0;
+	key = cairn_iter_key(it, &klen);
+	return klen == kl && !memcmp(key, k, kl);
+}
+
+/* With the iterator at the first key after k, tells whether some key lies
+ * under k + "/". A sibling such as k + ".txt" sorts between, so when one is
+ * found the exact prefix is sought. tmp holds PK_KEY_BUF bytes. */
+/* Seeks to the first key >= key with the iterator bounded to keys that
+ * start with pfx, so a probe stops at the end of what it asks about instead
+ * of stepping over whatever follows (after a mass delete, a long run of
+ * tombstones). */
+void cfs_seek_within(struct cairn_iter *it, const char *key, size_t klen, const char *pfx,
+                     size_t plen)
+{
+	char up[PK_KEY_BUF];
+	size_t n = plen < sizeof(up) ? plen : 0;
+
+	memcpy(up, pfx, n);
+	/* the smallest key above every key with this prefix */
+	while (n > 0 && (unsigned char)up[n - 1] == 0xff)
+		n--;
+	if (n > 0) {
+		up[n - 1] = (char)((unsigned char)up[n - 1] + 1);
+		cairn_iter_set_bounds(it, NULL, 0, up, n);
+	} else {
+		cairn_iter_set_bounds(it, NULL, 0, NULL, 0);
+	}
+	cairn_iter_seek(it, key, klen);
+}
+
+static int cfs_below(struct cairn_iter *it, const char *k, size_t kl, char *tmp)
+{
+	const char *key;
+	size_t klen;
+
+	if (!cairn_iter_valid(it))
+		return 0;
+	key = cairn_iter_key(it, &klen);
+	if (!pk_has_prefix(key, klen, k, kl))
+		return 0;
+	if (klen > kl && key[kl] == '/')
+		return 1;
+	memcpy(tmp, k, kl);
+	tmp[kl] = '/';
+	cairn_iter_seek(it, tmp, kl + 1);
+	if (!cairn_iter_valid(it))
+		return 0;
+	key = cairn_iter_key(it, &klen);
+	return pk_has_prefix(key, klen, tmp, kl + 1);
+}
+
+/* Decodes the record under the iterator into p; the value is copied into
+ * mbuf (META_BUF bytes) when given, so a symlink target outlives the
+ * iterator. An undecodable record counts as absent. */
+void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe *p, char *mbuf)
+{
+	struct cairn_key_info info;
+	const void *v;
+	size_t vlen;
+
+	v = cairn_iter_value(it, &vlen);
+	if (mbuf && vlen <= META_BUF) {
+		memcpy(mbuf, v, vlen);
+		v = mbuf;
+	}
+	if (meta_decode(v, vlen, &p->meta) != 0) {
+		fs->cnt.hidden_keys++;
+		return;
+	}
+	if (!mbuf)
+		p->meta.target = NULL;
+	cairn_iter_info(it, &info);
+	p->has_meta = 1;
+	p->meta_seq = info.seq;
+}
+
+/* Gathers what the database holds for path (meta.h, struct meta_probe),
+ * with the iterator it (left bounded to what it looked at last). */
+int cfs_probe_with(struct cairnfs *fs, struct cairn_iter *it, const char *path, size_t plen,
+                   struct meta_probe *p, char *mbuf)
+{
+	char mk[PK_KEY_BUF], tmp[PK_KEY_BUF];
+	int mkl, rc, need;
+
+	memset(p, 0, sizeof(*p));
+	mkl = pk_sys_key(PK_TAG_META, path, plen, mk);
+	if (mkl < 0)
+		return mkl;
+	cfs_seek_within(it, mk, (size_t)mkl, mk, (size_t)mkl);
+	if (cfs_iter_is(it, mk, (size_t)mkl)) {
+		cfs_take_meta(fs, it, p, mbuf);
+		cairn_iter_next(it);
+	}
+	if (plen == 0) {
+		p->below = 1; /* the root always exists */
+		goto out;
+	}
+	if (p->has_meta && p->meta.type != META_FILE)
+		goto out;
+	need = !cfs_below(it, mk, (size_t)mkl, tmp);
+	if (!need)
+		p->below = 1;
+	cfs_seek_within(it, path, plen, path, plen);
+	if (cfs_iter_is(it, path, plen)) {
+		p->data_file = 1;
+		cairn_iter_info(it, &p->data);
+		cairn_iter_next(it);
+	}
+	if (need && !(p->has_meta && p->data_file))
+		p->below = cfs_below(it, path, plen, tmp);
+out:
+	rc = cairn_iter_status(it);
+	if (rc)
+		cfs_log_engine(fs, "probe", rc);
+	return rc ? -cfs_errno(rc, EIO) : 0;
+}
+
+/* The probe of an entry cairnfs wrote, by point lookups (bloom filters let
+ * them skip tables; an iterator seeks every table): a directory or symlink
+ * record settles it, a file record with its key PATH or extents too.
+ * Returns 1 when settled, 0 when the iterator must look (no record: maybe a
+ * directory made by keys below; a file record without its key), or a
+ * negative errno. */
+int cfs_probe_point(struct cairnfs *fs, const char *path, size_t plen, struct meta_probe *p,
+                    char *mbuf)
+{
+	char mk[PK_KEY_BUF], rec[META_BUF];
+	struct cairn_key_info info;
+	size_t got = 0;
+	int mkl, rc;
+
+	memset(p, 0, sizeof(*p));
+	mkl = pk_sys_key(PK_TAG_META, path, plen, mk);
+	if (mkl < 0)
+		return mkl;
+	if (plen == 0)
+		return 0;
+	rc = cairn_key_info(fs->db, NULL, mk, (size_t)mkl, &info);
+	if (rc == CAIRN_OK)
+		rc = cairn_get_range(fs->db, NULL, mk, (size_t)mkl, 0, rec, sizeof(rec), &got);
+	if (rc == CAIRN_ENOTFOUND)
+		return 0;
+	if (rc) {
+		cfs_log_engine(fs, "probe", rc);
+		return -cfs_errno(rc, EIO);
+	}
+	if (info.size > META_BUF || meta_decode(rec, got, &p->meta) != 0)
+		return 0; /* the iterator counts it as hidden */
+	if (mbuf && p->meta.target) {
+		memcpy(mbuf, rec, got);
+		p->meta.target = mbuf + (p->meta.target - rec);
+	} else {
+		p->meta.target = NULL;
+	}
+	p->has_meta = 1;
+	p->meta_seq = info.seq;
+	if (p->meta.type != META_FILE)
+		return 1;
+	rc = cairn_key_info(fs->db, NULL, path, plen, &p->data);
+	if (rc == CAIRN_OK)
+		p->data_file = 1;
+	else if (rc != CAIRN_ENOTFOUND)
+		return -cfs_errno(rc, EIO);
+	return p->data_file || p->meta.ext_id;
+}
+
+/* Same, with an iterator of its own. */
+static int cfs_probe(struct cairnfs *fs, const char *path, size_t plen, struct meta_probe *p,
+                     char *mbuf)
+{
+	struct cairn_iter *it;
+	int rc = cfs_probe_point(fs, path, plen, p, mbuf);
+
+	if (rc)
+		return rc < 0 ? rc : 0;
+	rc = cfs_iter(fs, &it);
+	if (rc)
+		return rc;
+	rc = cfs_probe_with(fs, it, path, plen, p, mbuf);
+	cairn_iter_free(it);
+	return rc;
+}
+
+struct meta_defaults cfs_defaults(struct cairnfs *fs)
+{
+	struct meta_defaults d = {fs->cfg.uid, fs->cfg.gid, fs->start_ns};
+
+	return d;
+}
+
+/* stat of path: returns the meta_type or a negative errno. */
+int cfs_stat_path(struct cairnfs *fs, const char *path, size_t plen, struct stat *st,
+                  struct meta_probe *p, char *mbuf)
+{
+	struct meta_defaults d = cfs_defaults(fs);
+	struct meta_probe local;
+	int rc;
+
+	if (!p)
+		p = &local;
+	rc = cfs_probe(fs, path, plen, p, mbuf);
+	if (rc)
+		return rc;
+	return meta_decide(p, &d, st);
+}
+
+/* Reads the record of path, or builds the default one for what it is now. */
+int cfs_get_meta(struct cairnfs *fs, const char *path, size_t plen, struct meta_rec *r, char *mbuf)
+{
+	struct meta_probe p;
+	struct stat st;
+	int type = cfs_stat_path(fs, path, plen, &st, &p, mbuf);
+
+	if (type < 0)
+		return type;
+	if (p.has_meta && p.meta.type == type) {
+		*r = p.meta;
+		if (type == META_FILE && p.data.seq > p.meta_seq)
+			r->mtime_ns = r->ctime_ns = p.data.mtime_ns;
+		return type;
+	}
+	meta_init(r, type, st.st_mode & 07777, st.st_uid, st.st_gid, 0);
+	r->atime_ns = (int64_t)st.st_atim.tv_sec * 1000000000 + st.st_atim.tv_nsec;
+	r->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	r->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+	return type;
+}
+
+int cfs_batch_meta(struct cairn_batch *b, const char *path, size_t plen, const struct meta_rec *r)
+{
+	char mk[PK_KEY_BUF], rec[META_BUF];
+	int mkl = pk_sys_key(PK_TAG_META, path, plen, mk);
+	int rl = meta_encode(r, rec);
+
+	if (mkl < 0)
+		return mkl;
+	if (rl < 0)
+		return rl;
+	return -cfs_errno(cairn_batch_put(b, mk, (size_t)mkl, rec, (size_t)rl), ENAMETOOLONG);
+}
+
+int cfs_write_batch(struct cairnfs *fs, struct cairn_batch *b, int toobig)
+{
+	int rc = cairn_write(fs->db, b, 0);
+
+	fs->wgen++;
+	if (rc)
+		cfs_log_engine(fs, "write", rc);
+	return -cfs_errno(rc, toobig);
+}
