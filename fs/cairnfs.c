@@ -68,6 +68,10 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* without open the kernel would truncate O_TRUNC opens on its own */
 	if (!fs->cfg.open)
 		conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	/* The kernel then clears setuid and setgid itself on write, truncate and
+	 * chown, with a setattr of the mode (the writeback cache writes without
+	 * telling the daemon who wrote). */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->max_write = CFS_MAX_WRITE;
 	conn->time_gran = 1;
 }

@@ -39,8 +39,8 @@ struct cairnfs_config {
 	double timeout;            /* -o timeout=SECONDS: entry/attr/negative cache */
 	int writeback;             /* -o writeback=0|1: kernel writeback cache */
 	int readdirplus;           /* -o readdirplus=no|yes|auto: 0, 1, 2 */
-	int open;                  /* -o open=0: answer open/opendir ENOSYS (default 1) */
-	int flush;                 /* -o flush=0: writes commit, flush ENOSYS (default 1) */
+	int open;                  /* -o open=1: answer open/opendir (default 0: ENOSYS) */
+	int flush;                 /* -o flush=1: buffer, commit at close (default 0) */
 	uid_t uid;                 /* owner shown for keys without metadata */
 	gid_t gid;
 };
@@ -77,6 +77,7 @@ struct cairnfs_counters {
 	uint64_t commit_bytes;   /* value bytes written by commits */
 	uint64_t fsyncs;         /* fsync and fsyncdir requests */
 	uint64_t hidden_keys;    /* keys seen in listings that cannot be shown */
+	uint64_t bad_records;    /* metadata records met that cannot be decoded (EIO) */
 	uint64_t nodes;          /* inodes the kernel currently knows (gauge) */
 	uint64_t buffered_bytes; /* bytes held in write buffers (gauge) */
 };

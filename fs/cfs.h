@@ -79,6 +79,8 @@ struct cfs_node {
 	int lay;          /* how the content is stored: enum cfs_layout */
 	uint64_t ext_id;  /* CFS_LAY_PIECES: the extent id */
 	uint64_t base;    /* committed size, once lay is known */
+	int own_known;    /* a directory's mode and group below are known (perm.c) */
+	uint32_t own_mode, own_gid;
 };
 
 /* How a regular file's content is stored (extent.h). Only this daemon
@@ -215,6 +217,11 @@ int cfs_wb_read(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t
 int cfs_drop_pieces(struct cairn_iter *it, struct cairn_batch *b, uint64_t id, uint64_t idx);
 int cfs_commit(struct cairnfs *fs, struct cfs_node *n);
 int cfs_commit_subtree(struct cairnfs *fs, const char *dir, size_t dlen);
+
+/* ---- perm.c: owners and modes of new entries */
+
+int cfs_new_owner(struct cairnfs *fs, struct cfs_node *pn, int type, mode_t *mode, uint32_t *gid);
+void cfs_owner_forget(struct cfs_node *n);
 
 /* ---- setattr.c: chmod, chown, utimens and truncate */
 

@@ -73,7 +73,7 @@ struct ctl_field {
 	const char *help;
 };
 
-#define CTL_NFIELDS 48
+#define CTL_NFIELDS 64
 
 /* Collects every figure shown, engine and daemon, in one order. */
 static int ctl_fields(struct cairnfs *fs, struct ctl_field *f, struct cairn_stats *st)
@@ -129,10 +129,16 @@ static int ctl_fields(struct cairnfs *fs, struct ctl_field *f, struct cairn_stat
 	G("table_bytes", st->table_bytes, "bytes in table files");
 	G("wal_bytes", st->wal_bytes, "bytes in log files");
 	G("total_disk_bytes", st->total_disk_bytes, "bytes on disk");
+	G("blob_files", st->blob_files, "blob files");
+	G("blob_bytes_live", st->blob_bytes_live, "bytes of live values in blob files");
+	G("blob_bytes_garbage", st->blob_bytes_garbage, "bytes of dead values in blob files");
+	C("blob_collections", st->blob_collections, "blob files collected");
+	C("blob_bytes_moved", st->blob_bytes_moved, "live bytes moved by blob collection");
 	C("fs_commits", c.commits, "cairnfs write-buffer commits");
 	C("fs_commit_bytes", c.commit_bytes, "value bytes written by commits");
 	C("fs_fsyncs", c.fsyncs, "fsync and fsyncdir requests");
 	C("fs_hidden_keys", c.hidden_keys, "keys seen that cannot be shown as paths");
+	C("fs_bad_records", c.bad_records, "metadata records that cannot be decoded (EIO)");
 	G("fs_inodes", c.nodes, "inodes the kernel holds");
 	G("fs_buffered_bytes", c.buffered_bytes, "bytes in write buffers");
 #undef G

@@ -124,6 +124,7 @@ static void cfs_dir_merge(struct cairnfs *fs, struct cfs_dir *d)
 				p->data = e->p.data;
 			}
 			p->below |= e->p.below;
+			p->bad_meta |= e->p.bad_meta;
 			continue;
 		}
 		d->d[out++] = *e;
@@ -134,8 +135,8 @@ static void cfs_dir_merge(struct cairnfs *fs, struct cfs_dir *d)
 		struct stat st;
 		int type = meta_decide(&d->d[i].p, &def, &st);
 
-		if (type < 0)
-			continue;
+		if (type < 0 && type != -EIO)
+			continue; /* a bad record is listed: its lookup fails with EIO */
 		if (type == META_DIR && d->d[i].p.data_file)
 			fs->cnt.hidden_keys++; /* the file key under a directory's name */
 		d->d[out++] = d->d[i];
@@ -237,7 +238,14 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 	memcpy(name, d->names + de->name_off, de->nlen);
 	name[de->nlen] = '\0';
 	cfs_entry_init(fs, &e);
-	meta_decide(&de->p, &def, &e.attr);
+	if (meta_decide(&de->p, &def, &e.attr) < 0) {
+		/* a bad record: the name only, ino 0 hands out no lookup */
+		memset(&e.attr, 0, sizeof(e.attr));
+		e.attr.st_ino = 0xffffffffu;
+		if (plus)
+			return fuse_add_direntry_plus(req, buf, rem, name, &e, next);
+		return fuse_add_direntry(req, buf, rem, name, &e.attr, next);
+	}
 	if (!dn) {
 		/* the control directory: no lookup is handed out (ino 0) */
 		cfs_ctl_stat(fs, CFS_INO_CTL0 + i, &e.attr);

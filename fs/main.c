@@ -32,13 +32,11 @@ struct main_opts {
 	struct cairnfs_config cfg;
 	char *dbdir;
 	int nonopts;
-	int allow_other;
 	int bad;
 };
 
 enum {
 	K_RO,
-	K_ALLOW_OTHER,
 	K_MEMTABLE,
 	K_CACHE,
 	K_OPEN_TABLES,
@@ -56,7 +54,6 @@ enum {
 
 static const struct fuse_opt main_fuse_opts[] = {
         FUSE_OPT_KEY("ro", K_RO),
-        FUSE_OPT_KEY("allow_other", K_ALLOW_OTHER),
         FUSE_OPT_KEY("memtable_size=", K_MEMTABLE),
         FUSE_OPT_KEY("cache_size=", K_CACHE),
         FUSE_OPT_KEY("max_open_tables=", K_OPEN_TABLES),
@@ -92,10 +89,12 @@ static void main_usage(const char *prog)
 	       "    -o timeout=SECONDS          kernel entry/attribute cache time (default 1e6)\n"
 	       "    -o writeback=0|1            kernel writeback cache (default 1)\n"
 	       "    -o readdirplus=no|yes|auto  attributes with listings (default auto)\n"
-	       "    -o open=0|1                 1: answer open/opendir, drop the kernel's\n"
-	       "                                page and listing cache at open (default 0)\n"
-	       "    -o flush=0|1                1: commit at every close(2) (default 0: at\n"
-	       "                                the release that follows it)\n"
+	       "    -o open=0|1                 1: answer open/opendir (a round trip per\n"
+	       "                                open; pages and listings stay cached)\n"
+	       "                                (default 0: the kernel skips them)\n"
+	       "    -o flush=0|1                1: buffer writes per file, commit at every\n"
+	       "                                close(2) (default 0: commit each write the\n"
+	       "                                kernel writes back, before close returns)\n"
 	       "SIZE takes a K, M or G suffix (powers of 1024).\n\n",
 	       prog);
 }
@@ -240,9 +239,6 @@ static int main_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 	case K_RO:
 		m->cfg.read_only = 1;
 		return 1; /* the kernel mount is read-only too */
-	case K_ALLOW_OTHER:
-		m->allow_other = 1;
-		return 1;
 	case FUSE_OPT_KEY_OPT:
 		return 1;
 	default:
@@ -439,7 +435,8 @@ int main(int argc, char *argv[])
 	m.cfg.dbdir = main_abs(m.dbdir);
 	if (!m.cfg.dbdir)
 		goto out;
-	if (m.allow_other && fuse_opt_add_arg(&args, "-odefault_permissions"))
+	/* the kernel checks every access and the rules of chown and chmod */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions"))
 		goto out;
 	if (main_fsname(&args, m.cfg.dbdir))
 		goto out;

@@ -157,6 +157,8 @@ static int meta_from_rec(const struct meta_probe *p, struct stat *st, mode_t typ
 int meta_decide(const struct meta_probe *p, const struct meta_defaults *d, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
+	if (p->bad_meta)
+		return -EIO;
 	if (p->has_meta && p->meta.type == META_DIR) {
 		meta_from_rec(p, st, S_IFDIR);
 		return META_DIR;

@@ -78,6 +78,7 @@ void meta_init(struct meta_rec *r, int type, uint32_t mode, uint32_t uid, uint32
 /* What the database holds for one path, gathered by a lookup or a listing. */
 struct meta_probe {
 	int has_meta;               /* "\0m" PATH exists and decoded */
+	int bad_meta;               /* "\0m" PATH exists but cannot be decoded */
 	struct meta_rec meta;       /* valid when has_meta (target not kept) */
 	uint64_t meta_seq;          /* sequence of the record's write */
 	int data_file;              /* the key PATH exists */
@@ -101,8 +102,9 @@ struct meta_defaults {
  *      the defaults, its times the key's write time;
  *   5. otherwise the path does not exist.
  * When the key PATH was written after its record (by an embedding program),
- * the key's write time is the mtime and ctime. Fills *st (all but st_ino) and
- * returns the enum meta_type, or -ENOENT. */
+ * the key's write time is the mtime and ctime. A record that cannot be
+ * decoded makes the path fail closed: -EIO, never defaults. Fills *st (all
+ * but st_ino) and returns the enum meta_type, -ENOENT or -EIO. */
 int meta_decide(const struct meta_probe *p, const struct meta_defaults *d, struct stat *st);
 
 #endif /* CAIRNFS_META_H */

@@ -33,6 +33,7 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 	struct meta_rec r;
 	struct stat st;
 	size_t plen;
+	uint32_t gid;
 	int rc;
 
 	if (fs->cfg.read_only) {
@@ -57,7 +58,12 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 	}
 	if (rc != -ENOENT)
 		goto out;
-	meta_init(&r, type, mode, ctx->uid, ctx->gid, cfs_now());
+	gid = ctx->gid;
+	mode &= 07777;
+	rc = cfs_new_owner(fs, pn, type, &mode, &gid);
+	if (rc)
+		goto out;
+	meta_init(&r, type, mode, ctx->uid, gid, cfs_now());
 	if (target) {
 		r.target = target;
 		r.tlen = strlen(target);

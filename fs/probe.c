@@ -75,7 +75,8 @@ static int cfs_below(struct cairn_iter *it, const char *k, size_t kl, char *tmp)
 
 /* Decodes the record under the iterator into p; the value is copied into
  * mbuf (META_BUF bytes) when given, so a symlink target outlives the
- * iterator. An undecodable record counts as absent. */
+ * iterator. An undecodable record marks the path bad (meta_decide fails it
+ * with EIO) and is counted and logged. */
 void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe *p, char *mbuf)
 {
 	struct cairn_key_info info;
@@ -88,7 +89,15 @@ void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe 
 		v = mbuf;
 	}
 	if (meta_decode(v, vlen, &p->meta) != 0) {
-		fs->cnt.hidden_keys++;
+		size_t klen;
+		const char *k = cairn_iter_key(it, &klen);
+
+		p->bad_meta = 1;
+		fs->cnt.bad_records++;
+		fuse_log(FUSE_LOG_ERR,
+		         "cairnfs: the metadata record of '%.*s' (%zu bytes) cannot be decoded: "
+		         "EIO\n",
+		         klen > 2 ? (int)(klen - 2) : 0, k + 2, vlen);
 		return;
 	}
 	if (!mbuf)
@@ -169,7 +178,7 @@ int cfs_probe_point(struct cairnfs *fs, const char *path, size_t plen, struct me
 		return -cfs_errno(rc, EIO);
 	}
 	if (info.size > META_BUF || meta_decode(rec, got, &p->meta) != 0)
-		return 0; /* the iterator counts it as hidden */
+		return 0; /* the iterator marks it bad */
 	if (mbuf && p->meta.target) {
 		memcpy(mbuf, rec, got);
 		p->meta.target = mbuf + (p->meta.target - rec);

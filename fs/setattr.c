@@ -85,6 +85,8 @@ static int cfs_setattr_locked(struct cairnfs *fs, fuse_ino_t ino, struct stat *a
 		if (type < 0)
 			return type;
 	}
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_GID))
+		cfs_owner_forget(n);
 	if (to_set & FUSE_SET_ATTR_MODE)
 		r.mode = attr->st_mode & 07777;
 	if (to_set & FUSE_SET_ATTR_UID)

@@ -32,6 +32,17 @@ static int cfs_xattr_key(struct cairnfs *fs, fuse_ino_t ino, const char *name, c
 	return 0;
 }
 
+/* POSIX ACLs are refused (docs/cairnfs.md, "Permissions"): stored as plain
+ * attributes the kernel would neither apply them nor keep the mode in step,
+ * so cp -p, sed -i and mv would leave files 0600. Refused, tools fall back
+ * to chmod. */
+static int cfs_xattr_is_acl(const char *name, size_t nlen)
+{
+	static const char pfx[] = "system.posix_acl_";
+
+	return nlen >= sizeof(pfx) - 1 && !memcmp(name, pfx, sizeof(pfx) - 1);
+}
+
 void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
                   int flags)
 {
@@ -47,6 +58,10 @@ void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *
 	}
 	if (size > XATTR_SIZE_MAX) {
 		fuse_reply_err(req, E2BIG);
+		return;
+	}
+	if (cfs_xattr_is_acl(name, strlen(name))) {
+		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
 	pthread_mutex_lock(&fs->mu);
@@ -93,8 +108,8 @@ void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	rc = cfs_xattr_key(fs, ino, name, key, &klen);
 	/* the kernel asks for security.capability at each file's first write:
 	 * on a mount without attributes that costs no lookup */
-	if (!rc && fs->any_xattr == CFS_XATTR_NONE)
-		rc = -ENODATA;
+	if (!rc && (fs->any_xattr == CFS_XATTR_NONE || cfs_xattr_is_acl(name, strlen(name))))
+		rc = -ENODATA; /* an ACL stored by an older cairnfs is not applied either */
 	pthread_mutex_unlock(&fs->mu);
 	if (rc == -ENOTSUP || rc == -ERANGE)
 		rc = -ENODATA;
@@ -133,6 +148,8 @@ void cfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 		if (!pk_has_prefix(k, kl, key, klen))
 			break;
+		if (cfs_xattr_is_acl(k + klen, nl))
+			continue;
 		if (used + nl + 1 > cap) {
 			size_t ncap = (used + nl + 1) * 2;
 			char *no = realloc(out, ncap);
