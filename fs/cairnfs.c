@@ -167,6 +167,47 @@ static int cfs_first_ext_id(struct cairnfs *fs, uint64_t *next)
 	return rc ? -cfs_errno(rc, EIO) : 0;
 }
 
+/* A read-only open takes no LOCK in the engine, so beside a read-write
+ * process it would serve a snapshot that never moves. A read-only mount
+ * takes a shared flock on LOCK instead: it fails while a writer holds the
+ * database (-EBUSY, so main.c waits for one that is closing) and keeps a
+ * writer out while it is mounted. */
+static int cfs_lock_shared(struct cairnfs *fs, char *err, size_t errlen)
+{
+	char path[PATH_MAX], pid[32] = "";
+	int fd, r;
+	ssize_t n;
+
+	fs->ro_lock = -1;
+	if (!fs->cfg.read_only)
+		return 0;
+	snprintf(path, sizeof(path), "%s/LOCK", fs->dbdir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* no LOCK: no writer has run here; cairn_open says what is wrong */
+	do {
+		r = flock(fd, LOCK_SH | LOCK_NB);
+	} while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		fs->ro_lock = fd;
+		return 0;
+	}
+	r = errno;
+	n = pread(fd, pid, sizeof(pid) - 1, 0);
+	pid[n > 0 ? n : 0] = '\0';
+	pid[strcspn(pid, "\n")] = '\0';
+	close(fd);
+	if (r != EWOULDBLOCK) {
+		snprintf(err, errlen, "cannot lock '%s': %s", path, strerror(r));
+		return -r;
+	}
+	snprintf(err, errlen,
+	         "the database is in use by a read-write process%s%s (its LOCK is held); "
+	         "a read-only mount beside it would not see its changes",
+	         pid[0] ? " pid " : "", pid);
+	return -EBUSY;
+}
+
 void cairnfs_config_init(struct cairnfs_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -199,6 +240,12 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 	}
 	fs->cfg = *cfg;
 	fs->cfg.dbdir = fs->dbdir;
+	rc = cfs_lock_shared(fs, err, errlen);
+	if (rc) {
+		free(fs->dbdir);
+		free(fs);
+		return rc;
+	}
 	cairn_options_init(&o);
 	o.create_if_missing = 1;
 	o.read_only = cfg->read_only;
@@ -214,6 +261,8 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 		o.background_threads = cfg->background_threads;
 	rc = cairn_open(cfg->dbdir, &o, &fs->db, err, errlen);
 	if (rc) {
+		if (fs->ro_lock >= 0)
+			close(fs->ro_lock);
 		free(fs->dbdir);
 		free(fs);
 		return -cfs_errno(rc, EINVAL);
@@ -236,6 +285,8 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 	if (rc) {
 		snprintf(err, errlen, "cannot scan the extent keys: %s", strerror(-rc));
 		cairn_close(fs->db);
+		if (fs->ro_lock >= 0)
+			close(fs->ro_lock);
 		pthread_mutex_destroy(&fs->mu);
 		free(fs->dbdir);
 		free(fs);
@@ -281,6 +332,8 @@ int cairnfs_close(struct cairnfs *fs)
 	rc2 = cairn_close(fs->db);
 	if (rc2 && !rc)
 		rc = -cfs_errno(rc2, EIO);
+	if (fs->ro_lock >= 0)
+		close(fs->ro_lock);
 	pthread_mutex_destroy(&fs->mu);
 	free(fs->dbdir);
 	free(fs);

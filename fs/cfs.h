@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -121,6 +122,7 @@ struct cairnfs {
 	struct cairnfs_config cfg;
 	char *dbdir;
 	struct cairn_db *db;
+	int ro_lock; /* -o ro: a shared flock on LOCK (cairnfs.c), or -1 */
 	struct fuse_session *se;
 	pthread_mutex_t mu;
 	struct cfs_table by_name, by_ino;

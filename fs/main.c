@@ -17,12 +17,15 @@
  * (fusermount3 -u, umount, SIGINT, SIGTERM, SIGHUP) every buffered write is
  * committed, the log synced and the database closed before exit.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,11 +35,13 @@ struct main_opts {
 	struct cairnfs_config cfg;
 	char *dbdir;
 	int nonopts;
+	int create;
 	int bad;
 };
 
 enum {
 	K_RO,
+	K_CREATE,
 	K_MEMTABLE,
 	K_CACHE,
 	K_OPEN_TABLES,
@@ -54,6 +59,7 @@ enum {
 
 static const struct fuse_opt main_fuse_opts[] = {
         FUSE_OPT_KEY("ro", K_RO),
+        FUSE_OPT_KEY("create", K_CREATE),
         FUSE_OPT_KEY("memtable_size=", K_MEMTABLE),
         FUSE_OPT_KEY("cache_size=", K_CACHE),
         FUSE_OPT_KEY("max_open_tables=", K_OPEN_TABLES),
@@ -75,26 +81,28 @@ static void main_usage(const char *prog)
 	printf("usage: %s [options] DBDIR MOUNTPOINT\n\n"
 	       "Mounts the cairn database in DBDIR (created when missing) on MOUNTPOINT:\n"
 	       "each key is a file, each file a key.\n\n"
-	       "cairnfs options:\n"
-	       "    -o ro                       read-only database and mount\n"
-	       "    -o memtable_size=SIZE       engine memtable size (default 4M)\n"
-	       "    -o cache_size=SIZE          engine block cache size (default 8M)\n"
-	       "    -o max_open_tables=N        engine table cache entries (default 64)\n"
+	       "cairnfs options (docs/cairnfs.md has more):\n"
+	       "    -o ro                       read-only database and mount (default off)\n"
+	       "    -o create                   create a database in a DBDIR that holds other\n"
+	       "                                files (default off: refused)\n"
+	       "    -o memtable_size=SIZE       engine memtable, 64K-4G (default 4M)\n"
+	       "    -o cache_size=SIZE          engine block cache (default 8M)\n"
+	       "    -o max_open_tables=N        engine table cache, 8 or more (default 64)\n"
 	       "    -o sync_interval_ms=N       background log sync period (default 1000)\n"
-	       "    -o background_threads=N     flush/compaction threads (default 1)\n"
-	       "    -o write_buffer=SIZE        buffered writes per open file (default 4M)\n"
-	       "    -o write_buffer_total=SIZE  buffered writes in all files (default 64M)\n"
-	       "    -o inline_max=SIZE          larger files are stored as 64K extents (default "
-	       "1M)\n"
+	       "    -o background_threads=N     flush/compaction threads, 0-64 (default 1)\n"
+	       "    -o write_buffer=SIZE        with flush=1: buffered writes per file\n"
+	       "                                (default 4M)\n"
+	       "    -o write_buffer_total=SIZE  with flush=1: buffered writes of all files\n"
+	       "                                (default 64M)\n"
+	       "    -o inline_max=SIZE          larger files are stored as 64K pieces, at\n"
+	       "                                most 64M (default 1M)\n"
 	       "    -o timeout=SECONDS          kernel entry/attribute cache time (default 1e6)\n"
 	       "    -o writeback=0|1            kernel writeback cache (default 1)\n"
 	       "    -o readdirplus=no|yes|auto  attributes with listings (default auto)\n"
-	       "    -o open=0|1                 1: answer open/opendir (a round trip per\n"
-	       "                                open; pages and listings stay cached)\n"
-	       "                                (default 0: the kernel skips them)\n"
-	       "    -o flush=0|1                1: buffer writes per file, commit at every\n"
-	       "                                close(2) (default 0: commit each write the\n"
-	       "                                kernel writes back, before close returns)\n"
+	       "    -o open=0|1                 1: answer open/opendir, a round trip per open\n"
+	       "                                (default 0: ENOSYS, the kernel skips them)\n"
+	       "    -o flush=0|1                1: buffer writes per file, commit at close(2)\n"
+	       "                                (default 0: commit each write as it arrives)\n"
 	       "SIZE takes a K, M or G suffix (powers of 1024).\n\n",
 	       prog);
 }
@@ -156,15 +164,18 @@ static int main_value(struct main_opts *m, int key, const char *val)
 
 	switch (key) {
 	case K_MEMTABLE:
-		return main_size(val, &c->memtable_size);
+		return main_size(val, &c->memtable_size) || c->memtable_size < (64u << 10) ||
+		                       c->memtable_size > (4ull << 30)
+		               ? -1
+		               : 0;
 	case K_CACHE:
-		return main_size(val, &c->cache_size);
+		return main_size(val, &c->cache_size) || !c->cache_size ? -1 : 0;
 	case K_OPEN_TABLES:
-		return main_int(val, &c->max_open_tables);
+		return main_int(val, &c->max_open_tables) || c->max_open_tables < 8 ? -1 : 0;
 	case K_SYNC_MS:
 		return main_int(val, &c->sync_interval_ms);
 	case K_BG_THREADS:
-		return main_int(val, &c->background_threads);
+		return main_int(val, &c->background_threads) || c->background_threads > 64 ? -1 : 0;
 	case K_WBUF:
 		return main_size(val, &c->write_buffer) || !c->write_buffer ? -1 : 0;
 	case K_WBUF_TOTAL:
@@ -200,16 +211,19 @@ static const char *main_expect(int key)
 {
 	switch (key) {
 	case K_MEMTABLE:
+		return "a size from 64K to 4G";
 	case K_CACHE:
-		return "a size such as 512K, 4M or 1G";
+		return "a size above 0 such as 512K, 8M or 1G";
 	case K_WBUF:
 	case K_WBUF_TOTAL:
 		return "a size above 0 such as 4M";
 	case K_INLINE_MAX:
 		return "a size of at most 64M";
 	case K_OPEN_TABLES:
-	case K_SYNC_MS:
+		return "a whole number, 8 or more";
 	case K_BG_THREADS:
+		return "a whole number from 0 to 64";
+	case K_SYNC_MS:
 		return "a whole number, 0 or more";
 	case K_TIMEOUT:
 		return "seconds, 0 or more";
@@ -236,6 +250,9 @@ static int main_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 			return m->dbdir ? 0 : -1;
 		}
 		return 1; /* the mount point, for fuse_parse_cmdline */
+	case K_CREATE:
+		m->create = 1;
+		return 0;
 	case K_RO:
 		m->cfg.read_only = 1;
 		return 1; /* the kernel mount is read-only too */
@@ -269,6 +286,55 @@ static char *main_abs(const char *dir)
 	return r;
 }
 
+/* Whether DBDIR holds something other than a database: files but no
+ * CURRENT (a LOCK alone is what a creation cut short leaves). Mounting
+ * there would mix a new database into someone's directory. */
+static int main_foreign_dir(const char *dbdir)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d = opendir(dbdir);
+	int foreign = 0;
+
+	if (!d)
+		return 0; /* missing: created; not a directory: cairn_open says so */
+	snprintf(path, sizeof(path), "%s/CURRENT", dbdir);
+	if (access(path, F_OK) == 0) {
+		closedir(d);
+		return 0;
+	}
+	while (!foreign && (de = readdir(d)))
+		foreign = strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		          strcmp(de->d_name, "LOCK");
+	closedir(d);
+	return foreign;
+}
+
+/* Refuses, before anything is opened or forked, what would mount wrongly:
+ * a mount point that is not a directory (the kernel would mount over a
+ * file and every access would fail) and a DBDIR of someone else's files. */
+static int main_check_paths(const char *dbdir, const char *mnt, int create)
+{
+	struct stat st;
+
+	if (stat(mnt, &st) != 0) {
+		fprintf(stderr, "cairnfs: mount point %s: %s\n", mnt, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "cairnfs: mount point %s is not a directory\n", mnt);
+		return -1;
+	}
+	if (!create && main_foreign_dir(dbdir)) {
+		fprintf(stderr,
+		        "cairnfs: %s is not empty and holds no database (no CURRENT file); "
+		        "give -o create to create one there\n",
+		        dbdir);
+		return -1;
+	}
+	return 0;
+}
+
 /* Forks: the parent waits for the child's word that the mount is up and
  * exits with its status; the child returns the pipe to report on. */
 static int main_fork(void)
@@ -297,6 +363,13 @@ static int main_fork(void)
 	return p[1];
 }
 
+/* fuse_log's levels are syslog's. */
+static void main_syslog(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	vsyslog((int)level, fmt, ap);
+}
+
+/* In the background stderr is /dev/null: errors go to syslog (the journal). */
 static void main_detach(int fd)
 {
 	int nul = open("/dev/null", O_RDWR);
@@ -311,6 +384,8 @@ static void main_detach(int fd)
 		if (nul > 2)
 			close(nul);
 	}
+	openlog("cairnfs", LOG_PID, LOG_DAEMON);
+	fuse_set_log_func(main_syslog);
 	if (write(fd, &ok, 1) != 1)
 		_exit(1);
 	close(fd);
@@ -394,7 +469,7 @@ out_se:
 	fuse_session_destroy(se); /* calls destroy: buffered writes are committed */
 out_fs:
 	if (cairnfs_close(fs) != 0) {
-		fprintf(stderr, "cairnfs: closing the database failed\n");
+		fuse_log(FUSE_LOG_ERR, "cairnfs: closing the database failed\n");
 		ret = 1;
 	}
 	return ret;
@@ -433,7 +508,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	m.cfg.dbdir = main_abs(m.dbdir);
-	if (!m.cfg.dbdir)
+	if (!m.cfg.dbdir || main_check_paths(m.cfg.dbdir, co.mountpoint, m.create))
 		goto out;
 	/* the kernel checks every access and the rules of chown and chmod */
 	if (fuse_opt_add_arg(&args, "-odefault_permissions"))
