@@ -307,6 +307,18 @@ int cairnfs_close(struct cairnfs *fs)
 
 	if (!fs)
 		return 0;
+	/* the threads telling the kernel of failed writes use fs: let them end
+	 * (after the unmount their notifications fail at once) */
+	for (int i = 0; i < 500; i++) {
+		unsigned busy;
+
+		pthread_mutex_lock(&fs->mu);
+		busy = fs->notifying;
+		pthread_mutex_unlock(&fs->mu);
+		if (!busy)
+			break;
+		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+	}
 	rc = cairnfs_commit_all(fs);
 	for (size_t i = 0; i < fs->by_ino.size; i++) {
 		struct cfs_node *n = fs->by_ino.b[i], *next;

@@ -80,6 +80,8 @@ struct cfs_node {
 	int lay;          /* how the content is stored: enum cfs_layout */
 	uint64_t ext_id;  /* CFS_LAY_PIECES: the extent id */
 	uint64_t base;    /* committed size, once lay is known */
+	uint64_t gen;     /* the generation the kernel is told with the inode number */
+	int stale;        /* a write failed: the kernel's view is being dropped (fileio.c) */
 	int own_known;    /* a directory's mode and group below are known (perm.c) */
 	uint32_t own_mode, own_gid;
 };
@@ -137,6 +139,7 @@ struct cairnfs {
 	uint64_t lcache_gen;
 	int any_xattr;            /* whether some "\0x" key may exist (cfs_may_have_xattrs) */
 	uint64_t next_ext_id;     /* the extent id the next large file gets */
+	unsigned notifying;       /* threads telling the kernel of failed writes (fileio.c) */
 	struct cfs_ctlsnap *ctls; /* rendered statistics files the kernel holds */
 	char result[CAIRNFS_RESULT_MAX]; /* outcome of the last control command */
 	struct cairnfs_counters cnt;

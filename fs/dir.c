@@ -265,6 +265,7 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 	}
 	cfs_fix_size(n, &e.attr);
 	e.ino = n->ino;
+	e.generation = n->gen;
 	e.attr.st_ino = n->ino;
 	sz = fuse_add_direntry_plus(req, buf, rem, name, &e, next);
 	if (sz <= rem)

@@ -205,6 +205,7 @@ void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	cfs_fix_size(n, &e.attr);
 	e.ino = n->ino;
+	e.generation = n->gen;
 	e.attr.st_ino = n->ino;
 	pthread_mutex_unlock(&fs->mu);
 	fuse_reply_entry(req, &e);

@@ -31,7 +31,7 @@
 /* Bytes per piece. At the engine's blob threshold (64 KiB) a full piece
  * lives in a blob file and only its reference in the tree. */
 #define EXT_SIZE ((uint64_t)64 * 1024)
-/* Largest file cairnfs stores: 2^46 bytes (64 TiB), 2^30 pieces. */
+/* Largest file cairnfs stores: 2^63 - 1 bytes, as the kernel allows. */
 #define EXT_MAX_FILE META_SIZE_MAX
 #define EXT_KEY_LEN  18
 #define EXT_PFX_LEN  10

@@ -242,6 +242,83 @@ static int cfs_write_through(struct cairnfs *fs, struct cfs_node *n, const char 
 	return rc;
 }
 
+/* ---- a failed write-back ------------------------------------------------- */
+
+/* With the writeback cache the kernel has already taken a write that the
+ * daemon fails at write-back (a full disk): it keeps the pages, clean now,
+ * and the file size, and would show data that was never stored. The kernel
+ * trusts its own size while it holds the inode, so the daemon drops the
+ * inode: its pages (notify_inval_inode) and its name (notify_inval_entry),
+ * and gives the next lookup a new generation, which makes the kernel take
+ * a fresh inode with the stored size and content. Descriptors still open on
+ * the old inode then fail with EIO, as after any lost write-back.
+ *
+ * A notification must not be sent from the request it is about (the kernel
+ * may wait on that very request to drop the pages), so a thread sends it;
+ * failures of one file while it runs share it. */
+struct cfs_stale_note {
+	struct cairnfs *fs;
+	fuse_ino_t ino, parent;
+	char *name;
+	size_t nlen;
+};
+
+static void *cfs_stale_run(void *arg)
+{
+	struct cfs_stale_note *s = arg;
+	struct cairnfs *fs = s->fs;
+	struct cfs_node *n;
+
+	fuse_lowlevel_notify_inval_inode(fs->se, s->ino, 0, 0);
+	fuse_lowlevel_notify_inval_entry(fs->se, s->parent, s->name, s->nlen);
+	pthread_mutex_lock(&fs->mu);
+	n = cfs_node_get(fs, s->ino);
+	if (n)
+		n->stale = 0;
+	fs->notifying--;
+	pthread_mutex_unlock(&fs->mu);
+	free(s->name);
+	free(s);
+	return NULL;
+}
+
+/* Under fs->mu, after a write of n failed. */
+static void cfs_write_failed(struct cairnfs *fs, struct cfs_node *n, int rc)
+{
+	struct cfs_stale_note *s;
+	pthread_attr_t a;
+	pthread_t t;
+
+	fuse_log(FUSE_LOG_ERR,
+	         "cairnfs: write-back of inode %llu failed (%s): its cached "
+	         "pages and size are dropped\n",
+	         (unsigned long long)n->ino, strerror(-rc));
+	if (n->stale || !fs->se || !n->parent || !n->hashed)
+		return;
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->name = malloc(n->nlen))) {
+		free(s);
+		return;
+	}
+	memcpy(s->name, n->name, n->nlen);
+	s->nlen = n->nlen;
+	s->fs = fs;
+	s->ino = n->ino;
+	s->parent = n->parent->ino;
+	n->gen++;
+	n->stale = 1;
+	fs->notifying++;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, cfs_stale_run, s) != 0) {
+		n->stale = 0;
+		fs->notifying--;
+		free(s->name);
+		free(s);
+	}
+	pthread_attr_destroy(&a);
+}
+
 void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                struct fuse_file_info *fi)
 {
@@ -289,6 +366,8 @@ void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 		if (!rc && cfs_commit_now(fs, n))
 			rc = cfs_commit(fs, n);
 	}
+	if (rc && n && fi->writepage) /* a write(2) itself fails in its caller */
+		cfs_write_failed(fs, n, rc);
 	pthread_mutex_unlock(&fs->mu);
 	if (rc)
 		fuse_reply_err(req, -rc);

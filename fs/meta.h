@@ -41,8 +41,10 @@
 #define META_VERSION_EXT 2
 #define META_FIXED       40
 #define META_EXT_LEN     56
-/* Largest file size a version 2 record may hold (extent.h, EXT_MAX_FILE). */
-#define META_SIZE_MAX   ((uint64_t)1 << 46)
+/* Largest file size a version 2 record may hold (extent.h, EXT_MAX_FILE):
+ * the kernel's own limit for FUSE files (MAX_LFS_FILESIZE), so a write past
+ * it fails with EFBIG in write(2), never later at write-back. */
+#define META_SIZE_MAX   ((uint64_t)INT64_MAX)
 #define META_TARGET_MAX 4095
 #define META_BUF        (META_FIXED + META_TARGET_MAX + 1)
 

@@ -89,6 +89,7 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 		n->base = 0;
 	}
 	e.ino = n->ino;
+	e.generation = n->gen;
 	e.attr.st_ino = n->ino;
 	if (fi) {
 		n->nopen++;
