@@ -76,10 +76,30 @@ static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->time_gran = 1;
 }
 
+/* Waits (a few seconds at most) for the threads telling the kernel of
+ * failed writes (fileio.c): they use the session, which is freed after the
+ * destroy callback. After the unmount their notifications fail at once. */
+static void cfs_notify_drain(struct cairnfs *fs)
+{
+	for (int i = 0; i < 500; i++) {
+		unsigned busy;
+
+		pthread_mutex_lock(&fs->mu);
+		busy = fs->notifying;
+		pthread_mutex_unlock(&fs->mu);
+		if (!busy)
+			return;
+		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+	}
+}
+
 static void cfs_destroy(void *userdata)
 {
 	struct cairnfs *fs = userdata;
-	int rc = cairnfs_commit_all(fs);
+	int rc;
+
+	cfs_notify_drain(fs);
+	rc = cairnfs_commit_all(fs);
 
 	if (rc)
 		fuse_log(FUSE_LOG_ERR, "cairnfs: commit at unmount: %s\n", strerror(-rc));
@@ -307,18 +327,7 @@ int cairnfs_close(struct cairnfs *fs)
 
 	if (!fs)
 		return 0;
-	/* the threads telling the kernel of failed writes use fs: let them end
-	 * (after the unmount their notifications fail at once) */
-	for (int i = 0; i < 500; i++) {
-		unsigned busy;
-
-		pthread_mutex_lock(&fs->mu);
-		busy = fs->notifying;
-		pthread_mutex_unlock(&fs->mu);
-		if (!busy)
-			break;
-		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-	}
+	cfs_notify_drain(fs);
 	rc = cairnfs_commit_all(fs);
 	for (size_t i = 0; i < fs->by_ino.size; i++) {
 		struct cfs_node *n = fs->by_ino.b[i], *next;
