@@ -294,6 +294,10 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 	fs->next_ino = CFS_INO_FIRST;
 	fs->start_ns = cfs_now();
 	rc = cfs_first_ext_id(fs, &fs->next_ext_id);
+	if (!rc)
+		rc = cfs_ino_load(fs);
+	if (!rc && !cfg->read_only)
+		rc = cfs_orphans_clean(fs);
 	if (!rc) {
 		struct cairn_iter *it = NULL;
 
@@ -303,7 +307,8 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 		cairn_iter_free(it);
 	}
 	if (rc) {
-		snprintf(err, errlen, "cannot scan the extent keys: %s", strerror(-rc));
+		snprintf(err, errlen, "cannot read the extent, inode and orphan keys: %s",
+		         strerror(-rc));
 		cairn_close(fs->db);
 		if (fs->ro_lock >= 0)
 			close(fs->ro_lock);
@@ -329,6 +334,13 @@ int cairnfs_close(struct cairnfs *fs)
 		return 0;
 	cfs_notify_drain(fs);
 	rc = cairnfs_commit_all(fs);
+	free(fs->gone); /* the scan below deletes them */
+	if (!fs->cfg.read_only) {
+		/* what the kernel still held when it let go */
+		rc2 = cfs_orphans_clean(fs);
+		if (rc2 && !rc)
+			rc = rc2;
+	}
 	for (size_t i = 0; i < fs->by_ino.size; i++) {
 		struct cfs_node *n = fs->by_ino.b[i], *next;
 

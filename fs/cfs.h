@@ -59,6 +59,13 @@
 #define CFS_INO_FIRST  16
 #define CFS_INO_SNAP0  (1ull << 62) /* statistics snapshots: CFS_INO_SNAP0 + n */
 #define CFS_CTL_NAME   ".cairn"
+/* Inode numbers shown in st_ino (docs/cairnfs.md, "Inode numbers"): those
+ * records hold are allocated from CFS_INO_FIRST up; an entry without one
+ * (written through the API, or by an older cairnfs) shows a number derived
+ * from its path, with the top bit set. Node ids are the daemon's own. */
+#define CFS_INO_DERIVED (1ull << 63)
+#define CFS_INO_RESERVE 4096 /* numbers reserved by one write of "\0i" */
+#define CFS_GONE_MAX    256  /* orphan keys queued for deletion before a write */
 /* The system key holding the next extent id (pathkey.h), defined in commit.c. */
 extern const char cfs_next_id_key[2];
 
@@ -76,6 +83,7 @@ struct cfs_node {
 	unsigned nchild;  /* child nodes pointing here */
 	unsigned nopen;   /* open file handles */
 	int hashed;       /* reachable by name: not unlinked or replaced */
+	int orphan;       /* unlinked or replaced while held: data under "\0o" ino */
 	struct wbuf *wb;  /* buffered writes, or NULL */
 	int lay;          /* how the content is stored: enum cfs_layout */
 	uint64_t ext_id;  /* CFS_LAY_PIECES: the extent id */
@@ -140,7 +148,11 @@ struct cairnfs {
 	int any_xattr;            /* whether some "\0x" key may exist (cfs_may_have_xattrs) */
 	uint64_t next_ext_id;     /* the extent id the next large file gets */
 	unsigned notifying;       /* threads telling the kernel of failed writes (fileio.c) */
+	uint64_t ino_next;        /* the inode number the next new entry gets */
+	uint64_t ino_limit;       /* numbers below it are reserved in "\0i" */
 	struct cfs_ctlsnap *ctls; /* rendered statistics files the kernel holds */
+	char *gone;               /* keys of forgotten orphans to delete: (u8 length, key)... */
+	size_t gone_len, gone_cap, gone_n;
 	char result[CAIRNFS_RESULT_MAX]; /* outcome of the last control command */
 	struct cairnfs_counters cnt;
 };
@@ -191,7 +203,12 @@ struct meta_defaults cfs_defaults(struct cairnfs *fs);
 int cfs_stat_path(struct cairnfs *fs, const char *path, size_t plen, struct stat *st,
                   struct meta_probe *p, char *mbuf);
 int cfs_get_meta(struct cairnfs *fs, const char *path, size_t plen, struct meta_rec *r, char *mbuf);
+void cfs_meta_of(const struct meta_probe *p, int type, const struct stat *st, struct meta_rec *r);
 int cfs_batch_meta(struct cairn_batch *b, const char *path, size_t plen, const struct meta_rec *r);
+uint64_t cfs_path_ino(const char *path, size_t plen);
+uint64_t cfs_ino_of(const struct meta_probe *p, int type, const char *path, size_t plen);
+int cfs_ino_alloc(struct cairnfs *fs, uint64_t *ino);
+int cfs_ino_load(struct cairnfs *fs);
 int cfs_write_batch(struct cairnfs *fs, struct cairn_batch *b, int toobig);
 
 /* ---- entry.c: control-file inodes, lookup, forget and getattr */
@@ -219,6 +236,8 @@ int cfs_pieces_read(struct cairnfs *fs, const struct cairn_snapshot *snap, uint6
 int cfs_wb_get(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t plen);
 int cfs_wb_read(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t plen, uint64_t off,
                 char *buf, size_t len, size_t *got);
+int cfs_batch_drop_from(struct cairn_iter *it, struct cairn_batch *b, const char *start,
+                        size_t slen, size_t plen);
 int cfs_drop_pieces(struct cairn_iter *it, struct cairn_batch *b, uint64_t id, uint64_t idx);
 int cfs_commit(struct cairnfs *fs, struct cfs_node *n);
 int cfs_commit_subtree(struct cairnfs *fs, const char *dir, size_t dlen);
@@ -259,6 +278,18 @@ void cfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void cfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void cfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+
+/* ---- orphan.c: files unlinked or replaced while the kernel holds them */
+
+int cfs_node_held(const struct cfs_node *n);
+int cfs_batch_orphan(struct cairnfs *fs, struct cairn_batch *b, struct cfs_node *n,
+                     const char *path, size_t plen, const struct meta_probe *p);
+void cfs_orphan_made(struct cfs_node *n, const struct meta_probe *p);
+void cfs_orphan_gone(struct cairnfs *fs, struct cfs_node *n);
+int cfs_gone_batch(struct cairnfs *fs, struct cairn_batch *b);
+void cfs_gone_done(struct cairnfs *fs);
+void cfs_orphans_flush(struct cairnfs *fs, int force);
+int cfs_orphans_clean(struct cairnfs *fs);
 
 /* ---- dir.c: directory listings */
 

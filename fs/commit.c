@@ -139,26 +139,35 @@ int cfs_wb_read(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t
 	return 0;
 }
 
-/* Adds to b the deletion of every piece of file id from piece idx on: the
- * pieces that exist, found by a scan, so a sparse file costs its pieces. */
-int cfs_drop_pieces(struct cairn_iter *it, struct cairn_batch *b, uint64_t id, uint64_t idx)
+/* Adds to b the deletion of every key from start on that begins with pfx
+ * (plen bytes, a prefix of start). */
+int cfs_batch_drop_from(struct cairn_iter *it, struct cairn_batch *b, const char *start,
+                        size_t slen, size_t plen)
 {
-	char k[EXT_KEY_LEN];
 	const char *key;
 	size_t klen;
 	int rc = 0;
 
-	ext_key(id, idx, k);
-	for (cfs_seek_within(it, k, EXT_KEY_LEN, k, EXT_PFX_LEN); !rc && cairn_iter_valid(it);
+	for (cfs_seek_within(it, start, slen, start, plen); !rc && cairn_iter_valid(it);
 	     cairn_iter_next(it)) {
 		key = cairn_iter_key(it, &klen);
-		if (!pk_has_prefix(key, klen, k, EXT_PFX_LEN))
+		if (!pk_has_prefix(key, klen, start, plen))
 			break;
 		rc = -cfs_errno(cairn_batch_delete(b, key, klen), EIO);
 	}
 	if (!rc && cairn_iter_status(it))
 		rc = -cfs_errno(cairn_iter_status(it), EIO);
 	return rc;
+}
+
+/* Adds to b the deletion of every piece of file id from piece idx on: the
+ * pieces that exist, found by a scan, so a sparse file costs its pieces. */
+int cfs_drop_pieces(struct cairn_iter *it, struct cairn_batch *b, uint64_t id, uint64_t idx)
+{
+	char k[EXT_KEY_LEN];
+
+	ext_key(id, idx, k);
+	return cfs_batch_drop_from(it, b, k, EXT_KEY_LEN, EXT_PFX_LEN);
 }
 
 /* Same, with an iterator of its own. */

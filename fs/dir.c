@@ -224,9 +224,26 @@ void cfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
-/* Adds one entry to a readdir(plus) reply; returns its size, 0 if full. */
-static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *dn,
-                           struct cfs_dir *d, size_t i, char *buf, size_t rem, int plus, off_t next)
+/* The inode number of entry de of the directory at dir: the one its record
+ * holds, else the one derived from its path (cfs_path_ino). */
+static uint64_t cfs_dent_ino(const struct cfs_dent *de, const char *name, int type, const char *dir,
+                             size_t dlen)
+{
+	char path[PK_KEY_BUF];
+	size_t plen;
+
+	if (de->p.has_meta && de->p.meta.type == type && de->p.meta.ino)
+		return de->p.meta.ino;
+	if (pk_join(dir, dlen, name, de->nlen, path, sizeof(path), &plen))
+		return 0;
+	return cfs_path_ino(path, plen);
+}
+
+/* Adds one entry to a readdir(plus) reply; returns its size, 0 if full.
+ * dir is the path of the directory dn. */
+static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *dn, const char *dir,
+                           size_t dlen, struct cfs_dir *d, size_t i, char *buf, size_t rem,
+                           int plus, off_t next)
 {
 	struct meta_defaults def = cfs_defaults(fs);
 	struct fuse_entry_param e;
@@ -234,11 +251,13 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 	char name[PK_NAME_MAX + 1];
 	struct cfs_node *n = NULL;
 	size_t sz;
+	int type;
 
 	memcpy(name, d->names + de->name_off, de->nlen);
 	name[de->nlen] = '\0';
 	cfs_entry_init(fs, &e);
-	if (meta_decide(&de->p, &def, &e.attr) < 0) {
+	type = meta_decide(&de->p, &def, &e.attr);
+	if (type < 0) {
 		/* a bad record: the name only, ino 0 hands out no lookup */
 		memset(&e.attr, 0, sizeof(e.attr));
 		e.attr.st_ino = 0xffffffffu;
@@ -254,7 +273,7 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 		return fuse_add_direntry(req, buf, rem, name, &e.attr, next);
 	} else {
 		n = cfs_node_find(fs, dn, name, de->nlen);
-		e.attr.st_ino = n ? n->ino : 0xffffffffu; /* unknown until looked up */
+		e.attr.st_ino = cfs_dent_ino(de, name, type, dir, dlen);
 	}
 	if (!plus)
 		return fuse_add_direntry(req, buf, rem, name, &e.attr, next);
@@ -266,7 +285,6 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 	cfs_fix_size(n, &e.attr);
 	e.ino = n->ino;
 	e.generation = n->gen;
-	e.attr.st_ino = n->ino;
 	sz = fuse_add_direntry_plus(req, buf, rem, name, &e, next);
 	if (sz <= rem)
 		n->nlookup++; /* the kernel holds a lookup only for entries it got */
@@ -281,7 +299,8 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	struct cairnfs *fs = cfs_of(req);
 	struct cfs_dir *d = (struct cfs_dir *)(uintptr_t)fi->fh;
 	struct cfs_node *dn = NULL;
-	size_t used = 0;
+	char dir[PK_KEY_BUF];
+	size_t used = 0, dlen = 0;
 	char *buf;
 	int rc = 0;
 
@@ -306,6 +325,8 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	}
 	if (ino != CFS_INO_CTLDIR)
 		dn = cfs_node_get(fs, ino);
+	if (dn && cfs_node_path(fs, dn, dir, &dlen))
+		dlen = 0; /* removed meanwhile: numbers from the name alone */
 	for (off_t i = off; !rc && i < (off_t)d->n + 2; i++) {
 		size_t sz;
 
@@ -320,8 +341,8 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			          : fuse_add_direntry(req, buf + used, size - used, i ? ".." : ".",
 			                              &e.attr, i + 1);
 		} else {
-			sz = cfs_dir_emit(req, fs, dn, d, (size_t)(i - 2), buf + used, size - used,
-			                  plus, i + 1);
+			sz = cfs_dir_emit(req, fs, dn, dir, dlen, d, (size_t)(i - 2), buf + used,
+			                  size - used, plus, i + 1);
 		}
 		if (sz == 0 || sz > size - used)
 			break;

@@ -204,9 +204,8 @@ void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto err;
 	}
 	cfs_fix_size(n, &e.attr);
-	e.ino = n->ino;
+	e.ino = n->ino; /* the node id; st_ino is the file's own number */
 	e.generation = n->gen;
-	e.attr.st_ino = n->ino;
 	pthread_mutex_unlock(&fs->mu);
 	fuse_reply_entry(req, &e);
 	return;
@@ -236,6 +235,7 @@ void cfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 
 	pthread_mutex_lock(&fs->mu);
 	cfs_forget_one(fs, ino, nlookup);
+	cfs_orphans_flush(fs, 0);
 	pthread_mutex_unlock(&fs->mu);
 	fuse_reply_none(req);
 }
@@ -247,6 +247,7 @@ void cfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *for
 	pthread_mutex_lock(&fs->mu);
 	for (size_t i = 0; i < count; i++)
 		cfs_forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+	cfs_orphans_flush(fs, 0); /* one batch for them all */
 	pthread_mutex_unlock(&fs->mu);
 	fuse_reply_none(req);
 }
@@ -267,7 +268,10 @@ int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 	if (!n)
 		return -ENOENT;
 	rc = cfs_node_path(fs, n, path, &plen);
-	if (rc == -ENOENT && (n->nopen || !fs->cfg.open)) {
+	if (rc == 0 && n->orphan) {
+		rc = cfs_stat_path(fs, path, plen, st, NULL, NULL);
+		st->st_nlink = 0;
+	} else if (rc == -ENOENT && (n->nopen || !fs->cfg.open)) {
 		/* unlinked but still open: an empty file with no links */
 		memset(st, 0, sizeof(*st));
 		st->st_mode = S_IFREG | 0600;
@@ -279,7 +283,8 @@ int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 	if (rc < 0)
 		return rc;
 	cfs_fix_size(n, st);
-	st->st_ino = ino;
+	if (!st->st_ino)
+		st->st_ino = ino;
 	return 0;
 }
 

@@ -413,6 +413,7 @@ void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_log(FUSE_LOG_ERR, "cairnfs: commit at release: %s\n", strerror(-rc));
 		cfs_wb_drop(fs, n);
 		cfs_node_maybe_free(fs, n);
+		cfs_orphans_flush(fs, 0);
 	}
 	pthread_mutex_unlock(&fs->mu);
 	fuse_reply_err(req, 0);

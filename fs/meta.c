@@ -46,7 +46,10 @@ int meta_encode(const struct meta_rec *r, char *out)
 
 	if (tlen > META_TARGET_MAX)
 		return -ENAMETOOLONG;
-	out[0] = r->type == META_FILE && r->ext_id ? META_VERSION_EXT : META_VERSION;
+	if (r->ino)
+		out[0] = META_VERSION_INO;
+	else
+		out[0] = r->type == META_FILE && r->ext_id ? META_VERSION_EXT : META_VERSION;
 	out[1] = (char)r->type;
 	out[2] = (char)(tlen & 0xff);
 	out[3] = (char)(tlen >> 8);
@@ -56,6 +59,17 @@ int meta_encode(const struct meta_rec *r, char *out)
 	meta_put64(out + 16, (uint64_t)r->atime_ns);
 	meta_put64(out + 24, (uint64_t)r->mtime_ns);
 	meta_put64(out + 32, (uint64_t)r->ctime_ns);
+	if (out[0] == META_VERSION_INO) {
+		meta_put64(out + 40, r->ino);
+		meta_put64(out + 48, r->type == META_FILE && r->ext_id ? r->size : 0);
+		meta_put64(out + 56, r->type == META_FILE ? r->ext_id : 0);
+		meta_put64(out + 64, r->type == META_CHR || r->type == META_BLK ? r->rdev : 0);
+		meta_put32(out + 72, r->nlink);
+		meta_put32(out + 76, 0);
+		if (tlen)
+			memcpy(out + META_INO_FIXED, r->target, tlen);
+		return (int)(META_INO_FIXED + tlen);
+	}
 	if (tlen)
 		memcpy(out + META_FIXED, r->target, tlen);
 	if (out[0] == META_VERSION_EXT) {
@@ -71,14 +85,32 @@ int meta_decode(const void *buf, size_t len, struct meta_rec *r)
 	const unsigned char *p = buf;
 	size_t tlen;
 
-	if (len < META_FIXED || (p[0] != META_VERSION && p[0] != META_VERSION_EXT))
+	if (len < META_FIXED || p[0] < META_VERSION || p[0] > META_VERSION_INO)
 		return -EIO;
-	if (p[1] < META_FILE || p[1] > META_SYMLINK)
+	if (p[1] < META_FILE || p[1] > (p[0] == META_VERSION_INO ? META_SOCK : META_SYMLINK))
 		return -EIO;
 	tlen = (size_t)p[2] | ((size_t)p[3] << 8);
 	r->ext_id = 0;
 	r->size = 0;
-	if (p[0] == META_VERSION_EXT) {
+	r->ino = 0;
+	r->rdev = 0;
+	r->nlink = 0;
+	r->target = (const char *)p + META_FIXED;
+	if (p[0] == META_VERSION_INO) {
+		if (len != META_INO_FIXED + tlen || (tlen && p[1] != META_SYMLINK) ||
+		    tlen > META_TARGET_MAX)
+			return -EIO;
+		r->ino = meta_get64(p + 40);
+		r->size = meta_get64(p + 48);
+		r->ext_id = meta_get64(p + 56);
+		r->rdev = meta_get64(p + 64);
+		r->nlink = meta_get32(p + 72);
+		r->target = (const char *)p + META_INO_FIXED;
+		if (!r->ino || r->size > META_SIZE_MAX ||
+		    ((r->ext_id || r->size) && p[1] != META_FILE) || (r->size && !r->ext_id) ||
+		    (r->rdev && p[1] != META_CHR && p[1] != META_BLK) || meta_get32(p + 76))
+			return -EIO;
+	} else if (p[0] == META_VERSION_EXT) {
 		if (len != META_EXT_LEN || p[1] != META_FILE || tlen)
 			return -EIO;
 		r->size = meta_get64(p + 40);
@@ -97,7 +129,6 @@ int meta_decode(const void *buf, size_t len, struct meta_rec *r)
 	r->mtime_ns = (int64_t)meta_get64(p + 24);
 	r->ctime_ns = (int64_t)meta_get64(p + 32);
 	r->tlen = tlen;
-	r->target = (const char *)p + META_FIXED;
 	return 0;
 }
 
@@ -167,6 +198,13 @@ int meta_decide(const struct meta_probe *p, const struct meta_defaults *d, struc
 		meta_from_rec(p, st, S_IFLNK);
 		st->st_size = (off_t)p->meta.tlen;
 		return META_SYMLINK;
+	}
+	if (p->has_meta && p->meta.type >= META_FIFO) {
+		static const mode_t fmt[] = {S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK};
+
+		meta_from_rec(p, st, fmt[p->meta.type - META_FIFO]);
+		st->st_rdev = (dev_t)p->meta.rdev;
+		return p->meta.type;
 	}
 	if (p->has_meta && p->meta.type == META_FILE && p->data_file) {
 		meta_from_rec(p, st, S_IFREG);

@@ -24,9 +24,24 @@
  *   48     8     extent file id (not 0): the file's data is in the keys
  *                "\0d" ID INDEX (extent.h)
  *
+ * Version 3 is the record of an entry that has an inode number of its own
+ * (every entry cairnfs creates), of any type: bytes 0-39 as above with
+ * version 3 (type 1 to 7: 4 FIFO, 5 character device, 6 block device,
+ * 7 socket), then
+ *
+ *   40     8     inode number (not 0)
+ *   48     8     file size in bytes, with an extent id; else 0
+ *   56     8     extent file id, or 0 (the content is the key PATH)
+ *   64     8     device number (rdev) of a device, else 0
+ *   72     4     link count: 0 for an entry with one name
+ *   76     4     reserved, 0
+ *   80     T     symlink target bytes (no NUL)
+ *
  * A record of any other version, an unknown type, or a length other than
- * 40 + T (version 1) or 56 (version 2) is rejected (EIO): cairnfs never
- * guesses at metadata.
+ * 40 + T (version 1), 56 (version 2) or 80 + T (version 3) is rejected
+ * (EIO): cairnfs never guesses at metadata. Versions 1 and 2 have no inode
+ * number: cairnfs derives one from the path (docs/cairnfs.md) and writes
+ * version 3 when it rewrites the record with a number.
  */
 #ifndef CAIRNFS_META_H
 #define CAIRNFS_META_H
@@ -41,17 +56,23 @@
 #define META_VERSION_EXT 2
 #define META_FIXED       40
 #define META_EXT_LEN     56
+#define META_VERSION_INO 3
+#define META_INO_FIXED   80
 /* Largest file size a version 2 record may hold (extent.h, EXT_MAX_FILE):
  * the kernel's own limit for FUSE files (MAX_LFS_FILESIZE), so a write past
  * it fails with EFBIG in write(2), never later at write-back. */
 #define META_SIZE_MAX   ((uint64_t)INT64_MAX)
 #define META_TARGET_MAX 4095
-#define META_BUF        (META_FIXED + META_TARGET_MAX + 1)
+#define META_BUF        (META_INO_FIXED + META_TARGET_MAX + 1)
 
 enum meta_type {
 	META_FILE = 1,
 	META_DIR = 2,
 	META_SYMLINK = 3,
+	META_FIFO = 4,
+	META_CHR = 5,
+	META_BLK = 6,
+	META_SOCK = 7,
 };
 
 struct meta_rec {
@@ -63,6 +84,9 @@ struct meta_rec {
 	const char *target; /* points into the buffer that was decoded */
 	uint64_t ext_id;    /* regular file stored as extents: its id, else 0 */
 	uint64_t size;      /* with ext_id: the file size */
+	uint64_t ino;       /* its inode number, or 0 (versions 1 and 2) */
+	uint64_t rdev;      /* a device's number */
+	uint32_t nlink;     /* link count, 0 for one name */
 };
 
 /* Encodes r into out (at least META_BUF bytes). Returns the length, or
@@ -95,7 +119,8 @@ struct meta_defaults {
 };
 
 /* The one rule deciding what a path is (docs/cairnfs.md, "Key schema"):
- *   1. a directory record makes a directory, a symlink record a symlink;
+ *   1. a directory record makes a directory, a symlink record a symlink,
+ *      the record of a FIFO, device or socket that special file;
  *   2. a file record together with the key PATH makes a regular file; a
  *      file record with extents (version 2) makes one without the key;
  *   3. otherwise any key under PATH "/" makes a directory (the directory

@@ -18,11 +18,12 @@ static void cfs_made_stat(struct cairnfs *fs, const struct meta_rec *r, struct s
 	p.meta = *r;
 	p.data_file = r->type == META_FILE;
 	meta_decide(&p, &d, st);
+	st->st_ino = r->ino;
 }
 
 /* Writes a new entry (file, directory or symlink) and replies with it. */
 static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int type, mode_t mode,
-                     const char *target, struct fuse_file_info *fi)
+                     dev_t rdev, const char *target, struct fuse_file_info *fi)
 {
 	struct cairnfs *fs = cfs_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -64,6 +65,10 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 	if (rc)
 		goto out;
 	meta_init(&r, type, mode, ctx->uid, gid, cfs_now());
+	r.rdev = rdev;
+	rc = cfs_ino_alloc(fs, &r.ino);
+	if (rc)
+		goto out;
 	if (target) {
 		r.target = target;
 		r.tlen = strlen(target);
@@ -90,7 +95,6 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 	}
 	e.ino = n->ino;
 	e.generation = n->gen;
-	e.attr.st_ino = n->ino;
 	if (fi) {
 		n->nopen++;
 		fi->keep_cache = 1;
@@ -109,22 +113,44 @@ out:
 void cfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                 struct fuse_file_info *fi)
 {
-	cfs_make(req, parent, name, META_FILE, mode, NULL, fi);
+	cfs_make(req, parent, name, META_FILE, mode, 0, NULL, fi);
 }
 
+/* Special files are records of their type (and device number) alone: the
+ * kernel serves FIFOs and sockets itself, and devices stay inert unless the
+ * mount allows them (-o dev). */
 void cfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)rdev;
-	if (!S_ISREG(mode)) {
-		fuse_reply_err(req, EPERM); /* no devices, fifos or sockets */
+	int type;
+
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		type = META_FILE;
+		break;
+	case S_IFIFO:
+		type = META_FIFO;
+		break;
+	case S_IFCHR:
+		type = META_CHR;
+		break;
+	case S_IFBLK:
+		type = META_BLK;
+		break;
+	case S_IFSOCK:
+		type = META_SOCK;
+		break;
+	default:
+		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	cfs_make(req, parent, name, META_FILE, mode, NULL, NULL);
+	if (type != META_CHR && type != META_BLK)
+		rdev = 0;
+	cfs_make(req, parent, name, type, mode, rdev, NULL, NULL);
 }
 
 void cfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	cfs_make(req, parent, name, META_DIR, mode, NULL, NULL);
+	cfs_make(req, parent, name, META_DIR, mode, 0, NULL, NULL);
 }
 
 void cfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -133,7 +159,7 @@ void cfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	cfs_make(req, parent, name, META_SYMLINK, 0777, link, NULL);
+	cfs_make(req, parent, name, META_SYMLINK, 0777, 0, link, NULL);
 }
 
 void cfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -322,15 +348,15 @@ int cfs_may_have_xattrs(struct cairnfs *fs, struct cairn_iter *it)
  * directory here is empty: only its own record and attributes go. *itp is
  * an iterator, made here when one is needed and none was. */
 static int cfs_batch_remove(struct cairnfs *fs, struct cairn_iter **itp, struct cairn_batch *b,
-                            const char *path, size_t plen, int type, const struct meta_probe *p)
+                            const char *path, size_t plen, int type, const struct meta_probe *p,
+                            int keep_pieces)
 {
 	struct cairn_iter *it;
 	char k[PK_KEY_BUF];
-	const char *key;
-	size_t klen;
 	int kl, rc = 0;
 
-	if (!*itp && (fs->any_xattr != CFS_XATTR_NONE || (p->has_meta && p->meta.ext_id))) {
+	if (!*itp &&
+	    (fs->any_xattr != CFS_XATTR_NONE || (p->has_meta && p->meta.ext_id && !keep_pieces))) {
 		rc = cfs_iter(fs, itp);
 		if (rc)
 			return rc;
@@ -344,23 +370,15 @@ static int cfs_batch_remove(struct cairnfs *fs, struct cairn_iter **itp, struct 
 		return kl;
 	if (!rc)
 		rc = -cfs_errno(cairn_batch_delete(b, k, (size_t)kl), EIO);
-	if (!rc && type == META_FILE && p->has_meta && p->meta.type == META_FILE && p->meta.ext_id)
+	if (!rc && type == META_FILE && p->has_meta && p->meta.type == META_FILE &&
+	    p->meta.ext_id && !keep_pieces)
 		rc = cfs_drop_pieces(it, b, p->meta.ext_id, 0);
 	if (rc || !cfs_may_have_xattrs(fs, it))
 		return rc;
 	kl = pk_xattr_key(path, plen, NULL, 0, k);
 	if (kl < 0)
 		return kl;
-	for (cfs_seek_within(it, k, (size_t)kl, k, (size_t)kl); !rc && cairn_iter_valid(it);
-	     cairn_iter_next(it)) {
-		key = cairn_iter_key(it, &klen);
-		if (!pk_has_prefix(key, klen, k, (size_t)kl))
-			break;
-		rc = -cfs_errno(cairn_batch_delete(b, key, klen), EIO);
-	}
-	if (!rc && cairn_iter_status(it))
-		rc = -cfs_errno(cairn_iter_status(it), EIO);
-	return rc;
+	return cfs_batch_drop_from(it, b, k, (size_t)kl, (size_t)kl);
 }
 
 /* Removes the entry (parent, name): unlink (want_dir 0) or rmdir (1). The
@@ -373,11 +391,11 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	struct cairn_batch *b = NULL;
 	struct cairn_iter *it = NULL;
 	char path[PK_KEY_BUF];
-	struct cfs_node *pn, *n;
+	struct cfs_node *pn, *n = NULL;
 	struct meta_probe p;
 	struct stat st;
 	size_t plen;
-	int rc, type, nonempty = 0;
+	int rc, type, nonempty = 0, orphan = 0;
 
 	if (fs->cfg.read_only) {
 		fuse_reply_err(req, EROFS);
@@ -389,6 +407,10 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	}
 	pthread_mutex_lock(&fs->mu);
 	rc = cfs_child_path(fs, parent, name, &pn, path, &plen);
+	if (!rc)
+		n = cfs_node_find(fs, pn, name, strlen(name));
+	if (!rc && n && n->wb && n->wb->dirty)
+		rc = cfs_commit(fs, n); /* an orphan takes what is committed */
 	if (!rc)
 		rc = cfs_probe_point(fs, path, plen, &p, NULL);
 	if (rc == 0)
@@ -411,16 +433,22 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 		rc = -ENOTEMPTY;
 	if (!rc)
 		rc = -cfs_errno(cairn_batch_new(&b), EIO);
+	if (!rc && type == META_FILE && cfs_node_held(n)) {
+		orphan = cfs_batch_orphan(fs, b, n, path, plen, &p);
+		rc = orphan < 0 ? orphan : 0;
+	}
 	if (!rc)
-		rc = cfs_batch_remove(fs, &it, b, path, plen, type, &p);
+		rc = cfs_batch_remove(fs, &it, b, path, plen, type, &p, orphan == 1);
 	if (!rc)
 		rc = cfs_write_batch(fs, b, EIO);
 	if (rc)
 		goto out;
-	n = cfs_node_find(fs, pn, name, strlen(name));
 	if (n) {
 		cfs_node_unhash(fs, n);
-		cfs_wb_drop(fs, n);
+		if (type == META_FILE && cfs_node_held(n))
+			cfs_orphan_made(n, &p);
+		else
+			cfs_wb_drop(fs, n);
 	}
 out:
 	pthread_mutex_unlock(&fs->mu);
@@ -445,6 +473,11 @@ struct cfs_side {
 	char path[PK_KEY_BUF];
 	size_t plen;
 	int type; /* meta_type, or -ENOENT */
+	struct meta_probe p;
+	struct stat st;
+	char mbuf[META_BUF]; /* the record p holds */
+	struct cfs_node *n;  /* its node, if the kernel knows it */
+	int orphan;          /* a replaced file the kernel holds: kept as an orphan */
 };
 
 /* Checks a rename as POSIX says; returns 0 or the errno to give. */
@@ -484,6 +517,25 @@ static int cfs_rename_check(struct cairnfs *fs, struct cfs_side *s, struct cfs_s
 	return 0;
 }
 
+/* Adds to b the record of the entry from, moved to to, with the inode
+ * number it shows now when its record holds none (an older record, or none
+ * at all), so a rename keeps the number. A directory made only by the keys
+ * below it has no record to keep one in: it takes the number of its new path. */
+static int cfs_batch_keep_ino(struct cairn_batch *b, const struct cfs_side *from,
+                              const struct cfs_side *to)
+{
+	const struct meta_probe *p = &from->p;
+	struct meta_rec r;
+
+	if (from->type == META_DIR && !(p->has_meta && p->meta.type == META_DIR))
+		return 0;
+	if (p->has_meta && p->meta.type == from->type && p->meta.ino)
+		return 0;
+	cfs_meta_of(p, from->type, &from->st, &r);
+	r.ino = cfs_path_ino(from->path, from->plen);
+	return cfs_batch_meta(b, to->path, to->plen, &r);
+}
+
 /* The batch of a rename: every delete first, then every put, so an exchange
  * never deletes what it has just written. */
 static int cfs_rename_batch(struct cairnfs *fs, struct cfs_side *s, struct cfs_side *d,
@@ -494,15 +546,25 @@ static int cfs_rename_batch(struct cairnfs *fs, struct cfs_side *s, struct cfs_s
 
 	if (rc)
 		return rc;
-	if (d->type >= 0)
+	if (d->orphan) {
+		rc = cfs_batch_orphan(fs, b, d->n, d->path, d->plen, &d->p);
+		if (rc >= 0)
+			rc = cfs_batch_entry(it, b, d->path, d->plen, d->type,
+			                     rc == 1 ? CFS_DEL : CFS_DROP, NULL, 0);
+	} else if (d->type >= 0) {
 		rc = cfs_batch_entry(it, b, d->path, d->plen, d->type,
 		                     flags & RENAME_EXCHANGE ? CFS_DEL : CFS_DROP, NULL, 0);
+	}
 	if (!rc)
 		rc = cfs_batch_entry(it, b, s->path, s->plen, s->type, CFS_DEL, NULL, 0);
 	if (!rc)
 		rc = cfs_batch_entry(it, b, s->path, s->plen, s->type, CFS_PUT, d->path, d->plen);
 	if (!rc && (flags & RENAME_EXCHANGE))
 		rc = cfs_batch_entry(it, b, d->path, d->plen, d->type, CFS_PUT, s->path, s->plen);
+	if (!rc)
+		rc = cfs_batch_keep_ino(b, s, d);
+	if (!rc && (flags & RENAME_EXCHANGE))
+		rc = cfs_batch_keep_ino(b, d, s);
 	cairn_iter_free(it);
 	return rc;
 }
@@ -512,14 +574,20 @@ static int cfs_rename_locked(struct cairnfs *fs, struct cfs_side *s, struct cfs_
 {
 	struct cairn_batch *b = NULL;
 	struct cfs_node *sn, *dn;
-	struct stat st;
 	int rc;
 
-	s->type = cfs_stat_path(fs, s->path, s->plen, &st, NULL, NULL);
-	d->type = cfs_stat_path(fs, d->path, d->plen, &st, NULL, NULL);
+	d->n = cfs_node_find(fs, d->pn, d->name, strlen(d->name));
+	if (d->n && d->n->wb && d->n->wb->dirty && !(flags & RENAME_EXCHANGE)) {
+		rc = cfs_commit(fs, d->n); /* an orphan takes what is committed */
+		if (rc)
+			return rc;
+	}
+	s->type = cfs_stat_path(fs, s->path, s->plen, &s->st, &s->p, s->mbuf);
+	d->type = cfs_stat_path(fs, d->path, d->plen, &d->st, &d->p, d->mbuf);
 	rc = cfs_rename_check(fs, s, d, flags);
 	if (rc || (s->plen == d->plen && !memcmp(s->path, d->path, s->plen)))
 		return rc;
+	d->orphan = d->type == META_FILE && !(flags & RENAME_EXCHANGE) && cfs_node_held(d->n);
 	rc = cfs_commit_subtree(fs, s->path, s->plen);
 	if (!rc && (flags & RENAME_EXCHANGE))
 		rc = cfs_commit_subtree(fs, d->path, d->plen);
@@ -536,7 +604,10 @@ static int cfs_rename_locked(struct cairnfs *fs, struct cfs_side *s, struct cfs_
 	dn = cfs_node_find(fs, d->pn, d->name, strlen(d->name));
 	if (dn && !(flags & RENAME_EXCHANGE)) {
 		cfs_node_unhash(fs, dn);
-		cfs_wb_drop(fs, dn);
+		if (d->orphan && dn == d->n)
+			cfs_orphan_made(dn, &d->p);
+		else
+			cfs_wb_drop(fs, dn);
 		dn = NULL;
 	}
 	if (dn)

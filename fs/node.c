@@ -211,6 +211,8 @@ void cfs_node_maybe_free(struct cairnfs *fs, struct cfs_node *n)
 	while (n != &fs->root && !n->nlookup && !n->nchild && !n->nopen) {
 		struct cfs_node *parent = n->parent, **pp;
 
+		if (n->orphan)
+			cfs_orphan_gone(fs, n);
 		cfs_node_unhash(fs, n);
 		pp = &fs->by_ino.b[cfs_hash_ino(n->ino) & (fs->by_ino.size - 1)];
 		while (*pp != n)
@@ -255,6 +257,11 @@ int cfs_node_path(struct cairnfs *fs, struct cfs_node *n, char *buf, size_t *len
 	size_t total = 0, pos;
 	struct cfs_node *p;
 
+	if (n->orphan) {
+		pk_orphan_path(n->ino, buf);
+		*len = PK_ORPHAN_LEN;
+		return 0;
+	}
 	for (p = n; p != &fs->root; p = p->parent) {
 		if (!p->hashed)
 			return -ENOENT; /* unlinked, or below something unlinked */

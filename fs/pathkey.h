@@ -10,6 +10,19 @@
  *   "\0x" PATH "\0" NAME    the value of extended attribute NAME of PATH
  *   "\0d" ID INDEX          a piece of a large file (see extent.h)
  *   "\0n"                   the next extent id, u64 little-endian
+ *   "\0i"                   above every inode number a record holds, u64
+ *                           little-endian (a reservation: see cfs_ino_alloc)
+ *   "\0o" INO               the content of an orphan: a file unlinked or
+ *                           replaced while the kernel still held it (INO
+ *                           8 bytes big-endian, the daemon's node id)
+ *   "\0o" INO "m"           its metadata record
+ *   "\0o" INO "x" NAME      its extended attribute NAME
+ *
+ * An orphan is named by the pseudo-path "\0o" INO: the functions below that
+ * build a record or attribute key from a path give an orphan's keys when
+ * handed one, so the code that reads and writes a file works on an orphan
+ * unchanged. Orphans live until the kernel forgets the inode, or until the
+ * next mount when the daemon stopped first.
  *
  * Paths never contain a NUL byte, so the NUL after PATH ends it unambiguously.
  * Nothing here touches the database: these functions only compute bytes, so
@@ -19,6 +32,7 @@
 #define CAIRNFS_PATHKEY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cairn.h"
 
@@ -36,6 +50,17 @@
 #define PK_TAG_XATTR   'x'
 #define PK_TAG_PIECE   'd'
 #define PK_TAG_NEXT_ID 'n'
+#define PK_TAG_ORPHAN  'o'
+#define PK_TAG_INO     'i'
+
+/* Length of an orphan's pseudo-path "\0o" INO. */
+#define PK_ORPHAN_LEN 10
+
+/* Writes the pseudo-path of orphan ino into out (PK_ORPHAN_LEN bytes). */
+void pk_orphan_path(uint64_t ino, char *out);
+
+/* Nonzero if path is an orphan's pseudo-path. */
+int pk_is_orphan(const char *path, size_t plen);
 
 /* Checks one path component: 0 if it can be a file name, -EINVAL if it is
  * empty, "." or "..", or holds '/' or NUL, -ENAMETOOLONG if it is longer than
@@ -82,11 +107,13 @@ int pk_child(const void *key, size_t klen, size_t plen, size_t *nlen, int *deepe
  * -ENAMETOOLONG if it does not fit in a key. */
 int pk_subtree_end(const void *child, size_t clen, char *out);
 
-/* Writes "\0" tag + path into out (PK_KEY_BUF bytes). Returns the length,
- * or -ENAMETOOLONG if the key would exceed CAIRN_MAX_KEY_SIZE. */
+/* Writes "\0" tag + path into out (PK_KEY_BUF bytes); for an orphan's
+ * pseudo-path, path + tag. Returns the length, or -ENAMETOOLONG if the key
+ * would exceed CAIRN_MAX_KEY_SIZE. */
 int pk_sys_key(char tag, const char *path, size_t plen, char *out);
 
-/* Writes "\0x" + path + "\0" + name into out (PK_KEY_BUF bytes). With name
+/* Writes "\0x" + path + "\0" + name into out (PK_KEY_BUF bytes), for an
+ * orphan's pseudo-path path + "x" + name. With name
  * NULL writes the prefix shared by all attributes of path ("\0x" path "\0").
  * Returns the length, or -ENAMETOOLONG (-ERANGE for a name over
  * PK_XATTR_NAME_MAX). */

@@ -234,7 +234,84 @@ int cfs_stat_path(struct cairnfs *fs, const char *path, size_t plen, struct stat
 	rc = cfs_probe(fs, path, plen, p, mbuf);
 	if (rc)
 		return rc;
-	return meta_decide(p, &d, st);
+	rc = meta_decide(p, &d, st);
+	if (rc >= 0)
+		st->st_ino = cfs_ino_of(p, rc, path, plen);
+	return rc;
+}
+
+/* The inode number of an entry without one of its own: FNV-1a of its path
+ * with the top bit set, so it never meets an allocated one; the root is 1. */
+uint64_t cfs_path_ino(const char *path, size_t plen)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	if (plen == 0)
+		return CFS_INO_ROOT;
+	for (size_t i = 0; i < plen; i++)
+		h = (h ^ (unsigned char)path[i]) * 1099511628211ull;
+	return h | CFS_INO_DERIVED;
+}
+
+/* The inode number of the entry of the given type at path, found by p. */
+uint64_t cfs_ino_of(const struct meta_probe *p, int type, const char *path, size_t plen)
+{
+	if (p->has_meta && p->meta.type == type && p->meta.ino)
+		return p->meta.ino;
+	return cfs_path_ino(path, plen);
+}
+
+static const char cfs_ino_key[2] = {'\0', PK_TAG_INO};
+
+/* Reads the reservation at mount: numbers from it up are free. */
+int cfs_ino_load(struct cairnfs *fs)
+{
+	unsigned char v[8];
+	size_t got = 0;
+	int rc = cairn_get_range(fs->db, NULL, cfs_ino_key, sizeof(cfs_ino_key), 0, v, sizeof(v),
+	                         &got);
+
+	fs->ino_next = CFS_INO_FIRST;
+	if (rc == CAIRN_ENOTFOUND)
+		rc = CAIRN_OK, got = 0;
+	if (rc)
+		return -cfs_errno(rc, EIO);
+	if (got == sizeof(v)) {
+		uint64_t hw = 0;
+
+		for (int i = 7; i >= 0; i--)
+			hw = hw << 8 | v[i];
+		if (hw > fs->ino_next && hw < CFS_INO_DERIVED)
+			fs->ino_next = hw;
+	}
+	fs->ino_limit = fs->ino_next;
+	return 0;
+}
+
+/* Hands out a new inode number, under fs->mu. Numbers are reserved
+ * CFS_INO_RESERVE at a time by a write of "\0i" of its own, logged before
+ * any record that holds one of them, so a crash can skip numbers but never
+ * hand one out twice; a create costs no extra key. */
+int cfs_ino_alloc(struct cairnfs *fs, uint64_t *ino)
+{
+	if (fs->ino_next >= fs->ino_limit) {
+		uint64_t lim = fs->ino_next + CFS_INO_RESERVE;
+		char v[8];
+		int rc;
+
+		if (lim >= CFS_INO_DERIVED)
+			return -ENOSPC;
+		for (int i = 0; i < 8; i++)
+			v[i] = (char)(lim >> (8 * i));
+		rc = cairn_put(fs->db, cfs_ino_key, sizeof(cfs_ino_key), v, sizeof(v), 0);
+		if (rc) {
+			cfs_log_engine(fs, "inode number reservation", rc);
+			return -cfs_errno(rc, EIO);
+		}
+		fs->ino_limit = lim;
+	}
+	*ino = fs->ino_next++;
+	return 0;
 }
 
 /* Reads the record of path, or builds the default one for what it is now. */
@@ -246,17 +323,24 @@ int cfs_get_meta(struct cairnfs *fs, const char *path, size_t plen, struct meta_
 
 	if (type < 0)
 		return type;
-	if (p.has_meta && p.meta.type == type) {
-		*r = p.meta;
-		if (type == META_FILE && p.data.seq > p.meta_seq)
-			r->mtime_ns = r->ctime_ns = p.data.mtime_ns;
-		return type;
-	}
-	meta_init(r, type, st.st_mode & 07777, st.st_uid, st.st_gid, 0);
-	r->atime_ns = (int64_t)st.st_atim.tv_sec * 1000000000 + st.st_atim.tv_nsec;
-	r->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	r->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+	cfs_meta_of(&p, type, &st, r);
 	return type;
+}
+
+/* The record of an entry of the given type from what its probe found, or
+ * the default one (its stat st) when it has none of its own. */
+void cfs_meta_of(const struct meta_probe *p, int type, const struct stat *st, struct meta_rec *r)
+{
+	if (p->has_meta && p->meta.type == type) {
+		*r = p->meta;
+		if (type == META_FILE && p->data.seq > p->meta_seq)
+			r->mtime_ns = r->ctime_ns = p->data.mtime_ns;
+		return;
+	}
+	meta_init(r, type, st->st_mode & 07777, st->st_uid, st->st_gid, 0);
+	r->atime_ns = (int64_t)st->st_atim.tv_sec * 1000000000 + st->st_atim.tv_nsec;
+	r->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	r->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
 }
 
 int cfs_batch_meta(struct cairn_batch *b, const char *path, size_t plen, const struct meta_rec *r)
@@ -272,12 +356,17 @@ int cfs_batch_meta(struct cairn_batch *b, const char *path, size_t plen, const s
 	return -cfs_errno(cairn_batch_put(b, mk, (size_t)mkl, rec, (size_t)rl), ENAMETOOLONG);
 }
 
+/* Writes b, with the deletions of forgotten orphans queued so far
+ * (orphan.c): they ride along instead of costing a write each. */
 int cfs_write_batch(struct cairnfs *fs, struct cairn_batch *b, int toobig)
 {
+	int gone = fs->gone_n && !cfs_gone_batch(fs, b);
 	int rc = cairn_write(fs->db, b, 0);
 
 	fs->wgen++;
 	if (rc)
 		cfs_log_engine(fs, "write", rc);
+	else if (gone)
+		cfs_gone_done(fs);
 	return -cfs_errno(rc, toobig);
 }

@@ -447,3 +447,91 @@ Test(fswbuf, a_borrowed_buffer_reads_like_a_written_one_and_is_not_freed)
 	wbuf_free(&ref);
 	free(data);
 }
+
+Test(fsmeta, numbered_record_round_trips)
+{
+	struct meta_rec r, d;
+	char buf[META_BUF];
+	int n;
+
+	meta_init(&r, META_SYMLINK, 0777, 1, 2, 3);
+	r.ino = 0x1122334455667788ull;
+	r.target = "a/b";
+	r.tlen = 3;
+	n = meta_encode(&r, buf);
+	cr_assert_eq(n, META_INO_FIXED + 3);
+	cr_assert_eq(buf[0], META_VERSION_INO);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.ino, r.ino);
+	cr_assert_eq(d.tlen, 3);
+	cr_assert_eq(memcmp(d.target, "a/b", 3), 0);
+
+	meta_init(&r, META_FILE, 0600, 1, 2, 3);
+	r.ino = 42;
+	r.ext_id = 7;
+	r.size = 1 << 30;
+	n = meta_encode(&r, buf);
+	cr_assert_eq(n, META_INO_FIXED);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.ino, 42);
+	cr_assert_eq(d.ext_id, 7);
+	cr_assert_eq(d.size, 1 << 30);
+
+	meta_init(&r, META_CHR, 0620, 0, 5, 3);
+	r.ino = 43;
+	r.rdev = 0x0103;
+	n = meta_encode(&r, buf);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.type, META_CHR);
+	cr_assert_eq(d.rdev, 0x0103);
+}
+
+Test(fsmeta, bad_numbered_records_are_rejected)
+{
+	struct meta_rec r, d;
+	char buf[META_BUF];
+	int n;
+
+	meta_init(&r, META_FIFO, 0644, 0, 0, 0);
+	r.ino = 9;
+	n = meta_encode(&r, buf);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(meta_decode(buf, (size_t)n - 1, &d), -EIO, "short");
+	buf[64] = 1;
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), -EIO, "a device number on a FIFO");
+	buf[64] = 0;
+	buf[76] = 1;
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), -EIO, "reserved bytes set");
+	buf[76] = 0;
+	memset(buf + 40, 0, 8);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), -EIO, "inode number 0");
+	buf[40] = 9;
+	buf[56] = 1;
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), -EIO, "an extent id on a FIFO");
+	/* special types exist only from version 3 on */
+	meta_init(&r, META_FILE, 0644, 0, 0, 0);
+	n = meta_encode(&r, buf);
+	buf[1] = META_FIFO;
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), -EIO, "a FIFO in version 1");
+}
+
+Test(fsmeta, decide_special_files)
+{
+	struct meta_defaults def = {1, 2, 3};
+	struct meta_probe p;
+	struct stat st;
+
+	memset(&p, 0, sizeof(p));
+	p.has_meta = 1;
+	meta_init(&p.meta, META_BLK, 0660, 0, 6, 0);
+	p.meta.rdev = 0x0800;
+	cr_assert_eq(meta_decide(&p, &def, &st), META_BLK);
+	cr_assert(S_ISBLK(st.st_mode));
+	cr_assert_eq(st.st_rdev, 0x0800);
+	p.meta.type = META_SOCK;
+	cr_assert_eq(meta_decide(&p, &def, &st), META_SOCK);
+	cr_assert(S_ISSOCK(st.st_mode));
+	p.meta.type = META_FIFO;
+	cr_assert_eq(meta_decide(&p, &def, &st), META_FIFO);
+	cr_assert(S_ISFIFO(st.st_mode));
+}

@@ -215,3 +215,26 @@ Test(pathkey, seek_listing_matches_full_scan)
 	for (size_t i = 0; i < n; i++)
 		free(keys[i]);
 }
+
+Test(pathkey, orphan_keys_live_under_their_pseudo_path)
+{
+	char p[PK_ORPHAN_LEN], k[PK_KEY_BUF];
+	static const char want[PK_ORPHAN_LEN] = {0, 'o', 0, 0, 0, 0, 0, 0, 0x12, 0x34};
+	int n;
+
+	pk_orphan_path(0x1234, p);
+	cr_assert_eq(memcmp(p, want, PK_ORPHAN_LEN), 0);
+	cr_assert(pk_is_orphan(p, PK_ORPHAN_LEN));
+	cr_assert(!pk_is_orphan("ab", 2));
+	cr_assert(!pk_is_orphan("0123456789", 10));
+	n = pk_sys_key(PK_TAG_META, p, PK_ORPHAN_LEN, k);
+	cr_assert_eq(n, PK_ORPHAN_LEN + 1);
+	cr_assert_eq(memcmp(k, want, PK_ORPHAN_LEN), 0);
+	cr_assert_eq(k[PK_ORPHAN_LEN], 'm');
+	n = pk_xattr_key(p, PK_ORPHAN_LEN, "user.a", 6, k);
+	cr_assert_eq(n, PK_ORPHAN_LEN + 7);
+	cr_assert_eq(k[PK_ORPHAN_LEN], 'x');
+	cr_assert_eq(memcmp(k + PK_ORPHAN_LEN + 1, "user.a", 6), 0);
+	n = pk_xattr_key(p, PK_ORPHAN_LEN, NULL, 0, k);
+	cr_assert_eq(n, PK_ORPHAN_LEN + 1);
+}
