@@ -347,6 +347,7 @@ int cairnfs_close(struct cairnfs *fs)
 		for (; n; n = next) {
 			next = n->ino_next;
 			cfs_wb_drop(fs, n);
+			free(n->mo);
 			free(n->name);
 			free(n);
 		}

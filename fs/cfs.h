@@ -79,18 +79,19 @@ struct cfs_node {
 	size_t nlen;
 	uint64_t hash; /* cfs_hash_name(parent, name): compared before the name */
 	uint64_t ino;
-	uint64_t nlookup; /* lookups the kernel holds */
-	unsigned nchild;  /* child nodes pointing here */
-	unsigned nopen;   /* open file handles */
-	int hashed;       /* reachable by name: not unlinked or replaced */
-	int orphan;       /* unlinked or replaced while held: data under "\0o" ino */
-	struct wbuf *wb;  /* buffered writes, or NULL */
-	int lay;          /* how the content is stored: enum cfs_layout */
-	uint64_t ext_id;  /* CFS_LAY_PIECES: the extent id */
-	uint64_t base;    /* committed size, once lay is known */
-	uint64_t gen;     /* the generation the kernel is told with the inode number */
-	int stale;        /* a write failed: the kernel's view is being dropped (fileio.c) */
-	int own_known;    /* a directory's mode and group below are known (perm.c) */
+	uint64_t nlookup;         /* lookups the kernel holds */
+	unsigned nchild;          /* child nodes pointing here */
+	unsigned nopen;           /* open file handles */
+	int hashed;               /* reachable by name: not unlinked or replaced */
+	int orphan;               /* unlinked or replaced while held: data under "\0o" ino */
+	struct cfs_memorphan *mo; /* an orphan still kept in memory, or NULL */
+	struct wbuf *wb;          /* buffered writes, or NULL */
+	int lay;                  /* how the content is stored: enum cfs_layout */
+	uint64_t ext_id;          /* CFS_LAY_PIECES: the extent id */
+	uint64_t base;            /* committed size, once lay is known */
+	uint64_t gen;             /* the generation the kernel is told with the inode number */
+	int stale;     /* a write failed: the kernel's view is being dropped (fileio.c) */
+	int own_known; /* a directory's mode and group below are known (perm.c) */
 	uint32_t own_mode, own_gid;
 };
 
@@ -101,6 +102,13 @@ enum cfs_layout {
 	CFS_LAY_UNKNOWN,
 	CFS_LAY_INLINE, /* the value of the key PATH (or nothing yet) */
 	CFS_LAY_PIECES, /* pieces "\0d" ID INDEX named by a version 2 record */
+};
+
+/* A small orphan not yet written to its keys (orphan.c). */
+struct cfs_memorphan {
+	struct meta_rec r;
+	size_t len;
+	char data[];
 };
 
 /* What fs->any_xattr knows. */
@@ -283,8 +291,12 @@ void cfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 
 int cfs_node_held(const struct cfs_node *n);
 int cfs_batch_orphan(struct cairnfs *fs, struct cairn_batch *b, struct cfs_node *n,
-                     const char *path, size_t plen, const struct meta_probe *p);
-void cfs_orphan_made(struct cfs_node *n, const struct meta_probe *p);
+                     const char *path, size_t plen, const struct meta_probe *p,
+                     struct cfs_memorphan **mo);
+void cfs_orphan_made(struct cfs_node *n, const struct meta_probe *p, struct cfs_memorphan *mo);
+int cfs_orphan_store(struct cairnfs *fs, struct cfs_node *n);
+void cfs_orphan_stat(struct cairnfs *fs, struct cfs_node *n, struct stat *st);
+size_t cfs_orphan_read(const struct cfs_node *n, uint64_t off, char *buf, size_t size);
 void cfs_orphan_gone(struct cairnfs *fs, struct cfs_node *n);
 int cfs_gone_batch(struct cairnfs *fs, struct cairn_batch *b);
 void cfs_gone_done(struct cairnfs *fs);

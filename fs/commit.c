@@ -19,6 +19,11 @@ int cfs_layout(struct cairnfs *fs, struct cfs_node *n, const char *path, size_t 
 	size_t got = 0;
 	int mkl, rc;
 
+	if (n->mo) {
+		rc = cfs_orphan_store(fs, n); /* about to be changed or read by key */
+		if (rc)
+			return rc;
+	}
 	if (n->lay != CFS_LAY_UNKNOWN)
 		return 0;
 	rc = cairn_key_info(fs->db, NULL, path, plen, &info);

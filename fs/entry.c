@@ -269,7 +269,10 @@ int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 		return -ENOENT;
 	rc = cfs_node_path(fs, n, path, &plen);
 	if (rc == 0 && n->orphan) {
-		rc = cfs_stat_path(fs, path, plen, st, NULL, NULL);
+		if (n->mo)
+			cfs_orphan_stat(fs, n, st);
+		else
+			rc = cfs_stat_path(fs, path, plen, st, NULL, NULL);
 		st->st_nlink = 0;
 	} else if (rc == -ENOENT && (n->nopen || !fs->cfg.open)) {
 		/* unlinked but still open: an empty file with no links */

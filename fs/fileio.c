@@ -178,7 +178,10 @@ void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 	pthread_mutex_lock(&fs->mu);
 	n = cfs_node_get(fs, ino);
 	rc = n ? cfs_node_path(fs, n, path, &plen) : -ENOENT;
-	if (!rc && n->wb) {
+	if (!rc && n->mo) {
+		got = cfs_orphan_read(n, (uint64_t)off, buf, size);
+		pthread_mutex_unlock(&fs->mu);
+	} else if (!rc && n->wb) {
 		rc = cfs_wb_read(fs, n, path, plen, (uint64_t)off, buf, size, &got);
 		pthread_mutex_unlock(&fs->mu);
 	} else if (!rc && n->lay == CFS_LAY_PIECES) {

@@ -396,6 +396,7 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	struct stat st;
 	size_t plen;
 	int rc, type, nonempty = 0, orphan = 0;
+	struct cfs_memorphan *mo = NULL;
 
 	if (fs->cfg.read_only) {
 		fuse_reply_err(req, EROFS);
@@ -434,7 +435,7 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	if (!rc)
 		rc = -cfs_errno(cairn_batch_new(&b), EIO);
 	if (!rc && type == META_FILE && cfs_node_held(n)) {
-		orphan = cfs_batch_orphan(fs, b, n, path, plen, &p);
+		orphan = cfs_batch_orphan(fs, b, n, path, plen, &p, &mo);
 		rc = orphan < 0 ? orphan : 0;
 	}
 	if (!rc)
@@ -446,12 +447,13 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	if (n) {
 		cfs_node_unhash(fs, n);
 		if (type == META_FILE && cfs_node_held(n))
-			cfs_orphan_made(n, &p);
+			cfs_orphan_made(n, &p, mo), mo = NULL;
 		else
 			cfs_wb_drop(fs, n);
 	}
 out:
 	pthread_mutex_unlock(&fs->mu);
+	free(mo);
 	cairn_iter_free(it);
 	cairn_batch_free(b);
 	fuse_reply_err(req, -rc);
@@ -475,9 +477,10 @@ struct cfs_side {
 	int type; /* meta_type, or -ENOENT */
 	struct meta_probe p;
 	struct stat st;
-	char mbuf[META_BUF]; /* the record p holds */
-	struct cfs_node *n;  /* its node, if the kernel knows it */
-	int orphan;          /* a replaced file the kernel holds: kept as an orphan */
+	char mbuf[META_BUF];      /* the record p holds */
+	struct cfs_node *n;       /* its node, if the kernel knows it */
+	int orphan;               /* a replaced file the kernel holds: kept as an orphan */
+	struct cfs_memorphan *mo; /* its content, when kept in memory */
 };
 
 /* Checks a rename as POSIX says; returns 0 or the errno to give. */
@@ -547,7 +550,7 @@ static int cfs_rename_batch(struct cairnfs *fs, struct cfs_side *s, struct cfs_s
 	if (rc)
 		return rc;
 	if (d->orphan) {
-		rc = cfs_batch_orphan(fs, b, d->n, d->path, d->plen, &d->p);
+		rc = cfs_batch_orphan(fs, b, d->n, d->path, d->plen, &d->p, &d->mo);
 		if (rc >= 0)
 			rc = cfs_batch_entry(it, b, d->path, d->plen, d->type,
 			                     rc == 1 ? CFS_DEL : CFS_DROP, NULL, 0);
@@ -605,7 +608,7 @@ static int cfs_rename_locked(struct cairnfs *fs, struct cfs_side *s, struct cfs_
 	if (dn && !(flags & RENAME_EXCHANGE)) {
 		cfs_node_unhash(fs, dn);
 		if (d->orphan && dn == d->n)
-			cfs_orphan_made(dn, &d->p);
+			cfs_orphan_made(dn, &d->p, d->mo), d->mo = NULL;
 		else
 			cfs_wb_drop(fs, dn);
 		dn = NULL;
@@ -656,6 +659,7 @@ void cfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
 	if (!rc)
 		rc = cfs_rename_locked(fs, s, d, flags);
 	pthread_mutex_unlock(&fs->mu);
+	free(d->mo);
 	free(s);
 	fuse_reply_err(req, -rc);
 }

@@ -6,10 +6,11 @@
  * (temporary files, databases, editors), as long as it holds a descriptor.
  * With open=0 the daemon never hears of open(2) or close(2): what it knows is
  * the kernel's lookup count, so a regular file whose node the kernel holds
- * when its name is unlinked or renamed over becomes an orphan. Its content
- * and record move to "\0o" INO (pathkey.h) in the batch that removes the
- * name, so no crash can lose both; a large file's pieces stay where they are,
- * named by the moved record. The node then answers for the pseudo-path
+ * when its name is unlinked or renamed over becomes an orphan. A large
+ * file's record moves to "\0o" INO "m" (pathkey.h) in the batch that removes
+ * the name, so its pieces, which stay where they are, always have an owner;
+ * a small file is kept in memory until something changes it, and then
+ * written to "\0o" INO (cfs_batch_orphan). The node then answers for the pseudo-path
  * "\0o" INO, so reads, writes, setattr and fsync need nothing of their own.
  * The orphan's keys are deleted when the kernel forgets the node (in the
  * common case with the next batch written anyway, cfs_orphan_gone); those left
@@ -24,19 +25,24 @@ int cfs_node_held(const struct cfs_node *n)
 	return n && (n->nlookup || n->nopen);
 }
 
-/* Adds to b the copy of the regular file at path, found by probe p, to the
- * orphan keys of n: its content (unless its pieces hold it) and its record,
- * with ctime now, as unlink sets it. Returns 1 when the record names pieces
- * the orphan keeps (the caller must not drop them), 0, or a negative errno. */
+/* Prepares the orphan of the regular file at path, found by probe p, whose
+ * name the batch b removes: its record (ctime now, as unlink sets it) and
+ * content. A file stored as pieces keeps them: its record goes to the orphan
+ * keys in b, and 1 is returned (the caller must not drop the pieces). A
+ * small file's value is read into *mo and stays in memory, costing b
+ * nothing: most such files are never read again and are forgotten at once
+ * (the kernel looked the name up to remove it), and after a crash the
+ * kernel can use no orphan anyway; cfs_orphan_store() writes it to the
+ * orphan keys at the first change. Returns 0 then, or a negative errno. */
 int cfs_batch_orphan(struct cairnfs *fs, struct cairn_batch *b, struct cfs_node *n,
-                     const char *path, size_t plen, const struct meta_probe *p)
+                     const char *path, size_t plen, const struct meta_probe *p,
+                     struct cfs_memorphan **mo)
 {
 	struct meta_defaults d = cfs_defaults(fs);
 	char opath[PK_ORPHAN_LEN];
 	struct meta_rec r;
 	struct stat st;
-	char *val;
-	size_t got = 0;
+	size_t size = p->data_file ? (size_t)p->data.size : 0, got = 0;
 	int rc;
 
 	if (meta_decide(p, &d, &st) != META_FILE)
@@ -44,51 +50,104 @@ int cfs_batch_orphan(struct cairnfs *fs, struct cairn_batch *b, struct cfs_node 
 	cfs_meta_of(p, META_FILE, &st, &r);
 	r.ino = cfs_ino_of(p, META_FILE, path, plen); /* the number it had */
 	r.ctime_ns = cfs_now();
-	pk_orphan_path(n->ino, opath);
 	if (r.ext_id && !p->data_file) {
+		pk_orphan_path(n->ino, opath);
 		rc = cfs_batch_meta(b, opath, PK_ORPHAN_LEN, &r);
 		return rc ? rc : 1;
 	}
 	/* the key PATH holds the content; pieces a record names are stale */
 	r.ext_id = 0;
 	r.size = 0;
-	val = malloc(p->data_file && p->data.size ? (size_t)p->data.size : 1);
-	if (!val)
+	*mo = malloc(sizeof(**mo) + (size ? size : 1));
+	if (!*mo)
 		return -ENOMEM;
-	rc = CAIRN_OK;
-	if (p->data_file && p->data.size)
-		rc = cairn_get_range(fs->db, NULL, path, plen, 0, val, (size_t)p->data.size, &got);
-	if (rc == CAIRN_ENOTFOUND)
-		rc = CAIRN_OK, got = 0;
-	if (rc)
+	rc = size ? cairn_get_range(fs->db, NULL, path, plen, 0, (*mo)->data, size, &got) : 0;
+	if (rc && rc != CAIRN_ENOTFOUND) {
 		cfs_log_engine(fs, "read for orphan", rc);
-	if (!rc)
-		rc = cairn_batch_put(b, opath, PK_ORPHAN_LEN, val, got);
-	free(val);
-	rc = -cfs_errno(rc, EIO);
-	if (!rc)
-		rc = cfs_batch_meta(b, opath, PK_ORPHAN_LEN, &r);
-	return rc;
+		free(*mo);
+		*mo = NULL;
+		return -cfs_errno(rc, EIO);
+	}
+	(*mo)->r = r;
+	(*mo)->len = rc ? 0 : got;
+	return 0;
 }
 
-/* Turns n into the orphan the batch of cfs_batch_orphan() made (written):
- * its layout is what the probe p found, so no lookup is needed to read it. */
-void cfs_orphan_made(struct cfs_node *n, const struct meta_probe *p)
+/* Turns n into the orphan cfs_batch_orphan() prepared, once its batch is
+ * written, taking mo (NULL for a file stored as pieces): its layout is what
+ * the probe p found, so no lookup is needed to read it. */
+void cfs_orphan_made(struct cfs_node *n, const struct meta_probe *p, struct cfs_memorphan *mo)
 {
 	n->orphan = 1;
-	if (p->has_meta && p->meta.type == META_FILE && p->meta.ext_id && !p->data_file) {
+	n->mo = mo;
+	if (!mo) {
 		n->lay = CFS_LAY_PIECES;
 		n->ext_id = p->meta.ext_id;
 		n->base = p->meta.size;
 	} else {
 		n->lay = CFS_LAY_INLINE;
 		n->ext_id = 0;
-		n->base = p->data_file ? p->data.size : 0;
+		n->base = mo->len;
 	}
 	if (n->wb && !n->wb->dirty && n->wb->size != n->base) {
 		wbuf_free(n->wb);
 		wbuf_init(n->wb, n->base);
 	}
+}
+
+/* Writes the orphan n keeps in memory to its keys, before anything changes
+ * it (or reads it through the keys). Under fs->mu. */
+int cfs_orphan_store(struct cairnfs *fs, struct cfs_node *n)
+{
+	char opath[PK_ORPHAN_LEN];
+	struct cairn_batch *b = NULL;
+	int rc;
+
+	if (!n->mo)
+		return 0;
+	pk_orphan_path(n->ino, opath);
+	rc = -cfs_errno(cairn_batch_new(&b), EIO);
+	if (!rc)
+		rc = -cfs_errno(cairn_batch_put(b, opath, PK_ORPHAN_LEN, n->mo->data, n->mo->len),
+		                EFBIG);
+	if (!rc)
+		rc = cfs_batch_meta(b, opath, PK_ORPHAN_LEN, &n->mo->r);
+	if (!rc)
+		rc = cfs_write_batch(fs, b, EFBIG);
+	cairn_batch_free(b);
+	if (rc)
+		return rc;
+	free(n->mo);
+	n->mo = NULL;
+	return 0;
+}
+
+/* stat of an orphan kept in memory. */
+void cfs_orphan_stat(struct cairnfs *fs, struct cfs_node *n, struct stat *st)
+{
+	struct meta_defaults d = cfs_defaults(fs);
+	struct meta_probe p;
+
+	memset(&p, 0, sizeof(p));
+	p.has_meta = 1;
+	p.meta = n->mo->r;
+	p.data_file = 1;
+	p.data.size = n->mo->len;
+	meta_decide(&p, &d, st);
+	st->st_ino = n->mo->r.ino;
+}
+
+/* Reads [off, off + size) of an orphan kept in memory into buf. */
+size_t cfs_orphan_read(const struct cfs_node *n, uint64_t off, char *buf, size_t size)
+{
+	size_t len = n->mo->len;
+
+	if (off >= len)
+		return 0;
+	if (size > len - off)
+		size = (size_t)(len - off);
+	memcpy(buf, n->mo->data + off, size);
+	return size;
 }
 
 /* The extent id the orphan's record names, read when the node does not know. */
@@ -166,6 +225,8 @@ void cfs_orphan_gone(struct cairnfs *fs, struct cfs_node *n)
 	uint64_t id;
 	int kl, rc;
 
+	free(n->mo); /* never written: nothing to delete */
+	n->mo = NULL;
 	if (fs->cfg.read_only)
 		return;
 	pk_orphan_path(n->ino, opath);

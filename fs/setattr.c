@@ -48,6 +48,8 @@ static int cfs_setattr_locked(struct cairnfs *fs, fuse_ino_t ino, struct stat *a
 	rc = cfs_node_path(fs, n, path, &plen);
 	if (rc == -ENOENT)
 		return 0; /* unlinked or replaced while open: nothing left to change */
+	if (!rc)
+		rc = cfs_orphan_store(fs, n);
 	if (rc)
 		return rc;
 	type = cfs_get_meta(fs, path, plen, &r, mbuf);

@@ -124,6 +124,7 @@ M = sys.argv[1]
 for name, size in (("k1", 1000), ("k2", 3 << 20)):
     fd = os.open(M + "/" + name, os.O_CREAT | os.O_RDWR)
     os.write(fd, os.urandom(size)); os.fsync(fd); os.unlink(M + "/" + name)
+    os.write(fd, b"written after the unlink"); os.fsync(fd)
 print("held", flush=True)
 time.sleep(60)' "$M" >"$T/hold.out" 2>&1 &
 HOLD=$!
