@@ -353,6 +353,7 @@ int cairnfs_close(struct cairnfs *fs)
 		}
 	}
 	free(fs->by_ino.b);
+	free(fs->by_link);
 	free(fs->by_name.b);
 	free(fs->lcache.names);
 	free(fs->lcache.d);

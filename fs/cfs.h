@@ -79,17 +79,19 @@ struct cfs_node {
 	size_t nlen;
 	uint64_t hash; /* cfs_hash_name(parent, name): compared before the name */
 	uint64_t ino;
-	uint64_t nlookup;         /* lookups the kernel holds */
-	unsigned nchild;          /* child nodes pointing here */
-	unsigned nopen;           /* open file handles */
-	int hashed;               /* reachable by name: not unlinked or replaced */
-	int orphan;               /* unlinked or replaced while held: data under "\0o" ino */
-	struct cfs_memorphan *mo; /* an orphan still kept in memory, or NULL */
-	struct wbuf *wb;          /* buffered writes, or NULL */
-	int lay;                  /* how the content is stored: enum cfs_layout */
-	uint64_t ext_id;          /* CFS_LAY_PIECES: the extent id */
-	uint64_t base;            /* committed size, once lay is known */
-	uint64_t gen;             /* the generation the kernel is told with the inode number */
+	uint64_t nlookup;           /* lookups the kernel holds */
+	unsigned nchild;            /* child nodes pointing here */
+	unsigned nopen;             /* open file handles */
+	int hashed;                 /* reachable by name: not unlinked or replaced */
+	int orphan;                 /* unlinked or replaced while held: data under "\0o" ino */
+	struct cfs_memorphan *mo;   /* an orphan still kept in memory, or NULL */
+	uint64_t link;              /* the node of the file with links "\0h" link */
+	struct cfs_node *link_next; /* chain in fs->by_link */
+	struct wbuf *wb;            /* buffered writes, or NULL */
+	int lay;                    /* how the content is stored: enum cfs_layout */
+	uint64_t ext_id;            /* CFS_LAY_PIECES: the extent id */
+	uint64_t base;              /* committed size, once lay is known */
+	uint64_t gen;               /* the generation the kernel is told with the inode number */
 	int stale;     /* a write failed: the kernel's view is being dropped (fileio.c) */
 	int own_known; /* a directory's mode and group below are known (perm.c) */
 	uint32_t own_mode, own_gid;
@@ -144,6 +146,7 @@ struct cairnfs {
 	struct fuse_session *se;
 	pthread_mutex_t mu;
 	struct cfs_table by_name, by_ino;
+	struct cfs_node **by_link; /* nodes of files with links, by file id */
 	struct cfs_node root;
 	uint64_t next_ino;
 	size_t buffered;
@@ -195,6 +198,10 @@ void cfs_node_maybe_free(struct cairnfs *fs, struct cfs_node *n);
 int cfs_node_move(struct cairnfs *fs, struct cfs_node *n, struct cfs_node *parent, const char *name,
                   size_t nlen);
 int cfs_node_path(struct cairnfs *fs, struct cfs_node *n, char *buf, size_t *len);
+struct cfs_node *cfs_link_node(struct cairnfs *fs, uint64_t id);
+int cfs_link_insert(struct cairnfs *fs, struct cfs_node *n, uint64_t id);
+struct cfs_node *cfs_link_ref(struct cairnfs *fs, struct cfs_node *parent, const char *name,
+                              size_t nlen, uint64_t id);
 
 /* ---- probe.c: what a path is, read from the database (records, content, subtrees) */
 
@@ -302,6 +309,13 @@ int cfs_gone_batch(struct cairnfs *fs, struct cairn_batch *b);
 void cfs_gone_done(struct cairnfs *fs);
 void cfs_orphans_flush(struct cairnfs *fs, int force);
 int cfs_orphans_clean(struct cairnfs *fs);
+
+/* ---- link.c: hard links, files with several names */
+
+int cfs_batch_drop_link(struct cairn_iter *it, struct cairn_batch *b, uint64_t id, uint64_t ext);
+int cfs_batch_unshare(struct cairnfs *fs, struct cairn_batch *b, const struct meta_probe *p,
+                      struct cfs_node *n);
+void cfs_link_gone(struct cairnfs *fs, struct cfs_node *n);
 
 /* ---- dir.c: directory listings */
 

@@ -272,15 +272,21 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 			return fuse_add_direntry_plus(req, buf, rem, name, &e, next);
 		return fuse_add_direntry(req, buf, rem, name, &e.attr, next);
 	} else {
-		n = cfs_node_find(fs, dn, name, de->nlen);
+		if (de->p.link)
+			n = cfs_link_node(fs, de->p.link);
+		else
+			n = cfs_node_find(fs, dn, name, de->nlen);
 		e.attr.st_ino = cfs_dent_ino(de, name, type, dir, dlen);
 	}
 	if (!plus)
 		return fuse_add_direntry(req, buf, rem, name, &e.attr, next);
 	if (!n) {
 		n = cfs_node_add(fs, dn, name, de->nlen);
-		if (!n)
+		if (!n || (de->p.link && cfs_link_insert(fs, n, de->p.link))) {
+			if (n)
+				cfs_node_maybe_free(fs, n);
 			return 0;
+		}
 	}
 	cfs_fix_size(n, &e.attr);
 	e.ino = n->ino;

@@ -166,6 +166,7 @@ void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	struct cfs_node *pn, *n;
 	char path[PK_KEY_BUF];
+	struct meta_probe p;
 	size_t plen;
 	int rc;
 
@@ -190,7 +191,7 @@ void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_mutex_lock(&fs->mu);
 	rc = cfs_child_path(fs, parent, name, &pn, path, &plen);
 	if (rc == 0)
-		rc = cfs_stat_path(fs, path, plen, &e.attr, NULL, NULL);
+		rc = cfs_stat_path(fs, path, plen, &e.attr, &p, NULL);
 	if (rc == -ENOENT) {
 		pthread_mutex_unlock(&fs->mu);
 		fuse_reply_entry(req, &e); /* ino 0: a cached negative entry */
@@ -198,7 +199,10 @@ void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (rc < 0)
 		goto err;
-	n = cfs_node_ref(fs, pn, name, strlen(name));
+	if (p.link)
+		n = cfs_link_ref(fs, pn, name, strlen(name), p.link);
+	else
+		n = cfs_node_ref(fs, pn, name, strlen(name));
 	if (!n) {
 		rc = -ENOMEM;
 		goto err;
@@ -256,6 +260,7 @@ void cfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *for
 int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 {
 	char path[PK_KEY_BUF];
+	struct meta_probe p;
 	struct cfs_node *n;
 	size_t plen;
 	int rc;
@@ -274,6 +279,10 @@ int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 		else
 			rc = cfs_stat_path(fs, path, plen, st, NULL, NULL);
 		st->st_nlink = 0;
+	} else if (rc == 0 && n->link) {
+		rc = cfs_stat_path(fs, path, plen, st, &p, NULL);
+		if (rc >= 0 && !p.meta.nlink)
+			st->st_nlink = 0; /* its last name is gone */
 	} else if (rc == -ENOENT && (n->nopen || !fs->cfg.open)) {
 		/* unlinked but still open: an empty file with no links */
 		memset(st, 0, sizeof(*st));

@@ -87,7 +87,7 @@ int meta_decode(const void *buf, size_t len, struct meta_rec *r)
 
 	if (len < META_FIXED || p[0] < META_VERSION || p[0] > META_VERSION_INO)
 		return -EIO;
-	if (p[1] < META_FILE || p[1] > (p[0] == META_VERSION_INO ? META_SOCK : META_SYMLINK))
+	if (p[1] < META_FILE || p[1] > (p[0] == META_VERSION_INO ? META_LINKED : META_SYMLINK))
 		return -EIO;
 	tlen = (size_t)p[2] | ((size_t)p[3] << 8);
 	r->ext_id = 0;
@@ -182,6 +182,8 @@ static int meta_from_rec(const struct meta_probe *p, struct stat *st, mode_t typ
 		ct = p->data.mtime_ns;
 	}
 	meta_fill(st, type, m->mode, m->uid, m->gid, m->atime_ns, mt, ct);
+	if (m->nlink)
+		st->st_nlink = m->nlink;
 	return 0;
 }
 
@@ -199,7 +201,7 @@ int meta_decide(const struct meta_probe *p, const struct meta_defaults *d, struc
 		st->st_size = (off_t)p->meta.tlen;
 		return META_SYMLINK;
 	}
-	if (p->has_meta && p->meta.type >= META_FIFO) {
+	if (p->has_meta && p->meta.type >= META_FIFO && p->meta.type <= META_SOCK) {
 		static const mode_t fmt[] = {S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK};
 
 		meta_from_rec(p, st, fmt[p->meta.type - META_FIFO]);
@@ -215,6 +217,8 @@ int meta_decide(const struct meta_probe *p, const struct meta_defaults *d, struc
 	if (p->has_meta && p->meta.type == META_FILE && p->meta.ext_id) {
 		meta_fill(st, S_IFREG, p->meta.mode, p->meta.uid, p->meta.gid, p->meta.atime_ns,
 		          p->meta.mtime_ns, p->meta.ctime_ns);
+		if (p->meta.nlink)
+			st->st_nlink = p->meta.nlink;
 		st->st_size = (off_t)p->meta.size;
 		st->st_blocks = (blkcnt_t)((p->meta.size + 511) / 512);
 		return META_FILE;

@@ -26,14 +26,16 @@
  *
  * Version 3 is the record of an entry that has an inode number of its own
  * (every entry cairnfs creates), of any type: bytes 0-39 as above with
- * version 3 (type 1 to 7: 4 FIFO, 5 character device, 6 block device,
- * 7 socket), then
+ * version 3 (type 1 to 8: 4 FIFO, 5 character device, 6 block device,
+ * 7 socket, 8 a name of an entry with several names, whose own record is
+ * "\0h" INO "m" and holds the link count), then
  *
  *   40     8     inode number (not 0)
  *   48     8     file size in bytes, with an extent id; else 0
  *   56     8     extent file id, or 0 (the content is the key PATH)
  *   64     8     device number (rdev) of a device, else 0
- *   72     4     link count: 0 for an entry with one name
+ *   72     4     link count: 0 for an entry with one name, else the number
+ *                 of names (the "\0h" record of an entry with links)
  *   76     4     reserved, 0
  *   80     T     symlink target bytes (no NUL)
  *
@@ -73,6 +75,7 @@ enum meta_type {
 	META_CHR = 5,
 	META_BLK = 6,
 	META_SOCK = 7,
+	META_LINKED = 8, /* a name of a file with links: see its "\0h" record */
 };
 
 struct meta_rec {
@@ -110,6 +113,7 @@ struct meta_probe {
 	int data_file;              /* the key PATH exists */
 	struct cairn_key_info data; /* valid when data_file */
 	int below;                  /* some data or metadata key lies under PATH "/" */
+	uint64_t link;              /* PATH is a name of the file with links "\0h" link */
 };
 
 /* Owner and time shown for entries that have no record of their own. */

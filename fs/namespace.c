@@ -162,14 +162,6 @@ void cfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char
 	cfs_make(req, parent, name, META_SYMLINK, 0777, 0, link, NULL);
 }
 
-void cfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
-{
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	fuse_reply_err(req, ENOTSUP); /* no hard links: a key has one name */
-}
-
 void cfs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct cairnfs *fs = cfs_of(req);
@@ -397,6 +389,7 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	size_t plen;
 	int rc, type, nonempty = 0, orphan = 0;
 	struct cfs_memorphan *mo = NULL;
+	char mbuf[META_BUF];
 
 	if (fs->cfg.read_only) {
 		fuse_reply_err(req, EROFS);
@@ -413,11 +406,11 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	if (!rc && n && n->wb && n->wb->dirty)
 		rc = cfs_commit(fs, n); /* an orphan takes what is committed */
 	if (!rc)
-		rc = cfs_probe_point(fs, path, plen, &p, NULL);
+		rc = cfs_probe_point(fs, path, plen, &p, mbuf);
 	if (rc == 0)
 		rc = cfs_iter(fs, &it);
 	if (rc == 0)
-		rc = cfs_probe_with(fs, it, path, plen, &p, NULL);
+		rc = cfs_probe_with(fs, it, path, plen, &p, mbuf);
 	if (rc < 0)
 		goto out;
 	type = rc = meta_decide(&p, &d, &st);
@@ -434,7 +427,10 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 		rc = -ENOTEMPTY;
 	if (!rc)
 		rc = -cfs_errno(cairn_batch_new(&b), EIO);
-	if (!rc && type == META_FILE && cfs_node_held(n)) {
+	if (!rc && p.link) {
+		rc = cfs_batch_unshare(fs, b, &p, cfs_link_node(fs, p.link));
+		orphan = 1; /* the pieces belong to the file, not the name */
+	} else if (!rc && type == META_FILE && cfs_node_held(n)) {
 		orphan = cfs_batch_orphan(fs, b, n, path, plen, &p, &mo);
 		rc = orphan < 0 ? orphan : 0;
 	}
@@ -549,7 +545,11 @@ static int cfs_rename_batch(struct cairnfs *fs, struct cfs_side *s, struct cfs_s
 
 	if (rc)
 		return rc;
-	if (d->orphan) {
+	if (d->type >= 0 && d->p.link && !(flags & RENAME_EXCHANGE)) {
+		rc = cfs_batch_unshare(fs, b, &d->p, cfs_link_node(fs, d->p.link));
+		if (!rc)
+			rc = cfs_batch_entry(it, b, d->path, d->plen, d->type, CFS_DEL, NULL, 0);
+	} else if (d->orphan) {
 		rc = cfs_batch_orphan(fs, b, d->n, d->path, d->plen, &d->p, &d->mo);
 		if (rc >= 0)
 			rc = cfs_batch_entry(it, b, d->path, d->plen, d->type,
@@ -590,7 +590,10 @@ static int cfs_rename_locked(struct cairnfs *fs, struct cfs_side *s, struct cfs_
 	rc = cfs_rename_check(fs, s, d, flags);
 	if (rc || (s->plen == d->plen && !memcmp(s->path, d->path, s->plen)))
 		return rc;
-	d->orphan = d->type == META_FILE && !(flags & RENAME_EXCHANGE) && cfs_node_held(d->n);
+	if (s->type >= 0 && d->type >= 0 && s->p.link && s->p.link == d->p.link)
+		return 0; /* two names of one file: POSIX says do nothing */
+	d->orphan = d->type == META_FILE && !(flags & RENAME_EXCHANGE) && cfs_node_held(d->n) &&
+	            !d->p.link;
 	rc = cfs_commit_subtree(fs, s->path, s->plen);
 	if (!rc && (flags & RENAME_EXCHANGE))
 		rc = cfs_commit_subtree(fs, d->path, d->plen);

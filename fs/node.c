@@ -4,6 +4,8 @@
  */
 #include "cfs.h"
 
+static void cfs_link_remove(struct cairnfs *fs, struct cfs_node *n);
+
 /* ---- small helpers ------------------------------------------------------ */
 
 struct cairnfs *cfs_of(fuse_req_t req)
@@ -211,8 +213,12 @@ void cfs_node_maybe_free(struct cairnfs *fs, struct cfs_node *n)
 	while (n != &fs->root && !n->nlookup && !n->nchild && !n->nopen) {
 		struct cfs_node *parent = n->parent, **pp;
 
-		if (n->orphan)
+		if (n->orphan) {
 			cfs_orphan_gone(fs, n);
+		} else if (n->link) {
+			cfs_link_remove(fs, n);
+			cfs_link_gone(fs, n); /* its names may all be gone */
+		}
 		cfs_node_unhash(fs, n);
 		pp = &fs->by_ino.b[cfs_hash_ino(n->ino) & (fs->by_ino.size - 1)];
 		while (*pp != n)
@@ -257,8 +263,12 @@ int cfs_node_path(struct cairnfs *fs, struct cfs_node *n, char *buf, size_t *len
 	size_t total = 0, pos;
 	struct cfs_node *p;
 
-	if (n->orphan) {
-		pk_orphan_path(n->ino, buf);
+	if (n->orphan || n->link) {
+		/* its data does not live under a name */
+		if (n->orphan)
+			pk_orphan_path(n->ino, buf);
+		else
+			pk_pseudo_path(PK_TAG_LINK, n->link, buf);
 		*len = PK_ORPHAN_LEN;
 		return 0;
 	}
@@ -279,4 +289,66 @@ int cfs_node_path(struct cairnfs *fs, struct cfs_node *n, char *buf, size_t *len
 	}
 	*len = total;
 	return 0;
+}
+
+/* ---- nodes of files with links ------------------------------------------ */
+
+/* A file with several names has one node, whatever name the kernel looked
+ * up, so the kernel keeps one inode (one page cache, one size) for it. That
+ * node is reachable by its file id alone (fs->by_link), not by a name. */
+#define CFS_LINK_BUCKETS 4096
+
+struct cfs_node *cfs_link_node(struct cairnfs *fs, uint64_t id)
+{
+	struct cfs_node *n;
+
+	if (!fs->by_link)
+		return NULL;
+	n = fs->by_link[cfs_hash_ino(id) % CFS_LINK_BUCKETS];
+	while (n && n->link != id)
+		n = n->link_next;
+	return n;
+}
+
+/* Makes n the node of file id: it stops standing for a name. */
+int cfs_link_insert(struct cairnfs *fs, struct cfs_node *n, uint64_t id)
+{
+	size_t h = cfs_hash_ino(id) % CFS_LINK_BUCKETS;
+
+	if (!fs->by_link && !(fs->by_link = calloc(CFS_LINK_BUCKETS, sizeof(*fs->by_link))))
+		return -ENOMEM;
+	cfs_node_unhash(fs, n);
+	n->link = id;
+	n->link_next = fs->by_link[h];
+	fs->by_link[h] = n;
+	return 0;
+}
+
+static void cfs_link_remove(struct cairnfs *fs, struct cfs_node *n)
+{
+	struct cfs_node **pp = &fs->by_link[cfs_hash_ino(n->link) % CFS_LINK_BUCKETS];
+
+	while (*pp && *pp != n)
+		pp = &(*pp)->link_next;
+	if (*pp)
+		*pp = n->link_next;
+}
+
+/* Finds or makes the node of file id, met as (parent, name), and takes one
+ * lookup on it. */
+struct cfs_node *cfs_link_ref(struct cairnfs *fs, struct cfs_node *parent, const char *name,
+                              size_t nlen, uint64_t id)
+{
+	struct cfs_node *n = cfs_link_node(fs, id);
+
+	if (!n) {
+		n = cfs_node_add(fs, parent, name, nlen);
+		if (n && cfs_link_insert(fs, n, id)) {
+			cfs_node_maybe_free(fs, n);
+			n = NULL;
+		}
+	}
+	if (n)
+		n->nlookup++;
+	return n;
 }

@@ -286,6 +286,41 @@ void cfs_orphans_flush(struct cairnfs *fs, int force)
 	cfs_gone_done(fs);
 }
 
+/* Adds to b the deletion of every file with links whose last name is gone
+ * (marked "\0u" INO), counting the keys in *keys. */
+static int cfs_links_clean(struct cairnfs *fs, struct cairn_iter *it, struct cairn_iter *pit,
+                           struct cairn_batch *b, unsigned long *keys)
+{
+	static const char pfx[2] = {'\0', PK_TAG_UNLINK};
+	int rc = 0;
+
+	for (cfs_seek_within(it, pfx, 2, pfx, 2); !rc && cairn_iter_valid(it);
+	     cairn_iter_next(it)) {
+		char lpath[PK_ORPHAN_LEN];
+		struct meta_probe p;
+		struct stat st;
+		size_t klen;
+		const char *key = cairn_iter_key(it, &klen);
+		uint64_t id = 0;
+
+		if (klen != PK_ORPHAN_LEN)
+			continue;
+		for (int i = 0; i < 8; i++)
+			id = id << 8 | (unsigned char)key[2 + i];
+		pk_pseudo_path(PK_TAG_LINK, id, lpath);
+		rc = cfs_stat_path(fs, lpath, PK_ORPHAN_LEN, &st, &p, NULL);
+		if (rc == -ENOENT || (rc >= 0 && !p.meta.nlink))
+			rc = cfs_batch_drop_link(pit, b, id,
+			                         p.meta.type == META_FILE ? p.meta.ext_id : 0);
+		else if (rc >= 0)
+			rc = -cfs_errno(cairn_batch_delete(b, key, klen), EIO); /* named again */
+		(*keys)++;
+	}
+	if (!rc && cairn_iter_status(it))
+		rc = -cfs_errno(cairn_iter_status(it), EIO);
+	return rc;
+}
+
 /* Deletes every orphan in the database, and the pieces their records name:
  * at mount, what a daemon that stopped without its forgets left behind, and
  * at unmount what the kernel still held. */
@@ -319,6 +354,8 @@ int cfs_orphans_clean(struct cairnfs *fs)
 	}
 	if (!rc && cairn_iter_status(it))
 		rc = -cfs_errno(cairn_iter_status(it), EIO);
+	if (!rc)
+		rc = cfs_links_clean(fs, it, pit, b, &keys);
 	if (!rc && keys)
 		rc = -cfs_errno(cairn_write(fs->db, b, 0), EIO);
 	if (!rc && orphans)

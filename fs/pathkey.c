@@ -113,12 +113,17 @@ int pk_subtree_end(const void *child, size_t clen, char *out)
 	return (int)clen + 1;
 }
 
-void pk_orphan_path(uint64_t ino, char *out)
+void pk_pseudo_path(char tag, uint64_t ino, char *out)
 {
 	out[0] = '\0';
-	out[1] = PK_TAG_ORPHAN;
+	out[1] = tag;
 	for (int i = 0; i < 8; i++)
 		out[2 + i] = (char)(ino >> (56 - 8 * i));
+}
+
+void pk_orphan_path(uint64_t ino, char *out)
+{
+	pk_pseudo_path(PK_TAG_ORPHAN, ino, out);
 }
 
 int pk_is_orphan(const char *path, size_t plen)
@@ -126,9 +131,15 @@ int pk_is_orphan(const char *path, size_t plen)
 	return plen == PK_ORPHAN_LEN && path[0] == '\0' && path[1] == PK_TAG_ORPHAN;
 }
 
+int pk_is_pseudo(const char *path, size_t plen)
+{
+	return plen == PK_ORPHAN_LEN && path[0] == '\0' &&
+	       (path[1] == PK_TAG_ORPHAN || path[1] == PK_TAG_LINK);
+}
+
 int pk_sys_key(char tag, const char *path, size_t plen, char *out)
 {
-	if (pk_is_orphan(path, plen)) {
+	if (pk_is_pseudo(path, plen)) {
 		memcpy(out, path, plen);
 		out[plen] = tag;
 		return (int)plen + 1;
@@ -149,7 +160,7 @@ int pk_xattr_key(const char *path, size_t plen, const char *name, size_t nlen, c
 		return -ERANGE;
 	if (plen + 3 + n > CAIRN_MAX_KEY_SIZE)
 		return -ENAMETOOLONG;
-	if (pk_is_orphan(path, plen)) {
+	if (pk_is_pseudo(path, plen)) {
 		memcpy(out, path, plen);
 		out[plen] = PK_TAG_XATTR;
 		if (n)

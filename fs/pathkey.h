@@ -18,7 +18,15 @@
  *   "\0o" INO "m"           its metadata record
  *   "\0o" INO "x" NAME      its extended attribute NAME
  *
- * An orphan is named by the pseudo-path "\0o" INO: the functions below that
+ *   "\0h" INO               the content of a file with several names (hard
+ *                           links; INO 8 bytes big-endian, its inode number)
+ *   "\0h" INO "m"           its metadata record, with the link count
+ *   "\0h" INO "x" NAME      its extended attribute NAME
+ *   "\0u" INO               a file with links whose last name is gone while
+ *                           the kernel still holds it (empty value)
+ *
+ * An orphan is named by the pseudo-path "\0o" INO, a file with links by
+ * "\0h" INO: the functions below that
  * build a record or attribute key from a path give an orphan's keys when
  * handed one, so the code that reads and writes a file works on an orphan
  * unchanged. Orphans live until the kernel forgets the inode, or until the
@@ -52,6 +60,8 @@
 #define PK_TAG_NEXT_ID 'n'
 #define PK_TAG_ORPHAN  'o'
 #define PK_TAG_INO     'i'
+#define PK_TAG_LINK    'h'
+#define PK_TAG_UNLINK  'u'
 
 /* Length of an orphan's pseudo-path "\0o" INO. */
 #define PK_ORPHAN_LEN 10
@@ -59,8 +69,15 @@
 /* Writes the pseudo-path of orphan ino into out (PK_ORPHAN_LEN bytes). */
 void pk_orphan_path(uint64_t ino, char *out);
 
+/* Writes into out (PK_ORPHAN_LEN bytes) the pseudo-path "\0" tag INO of
+ * orphan ino (tag PK_TAG_ORPHAN) or of the file with links ino (PK_TAG_LINK). */
+void pk_pseudo_path(char tag, uint64_t ino, char *out);
+
 /* Nonzero if path is an orphan's pseudo-path. */
 int pk_is_orphan(const char *path, size_t plen);
+
+/* Nonzero if path is a pseudo-path, an orphan's or a file's with links. */
+int pk_is_pseudo(const char *path, size_t plen);
 
 /* Checks one path component: 0 if it can be a file name, -EINVAL if it is
  * empty, "." or "..", or holds '/' or NUL, -ENAMETOOLONG if it is longer than
@@ -107,13 +124,13 @@ int pk_child(const void *key, size_t klen, size_t plen, size_t *nlen, int *deepe
  * -ENAMETOOLONG if it does not fit in a key. */
 int pk_subtree_end(const void *child, size_t clen, char *out);
 
-/* Writes "\0" tag + path into out (PK_KEY_BUF bytes); for an orphan's
- * pseudo-path, path + tag. Returns the length, or -ENAMETOOLONG if the key
+/* Writes "\0" tag + path into out (PK_KEY_BUF bytes); for a pseudo-path,
+ * path + tag. Returns the length, or -ENAMETOOLONG if the key
  * would exceed CAIRN_MAX_KEY_SIZE. */
 int pk_sys_key(char tag, const char *path, size_t plen, char *out);
 
 /* Writes "\0x" + path + "\0" + name into out (PK_KEY_BUF bytes), for an
- * orphan's pseudo-path path + "x" + name. With name
+ * pseudo-path path + "x" + name. With name
  * NULL writes the prefix shared by all attributes of path ("\0x" path "\0").
  * Returns the length, or -ENAMETOOLONG (-ERANGE for a name over
  * PK_XATTR_NAME_MAX). */

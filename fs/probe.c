@@ -73,6 +73,47 @@ static int cfs_below(struct cairn_iter *it, const char *k, size_t kl, char *tmp)
 	return pk_has_prefix(key, klen, tmp, kl + 1);
 }
 
+/* Turns the probe of a name of a file with links (a META_LINKED record)
+ * into the probe of that file: its record "\0h" INO "m" (copied into mbuf
+ * when given) and its content "\0h" INO, by point lookups. A name whose file
+ * is missing counts as no record. */
+static int cfs_link_resolve(struct cairnfs *fs, struct meta_probe *p, char *mbuf)
+{
+	char lpath[PK_ORPHAN_LEN], mk[PK_KEY_BUF], rec[META_BUF];
+	struct cairn_key_info info;
+	uint64_t id = p->meta.ino;
+	size_t got = 0;
+	int mkl, rc;
+
+	p->has_meta = 0;
+	pk_pseudo_path(PK_TAG_LINK, id, lpath);
+	mkl = pk_sys_key(PK_TAG_META, lpath, PK_ORPHAN_LEN, mk);
+	rc = cairn_key_info(fs->db, NULL, mk, (size_t)mkl, &info);
+	if (rc == CAIRN_OK)
+		rc = cairn_get_range(fs->db, NULL, mk, (size_t)mkl, 0, rec, sizeof(rec), &got);
+	if (rc == CAIRN_OK && !meta_decode(rec, got, &p->meta) && p->meta.type != META_LINKED &&
+	    p->meta.type != META_DIR) {
+		p->has_meta = 1;
+		p->meta_seq = info.seq;
+		p->link = id;
+		if (mbuf) {
+			memcpy(mbuf, rec, got);
+			p->meta.target = mbuf + (p->meta.target - rec);
+		} else {
+			p->meta.target = NULL;
+		}
+		rc = cairn_key_info(fs->db, NULL, lpath, PK_ORPHAN_LEN, &p->data);
+		p->data_file = rc == CAIRN_OK;
+	} else if (rc == CAIRN_OK) {
+		fs->cnt.hidden_keys++;
+	}
+	if (rc && rc != CAIRN_ENOTFOUND) {
+		cfs_log_engine(fs, "probe", rc);
+		return -cfs_errno(rc, EIO);
+	}
+	return 0;
+}
+
 /* Decodes the record under the iterator into p; the value is copied into
  * mbuf (META_BUF bytes) when given, so a symlink target outlives the
  * iterator. An undecodable record marks the path bad (meta_decide fails it
@@ -105,6 +146,8 @@ void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe 
 	cairn_iter_info(it, &info);
 	p->has_meta = 1;
 	p->meta_seq = info.seq;
+	if (p->meta.type == META_LINKED)
+		cfs_link_resolve(fs, p, mbuf);
 }
 
 /* Gathers what the database holds for path (meta.h, struct meta_probe),
@@ -187,6 +230,10 @@ int cfs_probe_point(struct cairnfs *fs, const char *path, size_t plen, struct me
 	}
 	p->has_meta = 1;
 	p->meta_seq = info.seq;
+	if (p->meta.type == META_LINKED) {
+		rc = cfs_link_resolve(fs, p, mbuf);
+		return rc ? rc : p->has_meta;
+	}
 	if (p->meta.type != META_FILE)
 		return 1;
 	rc = cairn_key_info(fs->db, NULL, path, plen, &p->data);

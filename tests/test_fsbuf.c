@@ -535,3 +535,36 @@ Test(fsmeta, decide_special_files)
 	cr_assert_eq(meta_decide(&p, &def, &st), META_FIFO);
 	cr_assert(S_ISFIFO(st.st_mode));
 }
+
+Test(fsmeta, link_records)
+{
+	struct meta_defaults def = {1, 2, 3};
+	struct meta_probe p;
+	struct meta_rec r, d;
+	struct stat st;
+	char buf[META_BUF];
+	int n;
+
+	meta_init(&r, META_LINKED, 0, 0, 0, 0);
+	r.ino = 77;
+	n = meta_encode(&r, buf);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.type, META_LINKED);
+	cr_assert_eq(d.ino, 77);
+	/* a name whose file was not found makes nothing by itself */
+	memset(&p, 0, sizeof(p));
+	p.has_meta = 1;
+	p.meta = d;
+	cr_assert_eq(meta_decide(&p, &def, &st), -ENOENT);
+	/* the file's own record carries the count */
+	meta_init(&r, META_FILE, 0644, 0, 0, 0);
+	r.ino = 77;
+	r.nlink = 3;
+	n = meta_encode(&r, buf);
+	cr_assert_eq(meta_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.nlink, 3);
+	p.meta = d;
+	p.data_file = 1;
+	cr_assert_eq(meta_decide(&p, &def, &st), META_FILE);
+	cr_assert_eq(st.st_nlink, 3);
+}

@@ -238,3 +238,19 @@ Test(pathkey, orphan_keys_live_under_their_pseudo_path)
 	n = pk_xattr_key(p, PK_ORPHAN_LEN, NULL, 0, k);
 	cr_assert_eq(n, PK_ORPHAN_LEN + 1);
 }
+
+Test(pathkey, link_keys_live_under_their_pseudo_path)
+{
+	char p[PK_ORPHAN_LEN], k[PK_KEY_BUF];
+
+	pk_pseudo_path(PK_TAG_LINK, 0x10, p);
+	cr_assert_eq(p[0], 0);
+	cr_assert_eq(p[1], 'h');
+	cr_assert_eq(p[9], 0x10);
+	cr_assert(pk_is_pseudo(p, PK_ORPHAN_LEN));
+	cr_assert(!pk_is_orphan(p, PK_ORPHAN_LEN));
+	cr_assert_eq(pk_sys_key(PK_TAG_META, p, PK_ORPHAN_LEN, k), PK_ORPHAN_LEN + 1);
+	cr_assert_eq(k[PK_ORPHAN_LEN], 'm');
+	pk_pseudo_path(PK_TAG_UNLINK, 0x10, p);
+	cr_assert(!pk_is_pseudo(p, PK_ORPHAN_LEN), "a mark names no file");
+}

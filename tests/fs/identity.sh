@@ -223,6 +223,73 @@ check "chmod and rename of a special file" test "$(stat -c '%a %t:%T' "$M/fifo" 
 check "rm of special files" rm "$M/fifo" "$M/null2" "$M/blk" "$M/sock"
 check "tar of special files" sh -c "mkfifo '$T/f' && tar -C '$T' -cf - f | tar -C '$M' -xf - && test -p '$M/f'"
 
+# ---- 12. hard links ------------------------------------------------------------
+echo one >"$M/h1"
+check "ln" ln "$M/h1" "$M/h2"
+check "both names: one inode, two links" test \
+	"$(stat -c '%i %h' "$M/h1")" = "$(stat -c '%i %h' "$M/h2")" -a "$(stat -c %h "$M/h1")" = 2
+echo two >>"$M/h2"
+check "a write through one name is seen through the other" test "$(cat "$M/h1")" = "$(printf 'one\ntwo')"
+mkdir "$M/hd"
+ln "$M/h2" "$M/hd/h3"
+rm "$M/h1"
+check "rm of one name leaves the others whole" test "$(cat "$M/hd/h3")" = "$(printf 'one\ntwo')" -a \
+	"$(stat -c %h "$M/h2")" = 2
+echo other >"$M/hx"
+mv "$M/hx" "$M/h2"
+check "rename over one name leaves the others whole" test "$(cat "$M/hd/h3")" = "$(printf 'one\ntwo')" -a \
+	"$(stat -c %h "$M/hd/h3")" = 1 -a "$(cat "$M/h2")" = other
+mv "$M/hd/h3" "$M/h3"
+ln "$M/h3" "$M/hd/h4"
+n_h3=$(stat -c %i "$M/h3")
+mkdir -p "$T/src/sub"
+echo small >"$T/src/f"
+ln "$T/src/f" "$T/src/sub/g"
+head -c $((3 << 20)) /dev/urandom >"$T/src/big"
+ln "$T/src/big" "$T/src/sub/big2"
+ln -s f "$T/src/sl"
+mkfifo "$T/src/fifo"
+ln "$T/src/fifo" "$T/src/fifo2"
+# links: "name name ..." for every inode with more than one name under $1
+links() { (cd "$1" && find . ! -type d -links +1 -printf '%i %p\n' | sort -k2 |
+	awk '{a[$1] = a[$1] " " $2} END {for (i in a) print a[i]}' | sort); }
+links "$T/src" >"$T/links.src"
+check "cp -a keeps hard links" sh -c "cp -a '$T/src' '$M/cpa' && test \"\$(cd '$M/cpa' && find . ! -type d -links +1 | wc -l)\" = 6"
+check "cp -a: the same names share an inode" sh -c "cd '$M/cpa' && test \"\$(stat -c %i f)\" = \"\$(stat -c %i sub/g)\" && test \"\$(stat -c %i big)\" = \"\$(stat -c %i sub/big2)\""
+check "cp -a: content" cmp "$T/src/big" "$M/cpa/sub/big2"
+mkdir "$M/tarx"
+check "tar -x of hard links" sh -c "tar -C '$T' -cf - src | tar -C '$M/tarx' -xf - && test \"\$(stat -c %i '$M/tarx/src/f')\" = \"\$(stat -c %i '$M/tarx/src/sub/g')\" && test \"\$(stat -c %h '$M/tarx/src/big')\" = 2"
+check "rsync -aH" sh -c "rsync -aH '$T/src/' '$M/rs/' && test \"\$(stat -c %i '$M/rs/f')\" = \"\$(stat -c %i '$M/rs/sub/g')\" && cmp '$T/src/big' '$M/rs/big'"
+check "cp -al" cp -al "$M/cpa" "$M/cpal"
+check "cp -al: four names" test "$(stat -c %h "$M/cpa/f")" = 4 -a "$(stat -c %i "$M/cpa/f")" = "$(stat -c %i "$M/cpal/sub/g")"
+check "rsync --link-dest" sh -c "rsync -a --link-dest='$M/rs' '$T/src/' '$M/rs2/' && test \"\$(stat -c %i '$M/rs2/big')\" = \"\$(stat -c %i '$M/rs/big')\""
+rm -rf "$M/cpal"
+check "rm -rf of one copy: the links drop back" test "$(stat -c %h "$M/cpa/f")" = 2
+py "a file held open while its last name goes" '
+import os, sys
+M = sys.argv[1]
+open(M + "/l1", "w").write("held")
+os.link(M + "/l1", M + "/l2")
+fd = os.open(M + "/l1", os.O_RDWR)
+os.unlink(M + "/l1"); os.unlink(M + "/l2")
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+assert os.pread(fd, 10, 0) == b"held" and os.fstat(fd).st_nlink == 0
+os.pwrite(fd, b"HELD", 0)
+assert os.pread(fd, 10, 0) == b"HELD"
+os.close(fd)
+print("ok")'
+umount_fs
+mount_fs || exit 1
+check "after a remount: links, numbers and content" test \
+	"$(stat -c '%i %h' "$M/h3" "$M/hd/h4" | tr '\n' ' ')" = "$n_h3 2 $n_h3 2 " -a \
+	"$(cat "$M/hd/h4")" = "$(printf 'one\ntwo')"
+check "after a remount: cp -a copy" cmp "$T/src/big" "$M/cpa/big"
+rm -rf "$M/cpa" "$M/tarx" "$M/rs" "$M/rs2" "$M/h3" "$M/hd"
+umount_fs
+check "nothing of the linked files is left" test \
+	"$("$CAIRN" -d "$DB" scan -a -x '\x00h' | wc -l)$("$CAIRN" -d "$DB" scan -a -x '\x00u' | wc -l)$("$CAIRN" -d "$DB" scan -a -x '\x00d' | wc -l)" = 000
+mount_fs || exit 1
+
 umount_fs
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -149,7 +149,7 @@ check_err "name over 255 bytes" "File name too long" touch "$M/$LONG"
 check_err "mkdir over a file" "File exists" mkdir "$M/a"
 check_err "a file under a file" "Not a directory" touch "$M/a/b"
 check_err "write to a directory" "Is a directory" sh -c "echo x > '$M/keep'"
-check_err "hard links are not supported" "not supported" ln "$M/a" "$M/hard"
+check_err "a hard link to a directory" "not allowed" ln "$M/keep" "$M/hard"
 NAME255=$(printf 'p%.0s' $(seq 255))
 deep_path_too_long() {
 	(
