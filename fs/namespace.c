@@ -442,7 +442,7 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 		goto out;
 	if (n) {
 		cfs_node_unhash(fs, n);
-		if (type == META_FILE && cfs_node_held(n))
+		if (type == META_FILE && cfs_node_held(n) && !p.link)
 			cfs_orphan_made(n, &p, mo), mo = NULL;
 		else
 			cfs_wb_drop(fs, n);
