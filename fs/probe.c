@@ -76,7 +76,7 @@ static int cfs_below(struct cairn_iter *it, const char *k, size_t kl, char *tmp)
 /* Turns the probe of a name of a file with links (a META_LINKED record)
  * into the probe of that file: its record "\0h" INO "m" (copied into mbuf
  * when given) and its content "\0h" INO, by point lookups. A name whose file
- * is missing counts as no record. */
+ * is missing counts as no record, one whose record is bad as a bad record. */
 static int cfs_link_resolve(struct cairnfs *fs, struct meta_probe *p, char *mbuf)
 {
 	char lpath[PK_ORPHAN_LEN], mk[PK_KEY_BUF], rec[META_BUF];
@@ -105,7 +105,8 @@ static int cfs_link_resolve(struct cairnfs *fs, struct meta_probe *p, char *mbuf
 		rc = cairn_key_info(fs->db, NULL, lpath, PK_ORPHAN_LEN, &p->data);
 		p->data_file = rc == CAIRN_OK;
 	} else if (rc == CAIRN_OK) {
-		fs->cnt.hidden_keys++;
+		p->bad_meta = 1; /* fails closed, as a bad record of the name would */
+		fs->cnt.bad_records++;
 	}
 	if (rc && rc != CAIRN_ENOTFOUND) {
 		cfs_log_engine(fs, "probe", rc);
