@@ -357,6 +357,7 @@ int cairnfs_close(struct cairnfs *fs)
 	free(fs->by_name.b);
 	free(fs->lcache.names);
 	free(fs->lcache.d);
+	free(fs->ctl_text);
 	while (fs->ctls) {
 		struct cfs_ctlsnap *c = fs->ctls;
 

@@ -95,6 +95,8 @@ struct cfs_node {
 	int stale;     /* a write failed: the kernel's view is being dropped (fileio.c) */
 	int own_known; /* a directory's mode and group below are known (perm.c) */
 	uint32_t own_mode, own_gid;
+	unsigned nsub; /* a directory's subdirectories, when nsub_known (dir.c) */
+	int nsub_known;
 };
 
 /* How a regular file's content is stored (extent.h). Only this daemon
@@ -122,10 +124,14 @@ struct cfs_table {
 	size_t count;
 };
 
-/* A directory handle: the listing, built on the first readdir. */
+/* A listing, kept in cookie order. A readdir offset is the cookie of the
+ * last entry returned (dir.c): a hash of the name, so a listing rebuilt
+ * after the directory changed resumes after the same name and returns every
+ * entry not added or removed meanwhile exactly once. */
 struct cfs_dent {
 	size_t name_off;
 	size_t nlen;
+	uint64_t cookie;
 	struct meta_probe p;
 };
 
@@ -134,6 +140,7 @@ struct cfs_dir {
 	size_t nused, ncap;
 	struct cfs_dent *d;
 	size_t n, cap;
+	uint64_t gen; /* fs->wgen when built: older means stale */
 	int built;
 	int err;
 };
@@ -155,7 +162,6 @@ struct cairnfs {
 	uint64_t wgen;         /* writes so far: a listing older than this is stale */
 	struct cfs_dir lcache; /* the listing of lcache_ino, when opendir is off */
 	fuse_ino_t lcache_ino;
-	uint64_t lcache_gen;
 	int any_xattr;            /* whether some "\0x" key may exist (cfs_may_have_xattrs) */
 	uint64_t next_ext_id;     /* the extent id the next large file gets */
 	unsigned notifying;       /* threads telling the kernel of failed writes (fileio.c) */
@@ -165,6 +171,8 @@ struct cairnfs {
 	char *gone;               /* keys of forgotten orphans to delete: (u8 length, key)... */
 	size_t gone_len, gone_cap, gone_n;
 	char result[CAIRNFS_RESULT_MAX]; /* outcome of the last control command */
+	char *ctl_text;                  /* what "control" holds: commands written (fileio.c) */
+	size_t ctl_len;
 	struct cairnfs_counters cnt;
 };
 
@@ -225,6 +233,8 @@ uint64_t cfs_ino_of(const struct meta_probe *p, int type, const char *path, size
 int cfs_ino_alloc(struct cairnfs *fs, uint64_t *ino);
 int cfs_ino_load(struct cairnfs *fs);
 int cfs_write_batch(struct cairnfs *fs, struct cairn_batch *b, int toobig);
+int cfs_batch_touch_parent(struct cairnfs *fs, struct cairn_batch *b, const char *path, size_t plen,
+                           int64_t now);
 
 /* ---- entry.c: control-file inodes, lookup, forget and getattr */
 
@@ -293,6 +303,7 @@ void cfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void cfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void cfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void cfs_ctl_truncate(struct cairnfs *fs, off_t size);
 
 /* ---- orphan.c: files unlinked or replaced while the kernel holds them */
 
@@ -324,6 +335,8 @@ void cfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void cfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void cfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi);
+int cfs_dir_nlink(struct cairnfs *fs, struct cfs_node *n, struct stat *st);
+void cfs_nsub_add(struct cfs_node *dir, int delta);
 
 /* ---- xattr.c: extended attributes */
 

@@ -6,6 +6,26 @@
 
 /* ---- directories ------------------------------------------------------------ */
 
+/* Offsets 0 (start), 1 (after ".") and 2 (after "..") are fixed; every other
+ * offset is the cookie of a name, in [3, 2^63): FNV-1a mixed so that names
+ * that differ in their last byte land far apart, and positive as loff_t
+ * wants. Two names of one directory share a cookie with odds of about
+ * n^2 / 2^64; cfs_do_readdir never splits such a group across replies. */
+#define CFS_COOKIE_FIRST 3
+
+static uint64_t cfs_cookie(const char *name, size_t nlen)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < nlen; i++)
+		h = (h ^ (unsigned char)name[i]) * 1099511628211ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h >>= 1;
+	return h < CFS_COOKIE_FIRST ? h + CFS_COOKIE_FIRST : h;
+}
+
 static int cfs_dir_add(struct cfs_dir *d, const char *name, size_t nlen, struct cfs_dent **out)
 {
 	if (d->n == d->cap) {
@@ -34,6 +54,7 @@ static int cfs_dir_add(struct cfs_dir *d, const char *name, size_t nlen, struct 
 	memset(*out, 0, sizeof(**out));
 	(*out)->name_off = d->nused;
 	(*out)->nlen = nlen;
+	(*out)->cookie = cfs_cookie(name, nlen);
 	d->nused += nlen;
 	return 0;
 }
@@ -89,13 +110,18 @@ static int cfs_dir_scan(struct cairnfs *fs, struct cairn_iter *it, struct cfs_di
 	return -cfs_errno(cairn_iter_status(it), EIO);
 }
 
+/* Cookie order, then name order: one name found in both keyspaces sorts
+ * into adjacent entries, which cfs_dir_merge() joins. */
 static int cfs_dent_cmp(const void *a, const void *b, void *names)
 {
 	const struct cfs_dent *x = a, *y = b;
 	size_t n = x->nlen < y->nlen ? x->nlen : y->nlen;
 	const char *nm = names;
-	int c = memcmp(nm + x->name_off, nm + y->name_off, n);
+	int c;
 
+	if (x->cookie != y->cookie)
+		return x->cookie < y->cookie ? -1 : 1;
+	c = memcmp(nm + x->name_off, nm + y->name_off, n);
 	if (c)
 		return c;
 	return (x->nlen > y->nlen) - (x->nlen < y->nlen);
@@ -154,6 +180,7 @@ static int cfs_dir_build(struct cairnfs *fs, fuse_ino_t ino, struct cfs_dir *d)
 
 	d->n = 0;
 	d->nused = 0;
+	d->gen = fs->wgen;
 	if (ino == CFS_INO_CTLDIR) {
 		for (int i = 0; i < CTL_NFILES; i++) {
 			struct cfs_dent *e;
@@ -163,6 +190,7 @@ static int cfs_dir_build(struct cairnfs *fs, fuse_ino_t ino, struct cfs_dir *d)
 				return rc;
 			e->p.data_file = 1;
 		}
+		qsort_r(d->d, d->n, sizeof(d->d[0]), cfs_dent_cmp, d->names);
 		return 0;
 	}
 	n = cfs_node_get(fs, ino);
@@ -186,6 +214,51 @@ static int cfs_dir_build(struct cairnfs *fs, fuse_ino_t ino, struct cfs_dir *d)
 	qsort_r(d->d, d->n, sizeof(d->d[0]), cfs_dent_cmp, d->names);
 	cfs_dir_merge(fs, d);
 	return 0;
+}
+
+/* A directory's link count is 2 plus its subdirectories (find's leaf
+ * optimisation relies on it). The count is learned by one walk of the
+ * children the first time the kernel asks for the directory's attributes,
+ * kept on the node and moved by mkdir, rmdir and rename (cfs_nsub_add), so
+ * a stat costs no walk while the kernel keeps the node. */
+int cfs_dir_nlink(struct cairnfs *fs, struct cfs_node *n, struct stat *st)
+{
+	struct meta_defaults def = cfs_defaults(fs);
+	struct cfs_dir d;
+	int rc;
+
+	if (!S_ISDIR(st->st_mode))
+		return 0;
+	if (!n->nsub_known) {
+		memset(&d, 0, sizeof(d));
+		rc = cfs_dir_build(fs, n->ino, &d);
+		n->nsub = 0;
+		for (size_t i = 0; !rc && i < d.n; i++) {
+			struct stat cst;
+
+			if (meta_decide(&d.d[i].p, &def, &cst) == META_DIR)
+				n->nsub++;
+		}
+		free(d.names);
+		free(d.d);
+		if (rc)
+			return rc;
+		n->nsub_known = 1;
+	}
+	st->st_nlink = 2 + n->nsub;
+	return 0;
+}
+
+/* A subdirectory made (+1) or removed (-1) in dir; 0: the count is no
+ * longer known (an implicit directory may have vanished below). */
+void cfs_nsub_add(struct cfs_node *dir, int delta)
+{
+	if (!dir || !dir->nsub_known)
+		return;
+	if (delta == 0 || (delta < 0 && dir->nsub == 0))
+		dir->nsub_known = 0;
+	else
+		dir->nsub += (unsigned)delta;
 }
 
 /* With -o open=0 answered ENOSYS (the kernel then caches listings and sends
@@ -267,7 +340,11 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 	}
 	if (!dn) {
 		/* the control directory: no lookup is handed out (ino 0) */
-		cfs_ctl_stat(fs, CFS_INO_CTL0 + i, &e.attr);
+		int which = 0;
+
+		while (which < CTL_NFILES - 1 && strcmp(name, ctl_name(which)))
+			which++;
+		cfs_ctl_stat(fs, CFS_INO_CTL0 + (fuse_ino_t)which, &e.attr);
 		if (plus)
 			return fuse_add_direntry_plus(req, buf, rem, name, &e, next);
 		return fuse_add_direntry(req, buf, rem, name, &e.attr, next);
@@ -289,6 +366,12 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 		}
 	}
 	cfs_fix_size(n, &e.attr);
+	if (S_ISDIR(e.attr.st_mode)) {
+		if (n->nsub_known)
+			e.attr.st_nlink = 2 + n->nsub;
+		else
+			e.attr_timeout = 0; /* a stat asks, and learns the count */
+	}
 	e.ino = n->ino;
 	e.generation = n->gen;
 	sz = fuse_add_direntry_plus(req, buf, rem, name, &e, next);
@@ -299,6 +382,60 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 	return sz;
 }
 
+/* The index of the first entry whose cookie is past off. */
+static size_t cfs_dir_seek(const struct cfs_dir *d, off_t off)
+{
+	size_t lo = 0, hi = d->n;
+
+	if (off < CFS_COOKIE_FIRST)
+		return 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (d->d[mid].cookie <= (uint64_t)off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Whether the entries from i that share its cookie fit in rem bytes: a
+ * reply must end between cookies, or the next readdir, resuming past that
+ * cookie, would skip the rest of the group. */
+static int cfs_dir_group_fits(fuse_req_t req, const struct cfs_dir *d, size_t i, size_t rem,
+                              int plus)
+{
+	size_t need = 0;
+
+	for (size_t j = i; j < d->n && d->d[j].cookie == d->d[i].cookie; j++) {
+		char name[PK_NAME_MAX + 1];
+
+		memcpy(name, d->names + d->d[j].name_off, d->d[j].nlen);
+		name[d->d[j].nlen] = '\0';
+		need += plus ? fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0)
+		             : fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+	}
+	return need <= rem;
+}
+
+static size_t cfs_dir_dot(fuse_req_t req, fuse_ino_t ino, char *buf, size_t rem, int plus,
+                          int dotdot)
+{
+	struct fuse_entry_param e;
+	const char *name = dotdot ? ".." : ".";
+
+	memset(&e, 0, sizeof(e));
+	e.attr.st_ino = ino;
+	e.attr.st_mode = S_IFDIR;
+	return plus ? fuse_add_direntry_plus(req, buf, rem, name, &e, dotdot + 1)
+	            : fuse_add_direntry(req, buf, rem, name, &e.attr, dotdot + 1);
+}
+
+/* Offsets are cookies (cfs_cookie), so the listing may be rebuilt whenever
+ * anything was written since it was built (a stale listing would hand the
+ * kernel entries, and with readdirplus attributes, that are gone) and
+ * still resume after the last name returned. */
 static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                            struct fuse_file_info *fi, int plus)
 {
@@ -306,7 +443,7 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	struct cfs_dir *d = (struct cfs_dir *)(uintptr_t)fi->fh;
 	struct cfs_node *dn = NULL;
 	char dir[PK_KEY_BUF];
-	size_t used = 0, dlen = 0;
+	size_t used = 0, dlen = 0, sz;
 	char *buf;
 	int rc = 0;
 
@@ -317,15 +454,13 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	}
 	pthread_mutex_lock(&fs->mu);
 	if (!d) {
-		/* no opendir: one listing kept for the directory being read, built
-		 * again at offset 0 or when anything was written since */
+		/* no opendir: one listing kept for the directory being read */
 		d = &fs->lcache;
-		if (off > 0 && (fs->lcache_ino != ino || fs->lcache_gen != fs->wgen))
+		if (fs->lcache_ino != ino)
 			d->built = 0;
 		fs->lcache_ino = ino;
-		fs->lcache_gen = fs->wgen;
 	}
-	if (off == 0 || !d->built) {
+	if (off == 0 || !d->built || d->gen != fs->wgen) {
 		rc = cfs_dir_build(fs, ino, d);
 		d->built = !rc;
 	}
@@ -333,27 +468,24 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		dn = cfs_node_get(fs, ino);
 	if (dn && cfs_node_path(fs, dn, dir, &dlen))
 		dlen = 0; /* removed meanwhile: numbers from the name alone */
-	for (off_t i = off; !rc && i < (off_t)d->n + 2; i++) {
-		size_t sz;
-
-		if (i < 2) {
-			struct fuse_entry_param e;
-
-			memset(&e, 0, sizeof(e));
-			e.attr.st_ino = ino;
-			e.attr.st_mode = S_IFDIR;
-			sz = plus ? fuse_add_direntry_plus(req, buf + used, size - used,
-			                                   i ? ".." : ".", &e, i + 1)
-			          : fuse_add_direntry(req, buf + used, size - used, i ? ".." : ".",
-			                              &e.attr, i + 1);
-		} else {
-			sz = cfs_dir_emit(req, fs, dn, dir, dlen, d, (size_t)(i - 2), buf + used,
-			                  size - used, plus, i + 1);
-		}
+	for (int dot = off < 0 ? 0 : off > 2 ? 2 : (int)off; !rc && dot < 2; dot++) {
+		sz = cfs_dir_dot(req, ino, buf + used, size - used, plus, dot);
+		if (sz > size - used)
+			goto out;
+		used += sz;
+	}
+	for (size_t i = cfs_dir_seek(d, off); !rc && i < d->n; i++) {
+		if ((i == 0 || d->d[i - 1].cookie != d->d[i].cookie) && i + 1 < d->n &&
+		    d->d[i + 1].cookie == d->d[i].cookie && used &&
+		    !cfs_dir_group_fits(req, d, i, size - used, plus))
+			break;
+		sz = cfs_dir_emit(req, fs, dn, dir, dlen, d, i, buf + used, size - used, plus,
+		                  (off_t)d->d[i].cookie);
 		if (sz == 0 || sz > size - used)
 			break;
 		used += sz;
 	}
+out:
 	pthread_mutex_unlock(&fs->mu);
 	if (rc)
 		fuse_reply_err(req, -rc);

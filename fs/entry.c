@@ -52,9 +52,10 @@ void cfs_ctl_stat(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 	st->st_ino = ino;
 	if (ino == CFS_INO_CTLDIR)
 		st->st_mode = S_IFDIR | 0555;
-	else if (ino == CFS_INO_CTL0 + CTL_CONTROL)
+	else if (ino == CFS_INO_CTL0 + CTL_CONTROL) {
 		st->st_mode = S_IFREG | 0200;
-	else
+		st->st_size = (off_t)fs->ctl_len; /* as the kernel's cache has it */
+	} else
 		st->st_mode = S_IFREG | 0444;
 	if (c) {
 		st->st_size = (off_t)c->len;
@@ -208,6 +209,10 @@ void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto err;
 	}
 	cfs_fix_size(n, &e.attr);
+	if (S_ISDIR(e.attr.st_mode) && n->nsub_known)
+		e.attr.st_nlink = 2 + n->nsub;
+	else if (S_ISDIR(e.attr.st_mode))
+		e.attr_timeout = 0; /* no walk for a lookup: a stat learns the count */
 	e.ino = n->ino; /* the node id; st_ino is the file's own number */
 	e.generation = n->gen;
 	pthread_mutex_unlock(&fs->mu);
@@ -297,7 +302,7 @@ int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 	cfs_fix_size(n, st);
 	if (!st->st_ino)
 		st->st_ino = ino;
-	return 0;
+	return cfs_dir_nlink(fs, n, st);
 }
 
 void cfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -22,6 +22,11 @@ static void cfs_open_ctl(fuse_req_t req, struct cairnfs *fs, fuse_ino_t ino,
 			fuse_reply_err(req, EROFS);
 			return;
 		}
+		if (fi->flags & O_TRUNC) { /* atomic_o_trunc: no setattr follows */
+			pthread_mutex_lock(&fs->mu);
+			cfs_ctl_truncate(fs, 0);
+			pthread_mutex_unlock(&fs->mu);
+		}
 	} else if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		fuse_reply_err(req, EACCES);
 		return;
@@ -78,16 +83,24 @@ void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void cfs_read_ctl(fuse_req_t req, struct cairnfs *fs, fuse_ino_t ino, size_t size, off_t off)
 {
 	struct cfs_ctlsnap *c;
+	const char *text = NULL;
 	char *buf = NULL;
-	size_t got = 0;
+	size_t got = 0, len = 0;
 
 	pthread_mutex_lock(&fs->mu);
 	c = cfs_snap_get(fs, ino);
-	if (c && off >= 0 && (uint64_t)off < c->len) {
-		got = c->len - (size_t)off < size ? c->len - (size_t)off : size;
+	if (c) {
+		text = c->buf;
+		len = c->len;
+	} else if (ino == CFS_INO_CTL0 + CTL_CONTROL) {
+		text = fs->ctl_text; /* the kernel fills a partly written page */
+		len = fs->ctl_len;
+	}
+	if (text && off >= 0 && (uint64_t)off < len) {
+		got = len - (size_t)off < size ? len - (size_t)off : size;
 		buf = malloc(got);
 		if (buf)
-			memcpy(buf, c->buf + off, got);
+			memcpy(buf, text + off, got);
 		else
 			got = 0;
 	}
@@ -322,6 +335,78 @@ static void cfs_write_failed(struct cairnfs *fs, struct cfs_node *n, int rc)
 	pthread_attr_destroy(&a);
 }
 
+/* The control file holds what was written to it, up to CFS_CTL_TEXT_MAX
+ * bytes, until a truncation (O_TRUNC) empties it, and runs each command
+ * once: the writeback cache sends a whole page again from its start when a
+ * second command dirties it, so only the bytes a write changes or adds are
+ * commands, from the start of the first changed line. */
+#define CFS_CTL_TEXT_MAX (1024 * 1024)
+
+void cfs_ctl_truncate(struct cairnfs *fs, off_t size)
+{
+	if (size >= 0 && (uint64_t)size < fs->ctl_len)
+		fs->ctl_len = (size_t)size;
+}
+
+/* Takes in a write to the control file under fs->mu: sets *cmd (malloc'd,
+ * or NULL when nothing is new) to the text to run. */
+static int cfs_ctl_take(struct cairnfs *fs, const char *buf, size_t size, size_t off, char **cmd,
+                        size_t *clen)
+{
+	size_t end = off + size, p = off, start;
+
+	*cmd = NULL;
+	if (end > fs->ctl_len) {
+		char *t = realloc(fs->ctl_text, end);
+
+		if (!t)
+			return -ENOMEM;
+		fs->ctl_text = t;
+		if (off > fs->ctl_len)
+			memset(t + fs->ctl_len, 0, off - fs->ctl_len);
+	}
+	while (p < end && p < fs->ctl_len && fs->ctl_text[p] == buf[p - off])
+		p++;
+	start = p;
+	if (p < fs->ctl_len) /* an old line rewritten: run it whole */
+		while (start > 0 && fs->ctl_text[start - 1] != '\n')
+			start--;
+	memcpy(fs->ctl_text + off, buf, size);
+	if (end > fs->ctl_len)
+		fs->ctl_len = end;
+	if (p == end)
+		return 0;
+	*clen = end - start;
+	*cmd = malloc(*clen);
+	if (!*cmd)
+		return -ENOMEM;
+	memcpy(*cmd, fs->ctl_text + start, *clen);
+	return 0;
+}
+
+static void cfs_write_ctl(fuse_req_t req, struct cairnfs *fs, const char *buf, size_t size,
+                          off_t off)
+{
+	char *cmd = NULL;
+	size_t clen = 0;
+	int rc;
+
+	if (off < 0 || (uint64_t)off + size > CFS_CTL_TEXT_MAX) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	pthread_mutex_lock(&fs->mu);
+	rc = cfs_ctl_take(fs, buf, size, (size_t)off, &cmd, &clen);
+	pthread_mutex_unlock(&fs->mu);
+	if (!rc && cmd)
+		rc = ctl_command(fs, cmd, clen); /* unlocked: a compaction takes long */
+	free(cmd);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, size);
+}
+
 void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                struct fuse_file_info *fi)
 {
@@ -333,11 +418,7 @@ void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 
 	(void)fi;
 	if (ino == CFS_INO_CTL0 + CTL_CONTROL) {
-		rc = ctl_command(fs, buf, size);
-		if (rc)
-			fuse_reply_err(req, -rc);
-		else
-			fuse_reply_write(req, size);
+		cfs_write_ctl(req, fs, buf, size, off);
 		return;
 	}
 	if (cfs_is_ctl(ino)) {

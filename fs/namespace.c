@@ -79,6 +79,8 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 	if (!rc)
 		rc = cfs_batch_meta(b, path, plen, &r);
 	if (!rc)
+		rc = cfs_batch_touch_parent(fs, b, path, plen, r.ctime_ns);
+	if (rc >= 0)
 		rc = cfs_write_batch(fs, b, ENAMETOOLONG);
 	if (rc < 0)
 		goto out;
@@ -87,6 +89,12 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 	if (!n) {
 		rc = -ENOMEM;
 		goto out;
+	}
+	if (type == META_DIR) {
+		n->nsub_known = 1; /* new: no subdirectories */
+		n->nsub = 0;
+		e.attr.st_nlink = 2;
+		cfs_nsub_add(pn, 1);
 	}
 	if (type == META_FILE && !n->wb) {
 		/* just written: an empty value at the key PATH, no lookup needed */
@@ -387,7 +395,7 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	struct meta_probe p;
 	struct stat st;
 	size_t plen;
-	int rc, type, nonempty = 0, orphan = 0;
+	int rc, type, nonempty = 0, orphan = 0, touched = 0;
 	struct cfs_memorphan *mo = NULL;
 	char mbuf[META_BUF];
 
@@ -437,9 +445,15 @@ static void cfs_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int 
 	if (!rc)
 		rc = cfs_batch_remove(fs, &it, b, path, plen, type, &p, orphan == 1);
 	if (!rc)
+		rc = touched = cfs_batch_touch_parent(fs, b, path, plen, cfs_now());
+	if (rc >= 0)
 		rc = cfs_write_batch(fs, b, EIO);
 	if (rc)
 		goto out;
+	if (type == META_DIR)
+		cfs_nsub_add(pn, -1);
+	if (!touched) /* the parent existed only through this key: it may be gone */
+		cfs_nsub_add(pn->parent, 0);
 	if (n) {
 		cfs_node_unhash(fs, n);
 		if (type == META_FILE && cfs_node_held(n) && !p.link)
@@ -572,12 +586,35 @@ static int cfs_rename_batch(struct cairnfs *fs, struct cfs_side *s, struct cfs_s
 	return rc;
 }
 
+/* Moves the subdirectory counts of both parents after a rename. */
+static void cfs_rename_nsub(struct cfs_side *s, struct cfs_side *d, unsigned flags, int s_touched)
+{
+	int sdir = s->type == META_DIR, ddir = d->type == META_DIR;
+
+	if (flags & RENAME_EXCHANGE) {
+		if (sdir != ddir) {
+			cfs_nsub_add(s->pn, ddir - sdir);
+			cfs_nsub_add(d->pn, sdir - ddir);
+		}
+		return;
+	}
+	if (sdir) {
+		cfs_nsub_add(s->pn, -1);
+		cfs_nsub_add(d->pn, 1);
+	}
+	if (ddir)
+		cfs_nsub_add(d->pn, -1);
+	if (!s_touched) /* the source parent may have vanished with its last key */
+		cfs_nsub_add(s->pn->parent, 0);
+}
+
 static int cfs_rename_locked(struct cairnfs *fs, struct cfs_side *s, struct cfs_side *d,
                              unsigned flags)
 {
 	struct cairn_batch *b = NULL;
 	struct cfs_node *sn, *dn;
-	int rc;
+	int64_t now = cfs_now();
+	int rc, s_touched = 0;
 
 	d->n = cfs_node_find(fs, d->pn, d->name, strlen(d->name));
 	if (d->n && d->n->wb && d->n->wb->dirty && !(flags & RENAME_EXCHANGE)) {
@@ -602,10 +639,15 @@ static int cfs_rename_locked(struct cairnfs *fs, struct cfs_side *s, struct cfs_
 	if (!rc)
 		rc = cfs_rename_batch(fs, s, d, flags, b);
 	if (!rc)
+		rc = s_touched = cfs_batch_touch_parent(fs, b, s->path, s->plen, now);
+	if (rc >= 0)
+		rc = cfs_batch_touch_parent(fs, b, d->path, d->plen, now);
+	if (rc >= 0)
 		rc = cfs_write_batch(fs, b, EXDEV);
 	cairn_batch_free(b);
 	if (rc)
 		return rc;
+	cfs_rename_nsub(s, d, flags, s_touched);
 	sn = cfs_node_find(fs, s->pn, s->name, strlen(s->name));
 	dn = cfs_node_find(fs, d->pn, d->name, strlen(d->name));
 	if (dn && !(flags & RENAME_EXCHANGE)) {

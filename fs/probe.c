@@ -418,3 +418,43 @@ int cfs_write_batch(struct cairnfs *fs, struct cairn_batch *b, int toobig)
 		cfs_gone_done(fs);
 	return -cfs_errno(rc, toobig);
 }
+
+/* Puts into b the record of the directory holding path with its mtime and
+ * ctime set to now, as an entry added, removed or renamed in it changes
+ * them. Only a directory with a record has times of its own (and the root,
+ * which gets one): a directory that exists only because keys lie below it
+ * shows the mount time and must still vanish with its last key. Returns 1
+ * when a record was put, 0 when the parent has none, or a negative errno. */
+int cfs_batch_touch_parent(struct cairnfs *fs, struct cairn_batch *b, const char *path, size_t plen,
+                           int64_t now)
+{
+	char mk[PK_KEY_BUF], rec[META_BUF];
+	size_t dlen = plen, got = 0;
+	struct meta_defaults d;
+	struct meta_rec r;
+	int mkl, rc;
+
+	while (dlen > 0 && path[dlen - 1] != '/')
+		dlen--;
+	if (dlen > 0)
+		dlen--; /* the slash */
+	mkl = pk_sys_key(PK_TAG_META, path, dlen, mk);
+	if (mkl < 0)
+		return mkl;
+	rc = cairn_get_range(fs->db, NULL, mk, (size_t)mkl, 0, rec, sizeof(rec), &got);
+	if (rc == CAIRN_OK && got < sizeof(rec) && !meta_decode(rec, got, &r) &&
+	    r.type == META_DIR) {
+		/* decoded: fields kept, times moved */
+	} else if (rc == CAIRN_ENOTFOUND && dlen == 0) {
+		d = cfs_defaults(fs);
+		meta_init(&r, META_DIR, 0755, d.uid, d.gid, d.time_ns);
+	} else if (rc == CAIRN_OK || rc == CAIRN_ENOTFOUND) {
+		return 0;
+	} else {
+		cfs_log_engine(fs, "directory record", rc);
+		return -cfs_errno(rc, EIO);
+	}
+	r.mtime_ns = r.ctime_ns = now;
+	rc = cfs_batch_meta(b, path, dlen, &r);
+	return rc < 0 ? rc : 1;
+}

