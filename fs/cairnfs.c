@@ -2,6 +2,8 @@
  * cairnfs.c: statfs, access, init, the operations table and the lifecycle.
  * The daemon as a whole, its state and its locking rule: cfs.h.
  */
+#include <sys/utsname.h>
+
 #include "cfs.h"
 
 /* ---- the rest ---------------------------------------------------------------- */
@@ -52,9 +54,30 @@ static void cfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	fuse_reply_err(req, ((unsigned)mask & ~bits & 7) ? EACCES : 0);
 }
 
+/* Whether the running kernel writes a file's dirty pages back at close(2)
+ * even after flush was answered ENOSYS: Linux 5.8 and later ("fuse: always
+ * flush dirty data on close(2)"). Earlier kernels skip the write-back once
+ * flush is ENOSYS, so close would return before the data reached the
+ * daemon. An unreadable version counts as old: answering flush costs a
+ * round trip per close, skipping it could lose the close's guarantee. */
+static int cfs_kernel_flushes_at_close(void)
+{
+	struct utsname u;
+	unsigned maj = 0, min = 0;
+
+	if (uname(&u) || sscanf(u.release, "%u.%u", &maj, &min) != 2)
+		return 0;
+	return maj > 5 || (maj == 5 && min >= 8);
+}
+
 static void cfs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct cairnfs *fs = userdata;
+
+	fs->flush_enosys = cfs_kernel_flushes_at_close();
+	if (!fs->flush_enosys && !fs->cfg.flush)
+		fuse_log(FUSE_LOG_NOTICE, "cairnfs: kernel older than 5.8: flush is answered at "
+		                          "every close so the kernel writes dirty pages back\n");
 
 	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE && fs->cfg.writeback && !fs->cfg.read_only)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;

@@ -163,6 +163,7 @@ struct cairnfs {
 	struct cfs_dir lcache; /* the listing of lcache_ino, when opendir is off */
 	fuse_ino_t lcache_ino;
 	int any_xattr;            /* whether some "\0x" key may exist (cfs_may_have_xattrs) */
+	int flush_enosys;         /* flush=0 may answer ENOSYS: the kernel writes back anyway */
 	uint64_t next_ext_id;     /* the extent id the next large file gets */
 	unsigned notifying;       /* threads telling the kernel of failed writes (fileio.c) */
 	uint64_t ino_next;        /* the inode number the next new entry gets */
