@@ -355,6 +355,7 @@ int cairnfs_close(struct cairnfs *fs)
 
 	if (!fs)
 		return 0;
+	cfs_sweeper_stop(fs);
 	cfs_notify_drain(fs);
 	rc = cairnfs_commit_all(fs);
 	free(fs->gone); /* the scan below deletes them */

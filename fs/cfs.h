@@ -28,7 +28,9 @@
  * across every namespace change, so a path computed under it is the path
  * the database holds. It is released around what may take long and needs
  * no table: reads of unbuffered data, the log sync of fsync, control
- * commands.
+ * commands. One thread of the daemon's own, the sweeper (commit.c), started
+ * with the first deferred truncation, takes fs->mu once a second to commit
+ * the truncations no write followed.
  */
 #ifndef CFS_H
 #define CFS_H
@@ -95,7 +97,8 @@ struct cfs_node {
 	int stale;     /* a write failed: the kernel's view is being dropped (fileio.c) */
 	int own_known; /* a directory's mode and group below are known (perm.c) */
 	uint32_t own_mode, own_gid;
-	unsigned nsub; /* a directory's subdirectories, when nsub_known (dir.c) */
+	int64_t trunc_at; /* when a truncation to 0 was deferred (commit.c), or 0 */
+	unsigned nsub;    /* a directory's subdirectories, when nsub_known (dir.c) */
 	int nsub_known;
 };
 
@@ -162,7 +165,11 @@ struct cairnfs {
 	uint64_t wgen;         /* writes so far: a listing older than this is stale */
 	struct cfs_dir lcache; /* the listing of lcache_ino, when opendir is off */
 	fuse_ino_t lcache_ino;
-	int any_xattr;            /* whether some "\0x" key may exist (cfs_may_have_xattrs) */
+	int any_xattr;     /* whether some "\0x" key may exist (cfs_may_have_xattrs) */
+	unsigned ntrunc;   /* nodes with a deferred truncation (trunc_at) */
+	pthread_t sweeper; /* commits deferred truncations no write followed */
+	pthread_cond_t sweep_cv;
+	int sweep_state;          /* 0 none, 1 running, 2 asked to stop */
 	int flush_enosys;         /* flush=0 may answer ENOSYS: the kernel writes back anyway */
 	uint64_t next_ext_id;     /* the extent id the next large file gets */
 	unsigned notifying;       /* threads telling the kernel of failed writes (fileio.c) */
@@ -267,6 +274,8 @@ int cfs_batch_drop_from(struct cairn_iter *it, struct cairn_batch *b, const char
 int cfs_drop_pieces(struct cairn_iter *it, struct cairn_batch *b, uint64_t id, uint64_t idx);
 int cfs_commit(struct cairnfs *fs, struct cfs_node *n);
 int cfs_commit_subtree(struct cairnfs *fs, const char *dir, size_t dlen);
+int cfs_defer_trunc(struct cairnfs *fs, struct cfs_node *n);
+void cfs_sweeper_stop(struct cairnfs *fs);
 
 /* ---- perm.c: owners and modes of new entries */
 

@@ -340,6 +340,10 @@ int cfs_commit(struct cairnfs *fs, struct cfs_node *n)
 	n->lay = pieces ? CFS_LAY_PIECES : CFS_LAY_INLINE;
 	n->ext_id = r.ext_id;
 	n->base = n->wb->size;
+	if (n->trunc_at) {
+		n->trunc_at = 0;
+		fs->ntrunc--;
+	}
 	fs->buffered -= n->wb->bytes;
 	wbuf_reset(n->wb);
 	fs->cnt.commits++;
@@ -374,7 +378,7 @@ int cfs_commit_subtree(struct cairnfs *fs, const char *dir, size_t dlen)
 	char path[PK_KEY_BUF];
 	size_t plen;
 
-	if (!fs->cfg.flush)
+	if (!fs->cfg.flush && !fs->ntrunc)
 		return 0;
 	for (size_t i = 0; i < fs->by_ino.size; i++) {
 		for (struct cfs_node *n = fs->by_ino.b[i]; n; n = n->ino_next) {
@@ -390,4 +394,90 @@ int cfs_commit_subtree(struct cairnfs *fs, const char *dir, size_t dlen)
 		}
 	}
 	return 0;
+}
+
+/* ---- deferred truncation (flush=0) ------------------------------------------
+ * A rewrite by truncation (open with O_TRUNC, write, close) reaches the
+ * daemon as a setattr of size 0 at open and the writes at close, seconds
+ * apart under the writeback cache. Committed apart, a crash between them
+ * leaves an empty file where an fsynced one was. So a truncation to zero of
+ * a file that has content stays in the node's write buffer, and the first
+ * write after it commits both in one batch (as ext4's auto_da_alloc does):
+ * a crash leaves the old content or the new. fsync, a rename, a setattr
+ * other than the truncation's own times, the node's release and unmount
+ * commit it too, and so does the sweeper CFS_TRUNC_DELAY_NS after the
+ * truncation when no write came (a file emptied on purpose). */
+#define CFS_TRUNC_DELAY_NS 5000000000ll
+
+static void cfs_sweep(struct cairnfs *fs, int64_t cutoff)
+{
+	for (size_t i = 0; fs->ntrunc && i < fs->by_ino.size; i++) {
+		for (struct cfs_node *n = fs->by_ino.b[i]; n; n = n->ino_next) {
+			int rc;
+
+			if (!n->trunc_at || n->trunc_at > cutoff)
+				continue;
+			rc = cfs_commit(fs, n);
+			if (rc)
+				fuse_log(FUSE_LOG_ERR, "cairnfs: deferred truncation: %s\n",
+				         strerror(-rc));
+			if (!n->nopen)
+				cfs_wb_drop(fs, n);
+			if (n->trunc_at) { /* failed, or unlinked: nothing to keep */
+				n->trunc_at = 0;
+				fs->ntrunc--;
+			}
+		}
+	}
+}
+
+static void *cfs_sweeper_main(void *arg)
+{
+	struct cairnfs *fs = arg;
+
+	pthread_mutex_lock(&fs->mu);
+	while (fs->sweep_state == 1) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&fs->sweep_cv, &fs->mu, &ts);
+		if (fs->ntrunc)
+			cfs_sweep(fs, cfs_now() - CFS_TRUNC_DELAY_NS);
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return NULL;
+}
+
+/* Marks n's buffer, just truncated to 0, as a deferred truncation. Under
+ * fs->mu. The sweeper starts with the first one (after the daemon forked). */
+int cfs_defer_trunc(struct cairnfs *fs, struct cfs_node *n)
+{
+	if (!fs->sweep_state) {
+		pthread_cond_init(&fs->sweep_cv, NULL);
+		if (pthread_create(&fs->sweeper, NULL, cfs_sweeper_main, fs)) {
+			pthread_cond_destroy(&fs->sweep_cv);
+			return -EAGAIN;
+		}
+		fs->sweep_state = 1;
+	}
+	if (!n->trunc_at)
+		fs->ntrunc++;
+	n->trunc_at = cfs_now();
+	return 0;
+}
+
+/* Stops the sweeper; the caller then commits what is left. */
+void cfs_sweeper_stop(struct cairnfs *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	if (fs->sweep_state != 1) {
+		pthread_mutex_unlock(&fs->mu);
+		return;
+	}
+	fs->sweep_state = 2;
+	pthread_cond_signal(&fs->sweep_cv);
+	pthread_mutex_unlock(&fs->mu);
+	pthread_join(fs->sweeper, NULL);
+	pthread_cond_destroy(&fs->sweep_cv);
 }

@@ -67,6 +67,8 @@ void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = cfs_node_path(fs, n, path, &plen);
 		if (!rc)
 			rc = cfs_truncate(fs, n, path, plen, 0);
+		if (rc > 0)
+			rc = 0; /* deferred until the writes */
 	}
 	if (!rc)
 		n->nopen++;
@@ -246,6 +248,19 @@ static int cfs_write_through(struct cairnfs *fs, struct cfs_node *n, const char 
 
 	if (rc)
 		return rc;
+	if (n->trunc_at) {
+		/* the deferred truncation and this write commit as one */
+		size_t before = own->bytes;
+
+		rc = wbuf_write(own, off, buf, size);
+		if (rc)
+			return rc;
+		fs->buffered += own->bytes - before;
+		rc = cfs_commit(fs, n);
+		if (!n->nopen)
+			cfs_wb_drop(fs, n);
+		return rc;
+	}
 	wbuf_borrow(&w, n->base, &slot, off, buf, size);
 	n->wb = &w;
 	rc = cfs_commit(fs, n);

@@ -199,6 +199,10 @@ struct cfs_node *cfs_node_add(struct cairnfs *fs, struct cfs_node *parent, const
 
 void cfs_wb_drop(struct cairnfs *fs, struct cfs_node *n)
 {
+	if (n->trunc_at) { /* a deferred truncation goes with its buffer */
+		n->trunc_at = 0;
+		fs->ntrunc--;
+	}
 	if (!n->wb)
 		return;
 	fs->buffered -= n->wb->bytes;
@@ -212,6 +216,10 @@ void cfs_node_maybe_free(struct cairnfs *fs, struct cfs_node *n)
 {
 	while (n != &fs->root && !n->nlookup && !n->nchild && !n->nopen) {
 		struct cfs_node *parent = n->parent, **pp;
+		int rc = n->trunc_at ? cfs_commit(fs, n) : 0; /* before the buffer goes */
+
+		if (rc)
+			fuse_log(FUSE_LOG_ERR, "cairnfs: deferred truncation: %s\n", strerror(-rc));
 
 		if (n->orphan) {
 			cfs_orphan_gone(fs, n);

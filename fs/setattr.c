@@ -22,6 +22,15 @@ int cfs_truncate(struct cairnfs *fs, struct cfs_node *n, const char *path, size_
 	rc = cfs_wb_get(fs, n, path, plen);
 	if (rc)
 		return rc;
+	/* a rewrite by truncation: the writes that follow commit with it */
+	if (size == 0 && (n->trunc_at || n->wb->size > 0) && (fs->cfg.flush || !n->wb->dirty)) {
+		fs->buffered -= n->wb->bytes;
+		wbuf_truncate(n->wb, 0);
+		fs->buffered += n->wb->bytes;
+		rc = cfs_defer_trunc(fs, n);
+		if (!rc)
+			return 1;
+	}
 	fs->buffered -= n->wb->bytes;
 	wbuf_truncate(n->wb, (uint64_t)size);
 	fs->buffered += n->wb->bytes;
@@ -63,9 +72,15 @@ static int cfs_setattr_locked(struct cairnfs *fs, fuse_ino_t ino, struct stat *a
 		if (type != META_FILE)
 			return -EINVAL;
 		rc = cfs_truncate(fs, n, path, plen, attr->st_size);
-		if (rc)
+		if (rc < 0)
 			return rc;
 		to_set &= ~FUSE_SET_ATTR_SIZE;
+		/* deferred (rc 1): the commit sets mtime and ctime itself, so the
+		 * times the writeback cache sends with the truncation must not
+		 * commit it now */
+		if (rc == 1)
+			to_set &= ~(FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME |
+			            FUSE_SET_ATTR_MTIME_NOW);
 		if (!to_set)
 			return 0;
 		type = cfs_get_meta(fs, path, plen, &r, mbuf);

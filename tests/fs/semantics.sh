@@ -2,7 +2,7 @@
 # tests/fs/semantics.sh - POSIX details that tools rely on (cairnfs issue 16):
 # control commands run exactly once (item 4), directory times and link
 # counts (item 16), sparse files (item 17) and sync(1)/syncfs(2) (item 18).
-# Each part runs on a fresh mount with the defaults and with open=1.
+# Each part runs on a fresh mount with the defaults, open=1 and flush=1.
 #
 #   CAIRNFS=/path/to/cairnfs tests/fs/semantics.sh
 #
@@ -103,17 +103,62 @@ PY
 		test "$(wc -c <"$MNT/s" 2>/dev/null)" = 7000
 }
 
-for opts in "" "open=1"; do
+# ---- item 7: a rewrite by truncation never leaves an empty file --------------
+# an fsynced file reopened with O_TRUNC and rewritten: the daemon killed
+# before the rewrite reaches it must leave the old content (or the new)
+# kill_remount OPTS: SIGKILL the daemon, unmount what is left, mount again
+kill_remount() {
+	kill -9 "$PID"
+	wait "$PID" 2>/dev/null
+	PID=
+	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
+	mount_fs ${1:+-o "$1"}
+}
+
+rewrite_kill() {
+	local o=$1 py
+	python3 - "$MNT/rw" <<'PY' &
+import os, sys, time
+p = sys.argv[1]
+fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, b"old\n" * 1000)
+os.fsync(fd)
+os.close(fd)
+fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"new\n" * 1000)
+open(p + ".ready", "w").close()
+time.sleep(30)  # killed with the mount before close
+PY
+	py=$!
+	for _ in $(seq 100); do [ -e "$MNT/rw.ready" ] && break; sleep 0.1; done
+	kill_remount "$opts" || { bad "remount after kill ($o)"; kill "$py"; return; }
+	kill "$py" 2>/dev/null
+	wait "$py" 2>/dev/null
+	check "O_TRUNC rewrite, daemon killed before close: old content ($o)" \
+		test "$(md5sum <"$MNT/rw")" = "$(yes old | head -1000 | md5sum)"
+	printf 'x%.0s' $(seq 100) >"$MNT/rw2"
+	: >"$MNT/rw2"
+	check "a truncation alone shows at once ($o)" test "$(stat -c %s "$MNT/rw2")" = 0 -a -z "$(cat "$MNT/rw2")"
+	echo new >"$MNT/rw"
+	check "an O_TRUNC rewrite reads back ($o)" test "$(cat "$MNT/rw")" = new
+	sleep 6.5 # the sweeper commits a truncation no write followed
+	kill_remount "$opts" || { bad "remount after kill ($o)"; return; }
+	check "a truncation alone is committed within seconds ($o)" test "$(stat -c %s "$MNT/rw2")" = 0
+	check "the rewrite survives a kill after close ($o)" test "$(cat "$MNT/rw")" = new
+}
+
+for opts in "" "open=1" "flush=1"; do
 	o=${opts:-defaults}
 	rm -rf "$DB"
 	mount_fs ${opts:+-o "$opts"} || { echo "skipped: cannot mount"; exit 77; }
-	control "$o" "${opts:+1}"
+	control "$o" "${opts%%=*}"
 	dirtimes "$o"
 	check "unmount ($o)" umount_fs
 	mount_fs ${opts:+-o "$opts"} || { bad "remount ($o)"; continue; }
 	mkdir -p "$MNT/r/a" "$MNT/r/b"
 	check "link counts after a remount ($o)" test "$(stat -c %h "$MNT/r")" = 4
 	syncfs_kill "$o"
+	rewrite_kill "$o"
 	check "unmount ($o)" umount_fs
 done
 
