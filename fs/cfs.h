@@ -98,6 +98,8 @@ struct cfs_node {
 	int own_known; /* a directory's mode and group below are known (perm.c) */
 	uint32_t own_mode, own_gid;
 	int64_t trunc_at; /* when a truncation to 0 was deferred (commit.c), or 0 */
+	uint64_t stored;  /* CFS_LAY_PIECES: bytes of its pieces, when stored_known */
+	int stored_known; /* (sparse.c; forgotten at each commit) */
 	unsigned nsub;    /* a directory's subdirectories, when nsub_known (dir.c) */
 	int nsub_known;
 };
@@ -347,6 +349,14 @@ void cfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi);
 int cfs_dir_nlink(struct cairnfs *fs, struct cfs_node *n, struct stat *st);
 void cfs_nsub_add(struct cfs_node *dir, int delta);
+
+/* ---- sparse.c: st_blocks, SEEK_DATA/SEEK_HOLE and fallocate of files with holes */
+
+int cfs_stored_bytes(struct cairnfs *fs, struct cfs_node *n, uint64_t *bytes);
+int cfs_fix_blocks(struct cairnfs *fs, struct cfs_node *n, struct stat *st);
+void cfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
+void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                   struct fuse_file_info *fi);
 
 /* ---- xattr.c: extended attributes */
 

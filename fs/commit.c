@@ -340,6 +340,7 @@ int cfs_commit(struct cairnfs *fs, struct cfs_node *n)
 	n->lay = pieces ? CFS_LAY_PIECES : CFS_LAY_INLINE;
 	n->ext_id = r.ext_id;
 	n->base = n->wb->size;
+	n->stored_known = 0;
 	if (n->trunc_at) {
 		n->trunc_at = 0;
 		fs->ntrunc--;

@@ -371,6 +371,8 @@ static size_t cfs_dir_emit(fuse_req_t req, struct cairnfs *fs, struct cfs_node *
 			e.attr.st_nlink = 2 + n->nsub;
 		else
 			e.attr_timeout = 0; /* a stat asks, and learns the count */
+	} else if (S_ISREG(e.attr.st_mode) && (uint64_t)e.attr.st_size > fs->cfg.inline_max) {
+		e.attr_timeout = 0; /* st_blocks: a stat asks (sparse.c) */
 	}
 	e.ino = n->ino;
 	e.generation = n->gen;

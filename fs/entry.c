@@ -213,7 +213,9 @@ void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		e.attr.st_nlink = 2 + n->nsub;
 	else if (S_ISDIR(e.attr.st_mode))
 		e.attr_timeout = 0; /* no walk for a lookup: a stat learns the count */
-	e.ino = n->ino; /* the node id; st_ino is the file's own number */
+	else if (S_ISREG(e.attr.st_mode) && (uint64_t)e.attr.st_size > fs->cfg.inline_max)
+		e.attr_timeout = 0; /* no scan of pieces for a lookup: a stat learns st_blocks */
+	e.ino = n->ino;             /* the node id; st_ino is the file's own number */
 	e.generation = n->gen;
 	pthread_mutex_unlock(&fs->mu);
 	fuse_reply_entry(req, &e);
@@ -302,7 +304,8 @@ int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st)
 	cfs_fix_size(n, st);
 	if (!st->st_ino)
 		st->st_ino = ino;
-	return cfs_dir_nlink(fs, n, st);
+	rc = cfs_fix_blocks(fs, n, st);
+	return rc ? rc : cfs_dir_nlink(fs, n, st);
 }
 
 void cfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

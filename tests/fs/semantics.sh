@@ -147,12 +147,66 @@ PY
 	check "the rewrite survives a kill after close ($o)" test "$(cat "$MNT/rw")" = new
 }
 
+# ---- item 17: sparse files -----------------------------------------------------
+sparse() {
+	local o=$1 out
+	cat >"$T/sparse.py" <<'PY'
+import errno, os, sys
+m = sys.argv[1]
+p = m + "/sparse"
+G, M = 1 << 30, 1 << 20
+fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.ftruncate(fd, 5 * G)
+os.pwrite(fd, b"x" * (5 * M), G)
+os.close(fd)
+bad = []
+st = os.stat(p)
+if not 5 * M <= st.st_blocks * 512 < 6 * M:
+    bad.append("st_blocks %d of a 5 GiB file with 5 MiB written" % st.st_blocks)
+fd = os.open(p, os.O_RDONLY)
+for whence, off, want in ((os.SEEK_DATA, 0, G), (os.SEEK_HOLE, 0, 0),
+                          (os.SEEK_HOLE, G, G + 5 * M), (os.SEEK_DATA, G + M, G + M)):
+    got = os.lseek(fd, off, whence)
+    if got != want:
+        bad.append("lseek(%d, %d) = %d, not %d" % (off, whence, got, want))
+try:
+    os.lseek(fd, 2 * G, os.SEEK_DATA)
+    bad.append("SEEK_DATA past the last data did not fail")
+except OSError as e:
+    if e.errno != errno.ENXIO:
+        bad.append("SEEK_DATA past the last data: errno %d" % e.errno)
+os.close(fd)
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PY
+	if out=$(python3 "$T/sparse.py" "$MNT" 2>&1); then
+		ok "sparse file: st_blocks, SEEK_DATA, SEEK_HOLE ($o)"
+	else
+		bad "sparse file: $out ($o)"
+	fi
+	check "du counts what is stored ($o)" test "$(du -k "$MNT/sparse" | cut -f1)" -lt 6000
+	check "fallocate extends ($o)" fallocate -l 10M "$MNT/fa"
+	check "fallocate: size ($o)" test "$(stat -c %s "$MNT/fa")" = 10485760
+	check "fallocate --keep-size ($o)" fallocate -n -l 20M "$MNT/fa"
+	check "fallocate --keep-size keeps the size ($o)" test "$(stat -c %s "$MNT/fa")" = 10485760
+	head -c 3000000 /dev/urandom >"$MNT/pu"
+	cp "$MNT/pu" "$T/pu"
+	check "fallocate --punch-hole ($o)" fallocate -p -o 100000 -l 1000000 "$MNT/pu"
+	fallocate -p -o 100000 -l 1000000 "$T/pu"
+	check "punched bytes read as zeros, the rest unchanged ($o)" cmp "$MNT/pu" "$T/pu"
+	echo hello world >"$MNT/sm"
+	check "punch a small file ($o)" fallocate -p -o 2 -l 3 "$MNT/sm"
+	check "a small file punched ($o)" test "$(tr '\0' _ <"$MNT/sm")" = "he___ world"
+	rm -f "$MNT/sparse" "$MNT/fa" "$MNT/pu" "$MNT/sm"
+}
+
 for opts in "" "open=1" "flush=1"; do
 	o=${opts:-defaults}
 	rm -rf "$DB"
 	mount_fs ${opts:+-o "$opts"} || { echo "skipped: cannot mount"; exit 77; }
 	control "$o" "${opts%%=*}"
 	dirtimes "$o"
+	sparse "$o"
 	check "unmount ($o)" umount_fs
 	mount_fs ${opts:+-o "$opts"} || { bad "remount ($o)"; continue; }
 	mkdir -p "$MNT/r/a" "$MNT/r/b"
