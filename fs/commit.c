@@ -422,12 +422,13 @@ static void cfs_sweep(struct cairnfs *fs, int64_t cutoff)
 			if (rc)
 				fuse_log(FUSE_LOG_ERR, "cairnfs: deferred truncation: %s\n",
 				         strerror(-rc));
-			if (!n->nopen)
-				cfs_wb_drop(fs, n);
-			if (n->trunc_at) { /* failed, or unlinked: nothing to keep */
+			if (n->trunc_at) { /* failed: no retry every second */
 				n->trunc_at = 0;
 				fs->ntrunc--;
 			}
+			/* flush=0 keeps no dirty buffer; flush=1 retries at close */
+			if (!n->nopen && (!fs->cfg.flush || !n->wb || !n->wb->dirty))
+				cfs_wb_drop(fs, n);
 		}
 	}
 }
