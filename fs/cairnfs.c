@@ -217,6 +217,36 @@ static int cfs_first_ext_id(struct cairnfs *fs, uint64_t *next)
  * takes a shared flock on LOCK instead: it fails while a writer holds the
  * database (-EBUSY, so main.c waits for one that is closing) and keeps a
  * writer out while it is mounted. */
+/* Opens the LOCK file (path) of a read-only mount into *fd (-1 when there
+ * is none to lock): 0 or a negative errno (message in err).
+ *
+ * A database without LOCK (a checkpoint, a copy) gets one, or a writer
+ * coming later would create its own and change the database under the
+ * mount. Root gives it to the directory's owner, who must still be able to
+ * open it read-write. Where none may be created (read-only media, a
+ * directory the user cannot write) the mount goes without: a writer with
+ * the same rights could not write there either. */
+static int cfs_lock_open(struct cairnfs *fs, const char *path, int *fd, char *err, size_t errlen)
+{
+	struct stat st;
+	int r;
+
+	*fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (*fd >= 0 && geteuid() == 0 && !stat(fs->dbdir, &st) &&
+	    fchown(*fd, st.st_uid, st.st_gid))
+		fuse_log(FUSE_LOG_WARNING, "cairnfs: cannot give '%s' to uid %u: %s\n", path,
+		         (unsigned)st.st_uid, strerror(errno));
+	if (*fd < 0)
+		*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd >= 0)
+		return 0;
+	r = errno;
+	if (r == ENOENT || r == EROFS || r == EACCES)
+		return 0;
+	snprintf(err, errlen, "cannot open '%s': %s", path, strerror(r));
+	return -r;
+}
+
 static int cfs_lock_shared(struct cairnfs *fs, char *err, size_t errlen)
 {
 	char path[PATH_MAX], pid[32] = "";
@@ -226,10 +256,13 @@ static int cfs_lock_shared(struct cairnfs *fs, char *err, size_t errlen)
 	fs->ro_lock = -1;
 	if (!fs->cfg.read_only)
 		return 0;
+	snprintf(path, sizeof(path), "%s/CURRENT", fs->dbdir);
+	if (access(path, F_OK))
+		return 0; /* no database: cairn_open says what is wrong */
 	snprintf(path, sizeof(path), "%s/LOCK", fs->dbdir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0; /* no LOCK: no writer has run here; cairn_open says what is wrong */
+	r = cfs_lock_open(fs, path, &fd, err, errlen);
+	if (r || fd < 0)
+		return r;
 	do {
 		r = flock(fd, LOCK_SH | LOCK_NB);
 	} while (r < 0 && errno == EINTR);

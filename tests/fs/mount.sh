@@ -91,6 +91,19 @@ check "a second read-only mount beside it" "$CAIRNFS" -o ro "$DB" "$MNT"
 fusermount3 -u "$MNT" 2>/dev/null
 fusermount3 -u "$T/mnt2" 2>/dev/null
 sleep 0.5
+# A checkpoint has no LOCK: a writer coming after a read-only mount of it
+# must still be kept out, or the mount serves what is no longer there.
+"$CAIRN" -d "$DB" checkpoint "$T/cp" >/dev/null
+chown -R 65534:65534 "$T/cp" # a user's copy, mounted by root
+check "-o ro of a checkpoint mounts" "$CAIRNFS" -o ro "$T/cp" "$T/mnt2"
+check "... and reads" test "$(cat "$T/mnt2/f" 2>&1)" = one
+check "... the CLI cannot write beside it" sh -c "! \"\$0\" -d \"\$1\" put f two" "$CAIRN" "$T/cp"
+refused "... nor a read-write mount" "locked by process" "$T/cp" "$MNT"
+check "... which still reads what is stored" test "$(cat "$T/mnt2/f" 2>&1)" = one
+fusermount3 -u "$T/mnt2" 2>/dev/null
+check "... the LOCK it made belongs to the database's owner" \
+	test "$(stat -c %u:%g "$T/cp/LOCK")" = 65534:65534
+sleep 0.5
 
 # ---- errors of a background daemon reach syslog ------------------------------------
 # In a private mount namespace, /dev is replaced by a directory holding what
