@@ -43,6 +43,15 @@ static int cfs_xattr_is_acl(const char *name, size_t nlen)
 	return nlen >= sizeof(pfx) - 1 && !memcmp(name, pfx, sizeof(pfx) - 1);
 }
 
+/* Every other system.* name is refused too, as ext4 does: the kernel checks
+ * no permission for that namespace and leaves it to the file system, so
+ * stored as plain attributes any user could set or remove them on any file,
+ * root's included. */
+static int cfs_xattr_is_system(const char *name)
+{
+	return !strncmp(name, "system.", 7);
+}
+
 void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
                   int flags)
 {
@@ -60,7 +69,7 @@ void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *
 		fuse_reply_err(req, E2BIG);
 		return;
 	}
-	if (cfs_xattr_is_acl(name, strlen(name))) {
+	if (cfs_xattr_is_system(name)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -182,6 +191,13 @@ void cfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 	if (fs->cfg.read_only) {
 		fuse_reply_err(req, EROFS);
+		return;
+	}
+	/* one stored by an older cairnfs: only root may clear it (the kernel
+	 * has checked ownership for an ACL) */
+	if (cfs_xattr_is_system(name) && !cfs_xattr_is_acl(name, strlen(name)) &&
+	    fuse_req_ctx(req)->uid != 0) {
+		fuse_reply_err(req, EPERM);
 		return;
 	}
 	pthread_mutex_lock(&fs->mu);

@@ -143,6 +143,13 @@ same "cp -p, cp -a, tar -xp, sed -i and mv keep the modes" \
 check "setting system.posix_acl_access is refused (EOPNOTSUPP)" \
 	fails setfattr -n system.posix_acl_access -v 0sAgAAAAEABgD/////BAAEAP////8QAAAA/////yAABAD///// "$MNT/cpp"
 check "other users still read files copied with cp -a" as_user cat "$MNT/cpa/f644"
+# The kernel checks no permission for system.*: the file system must refuse.
+echo x >"$MNT/rootfile" && chmod 644 "$MNT/rootfile"
+check "user: setting system.* on root's file is refused" \
+	fails as_user setfattr -n system.foo -v evil "$MNT/rootfile"
+check "root: setting other system.* names is refused too (as on ext4)" \
+	fails setfattr -n system.nfs4_acl -v x "$MNT/rootfile"
+check "... and none is stored" fails sh -c "getfattr -d -m - '$MNT/rootfile' 2>/dev/null | grep -q system"
 
 # ---- 5. a record that cannot be decoded fails closed -------------------------------
 echo secret >"$MNT/bad"
