@@ -158,6 +158,11 @@ if [ -f "$BUILDDIR/Makefile" ] && command -v unshare >/dev/null && unshare -m tr
 	[ -d "$BINDIR" ] && command -v mount.fuse3 >/dev/null; then
 	make -s -C "$BUILDDIR" install DESTDIR="$T/inst" >"$T/install.log" 2>&1
 	check "make install puts cairnfs in \$(bindir) ($BINDIR)" test -x "$T/inst$BINDIR/cairnfs"
+	# whatever the configure options (--disable-static included)
+	if command -v readelf >/dev/null; then
+		check "... with the engine linked in (no libcairn.so needed)" \
+			sh -c "readelf -d '$T/inst$BINDIR/cairnfs' >'$T/dyn' && ! grep -q 'NEEDED.*libcairn' '$T/dyn'"
+	fi
 	# shellcheck disable=SC2016
 	check "\$(bindir) is on the default path of mount.fuse3's /bin/sh" \
 		env -i /bin/sh -c "case :\$PATH: in *:$BINDIR:*) true ;; *) false ;; esac"
