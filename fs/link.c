@@ -234,7 +234,10 @@ static int cfs_link_locked(struct cairnfs *fs, fuse_ino_t ino, fuse_ino_t newpar
 	}
 	if (!rc)
 		rc = cfs_batch_stub(b, npath, nplen, id);
+	/* a new entry changes the directory, as create does (make, find -newer) */
 	if (!rc)
+		rc = cfs_batch_touch_parent(fs, b, npath, nplen, cfs_now());
+	if (rc >= 0)
 		rc = cfs_write_batch(fs, b, ENAMETOOLONG);
 	cairn_batch_free(b);
 	if (rc)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # tests/fs/semantics.sh - POSIX details that tools rely on (cairnfs issue 16):
-# control commands run exactly once (item 4), directory times and link
-# counts (item 16), sparse files (item 17) and sync(1)/syncfs(2) (item 18).
+# control commands run exactly once (item 4), directory times (create,
+# unlink, rename, link) and link counts (item 16), sparse files (item 17)
+# and sync(1)/syncfs(2) (item 18).
 # Each part runs on a fresh mount with the defaults, open=1 and flush=1.
 #
 #   CAIRNFS=/path/to/cairnfs tests/fs/semantics.sh
@@ -60,6 +61,11 @@ dirtimes() {
 	mv "$MNT/g" "$d/g"
 	b=$(stat -c '%Y' "$d")
 	check "rename into the directory moves them ($o)" test "$b" -gt "${a% *}"
+	sleep 1.1
+	ln "$d/g" "$d/h"
+	a=$(stat -c '%Y %Z' "$d")
+	check "link moves them ($o)" test "${a% *}" -gt "$b" -a "${a#* }" -gt "$b"
+	rm "$d/h"
 	check "an empty directory has 2 links ($o)" test "$(stat -c %h "$d/moved")" = 2
 	mkdir "$d/s1" "$d/s2" "$d/s3"
 	touch "$d/x"
