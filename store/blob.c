@@ -257,6 +257,10 @@ int blob_writer_end(struct blob_writer *w, struct blob_ref *ref)
 	ref->offset = w->rec;
 	ref->size = w->vlen;
 	ref->hcrc = w->hcrc;
+	/* the entry that takes the reference records the write time; only a
+	 * collector's copy carries the original one (it sets it itself) */
+	ref->has_time = 0;
+	ref->time_ns = 0;
 	return 0;
 }
 

@@ -75,7 +75,7 @@ int blob_writer_begin(struct blob_writer *w, struct slice key);
  * BLOB_WRITE_BUF + BLOB_CHUNK whatever n is. */
 int blob_writer_append(struct blob_writer *w, const void *data, size_t n);
 /* Ends the record, writes every buffered byte to the file (not synced) and
- * fills *ref. */
+ * fills *ref, without a write time (has_time 0). */
 int blob_writer_end(struct blob_writer *w, struct blob_ref *ref);
 /* Syncs the file's data. */
 int blob_writer_sync(struct blob_writer *w);
