@@ -609,6 +609,8 @@ static int run_scan(const struct ctx *c, struct cairn_db *db, const struct scan_
 			continue;
 		}
 		const void *v = o->values ? cairn_iter_value(it, &vlen) : NULL;
+		if (o->values && !v)
+			break; /* unreadable: the status and the handle's message say why */
 		print_entry(o, k, klen, v, vlen);
 		n++;
 		if (o->reverse)

@@ -352,7 +352,18 @@ CAIRN_EXPORT int cairn_key_info(struct cairn_db *db, const struct cairn_snapshot
 /* An iterator walks live keys in order, in both directions, over one
  * consistent state: the snapshot it was made with, or the state at its
  * creation when snap is NULL. It belongs to one thread. It pins the memory and
- * files it reads, so release it when done. */
+ * files it reads, so release it when done.
+ *
+ * Errors stick. Once something could not be read (a damaged block, a blob
+ * value whose file is damaged or missing, an I/O error, no memory),
+ * cairn_iter_status() returns that error until the iterator is freed or
+ * positioned again by one of the seek calls (which tries again); a move with
+ * cairn_iter_next() or cairn_iter_prev() never clears it and ends the
+ * iteration (the iterator turns invalid) rather than step over what could not
+ * be read. So every loop must check cairn_iter_status() when it ends, and a
+ * loop that reads values should check it (or the NULL from cairn_iter_value)
+ * before it uses a value: an invalid iterator alone does not mean "no more
+ * keys". */
 struct cairn_iter;
 
 /* Creates an iterator; it starts unpositioned (not valid).
@@ -379,8 +390,10 @@ CAIRN_EXPORT int cairn_iter_valid(const struct cairn_iter *it);
  * moves or is freed. Only on a valid iterator. A value kept in a blob file
  * is read when cairn_iter_value is called (use cairn_iter_info for its size
  * and cairn_get_range for pieces of it); if it cannot be read, or is over
- * CAIRN_MAX_VALUE_SIZE, cairn_iter_value returns NULL with *vlen 0 and
- * cairn_iter_status reports the error until the iterator moves. */
+ * CAIRN_MAX_VALUE_SIZE, cairn_iter_value returns NULL with *vlen 0 (an empty
+ * value is never NULL), cairn_iter_status reports the error, the key stays
+ * readable so the caller can name it, and the next move ends the iteration
+ * (errors stick, see above). */
 CAIRN_EXPORT const void *cairn_iter_key(const struct cairn_iter *it, size_t *klen);
 CAIRN_EXPORT const void *cairn_iter_value(const struct cairn_iter *it, size_t *vlen);
 /* Size, write time and sequence of the current entry. */
@@ -394,7 +407,10 @@ CAIRN_EXPORT void cairn_iter_info(const struct cairn_iter *it, struct cairn_key_
  * positioned again afterwards. Errors: CAIRN_ENOMEM. */
 CAIRN_EXPORT int cairn_iter_set_bounds(struct cairn_iter *it, const void *lower, size_t llen,
                                        const void *upper, size_t ulen);
-/* 0, or the error that ended the iteration (CAIRN_ECORRUPT, CAIRN_EIO). */
+/* 0, or the error that ended the iteration or the value last asked for
+ * (CAIRN_ECORRUPT, CAIRN_EIO, CAIRN_ENOMEM, CAIRN_ETOOBIG): it stays until
+ * the iterator is freed or sought again. The handle's cairn_errmsg() names
+ * the key and file of a value that could not be read. */
 CAIRN_EXPORT int cairn_iter_status(const struct cairn_iter *it);
 
 /* ------------------------------------------------------------------------ */

@@ -183,6 +183,10 @@ static int build_table(struct cairn_db *db, struct memtable *m, struct output *o
 	int r = output_open(db, out, err, errlen);
 	for (; !r && iter_valid(it); iter_next(it))
 		r = tb_add(out->tb, iter_key(it), iter_value(it));
+	if (!r && iter_status(it)) { /* never a table of part of the memtable */
+		r = iter_status(it);
+		fmt_msg(err, errlen, "flush stopped reading the memtable: %s", cairn_strerror(r));
+	}
 	iter_free(it);
 	if (r && !err[0]) {
 		char detail[256];

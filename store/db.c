@@ -1702,14 +1702,15 @@ static int iter_load_blob(void *ctx, struct slice key, struct slice ival, struct
 	struct iter_refs *ir = ctx;
 	struct cairn_db *db = ir->db;
 	struct blob_ref ref;
+	char k[300];
+	db_fmt_key(k, sizeof(k), key);
 	if (db_blob_ref(ival, &ref))
-		return db_err(db, CAIRN_ECORRUPT, "key of %zu bytes: malformed blob reference",
-		              key.len);
+		return db_err(db, CAIRN_ECORRUPT, "key '%s': malformed blob reference", k);
 	if (ref.size > CAIRN_MAX_VALUE_SIZE)
 		return db_err(db, CAIRN_ETOOBIG,
-		              "value of %llu bytes is over the limit of %u: read it in pieces "
-		              "with cairn_get_range",
-		              (unsigned long long)ref.size, CAIRN_MAX_VALUE_SIZE);
+		              "key '%s': value of %llu bytes is over the limit of %u: read it in "
+		              "pieces with cairn_get_range",
+		              k, (unsigned long long)ref.size, CAIRN_MAX_VALUE_SIZE);
 	buf_clear(out);
 	int r = buf_reserve(out, (size_t)ref.size + 1);
 	size_t got = 0;

@@ -143,6 +143,9 @@ int db_err(struct cairn_db *db, int code, const char *fmt, ...)
 /* Fills out with the environment's message for its last failure, or with
  * cairn_strerror(code) if it has none, for "...: %s" error messages. */
 void db_io_detail(struct cairn_db *db, char *out, size_t len, int code);
+/* Formats up to 64 bytes of a key for messages (out: 300 bytes is enough),
+ * escaping what is not printable. */
+void db_fmt_key(char *out, size_t len, struct slice k);
 
 /* compact.c */
 int db_bg_start(struct cairn_db *db);

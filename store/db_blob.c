@@ -42,9 +42,7 @@
 
 #define GC_COPY_BUF (1u << 20)
 
-/* Formats up to 64 bytes of a key for messages, escaping what is not
- * printable. */
-static void fmt_key(char *out, size_t len, struct slice k)
+void db_fmt_key(char *out, size_t len, struct slice k)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < k.len && i < 64 && o + 5 < len; i++) {
@@ -348,7 +346,7 @@ int db_blob_read(struct cairn_db *db, struct slice key, struct slice ival, uint6
 	struct blob_ref ref;
 	struct blob_reader *rd = NULL;
 	*got = 0;
-	fmt_key(k, sizeof(k), key);
+	db_fmt_key(k, sizeof(k), key);
 	if (db_blob_ref(ival, &ref))
 		return db_err(db, CAIRN_ECORRUPT, "key '%s': malformed blob reference", k);
 	blob_file_name(path, sizeof(path), db->dir, ref.file);
@@ -479,7 +477,7 @@ int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, i
 	if (*lost || r == CAIRN_ECORRUPT || r == CAIRN_ENOENT)
 		return 0;
 	if (r) {
-		fmt_key(k, sizeof(k), key);
+		db_fmt_key(k, sizeof(k), key);
 		fmt_msg(err, errlen, "key '%s': %s", k, msg);
 	}
 	return r;

@@ -41,7 +41,10 @@ struct cairn_iter {
 	void *release_ctx;
 	enum dbiter_dir dir;
 	int valid;
-	int status; /* our own sticky error (corruption, ENOMEM) */
+	/* The error that ended the iteration, ours (corruption, ENOMEM) or a
+	 * blob value's that could not be read: it stays until the next seek, so
+	 * a caller that checks only after its loop still sees it. */
+	int status;
 	/* reverse: the user key shown; forward: the key being skipped */
 	struct buf saved_key;
 	/* reverse: the internal value shown (write time + bytes) */
@@ -53,7 +56,7 @@ struct cairn_iter {
 	void *load_ctx;
 	struct buf blob_value;
 	int blob_loaded;
-	int blob_err; /* the last load's error, until the iterator moves */
+	int blob_err; /* the load's error for the entry shown */
 	/* cairn_iter_set_bounds: user keys in [lower, upper) */
 	struct buf lower, upper;
 	int has_lower, has_upper;
@@ -247,17 +250,14 @@ static void dbiter_find_prev(struct cairn_iter *d)
 	d->valid = 1;
 }
 
-/* Every positioning call starts here: a sticky error keeps it invalid. */
-static int dbiter_start(struct cairn_iter *d, enum dbiter_dir dir)
+/* Every seek starts here: it forgets the error of the last walk and tries
+ * again (the internal iterators do the same on a seek). */
+static void dbiter_start(struct cairn_iter *d, enum dbiter_dir dir)
 {
 	dbiter_drop_blob(d);
-	if (d->status) {
-		d->valid = 0;
-		return -1;
-	}
+	d->status = 0;
 	d->dir = dir;
 	buf_clear(&d->saved_value);
-	return 0;
 }
 
 CAIRN_EXPORT void cairn_iter_seek_first(struct cairn_iter *d)
@@ -266,8 +266,7 @@ CAIRN_EXPORT void cairn_iter_seek_first(struct cairn_iter *d)
 		cairn_iter_seek(d, d->lower.data, d->lower.len);
 		return;
 	}
-	if (dbiter_start(d, DBITER_FORWARD))
-		return;
+	dbiter_start(d, DBITER_FORWARD);
 	iter_seek_first(d->iter);
 	if (iter_valid(d->iter))
 		dbiter_find_next(d, 0);
@@ -283,8 +282,7 @@ CAIRN_EXPORT void cairn_iter_seek_last(struct cairn_iter *d)
 		dbiter_seek_before(d, d->upper.data, d->upper.len, 0);
 		return;
 	}
-	if (dbiter_start(d, DBITER_REVERSE))
-		return;
+	dbiter_start(d, DBITER_REVERSE);
 	iter_seek_last(d->iter);
 	dbiter_find_prev(d);
 }
@@ -295,8 +293,7 @@ CAIRN_EXPORT void cairn_iter_seek(struct cairn_iter *d, const void *key, size_t 
 		key = d->lower.data;
 		klen = d->lower.len;
 	}
-	if (dbiter_start(d, DBITER_FORWARD))
-		return;
+	dbiter_start(d, DBITER_FORWARD);
 	/* (key, snapshot seq) sorts before every entry of key the snapshot
 	 * sees and after every newer one */
 	buf_clear(&d->saved_key);
@@ -319,8 +316,7 @@ CAIRN_EXPORT void cairn_iter_seek(struct cairn_iter *d, const void *key, size_t 
 static void dbiter_seek_before(struct cairn_iter *d, const void *key, size_t klen, int inclusive)
 {
 	static const char zero = 0;
-	if (dbiter_start(d, DBITER_REVERSE))
-		return;
+	dbiter_start(d, DBITER_REVERSE);
 	buf_clear(&d->saved_key);
 	if (buf_append(&d->saved_key, key, klen) ||
 	    (inclusive && buf_append(&d->saved_key, &zero, 1)) ||
@@ -344,9 +340,22 @@ CAIRN_EXPORT void cairn_iter_seek_for_prev(struct cairn_iter *d, const void *key
 		dbiter_seek_before(d, key, klen, 1);
 }
 
+/* A move after an error (a blob value that could not be read) ends the
+ * iteration instead of stepping over the entry: the caller learns of the
+ * error from the status whenever it looks. Returns nonzero then. */
+static int dbiter_stop_on_error(struct cairn_iter *d)
+{
+	if (!d->status)
+		return 0;
+	d->valid = 0;
+	buf_clear(&d->saved_key);
+	buf_clear(&d->saved_value);
+	return 1;
+}
+
 CAIRN_EXPORT void cairn_iter_next(struct cairn_iter *d)
 {
-	if (!d->valid)
+	if (!d->valid || dbiter_stop_on_error(d))
 		return;
 	dbiter_drop_blob(d);
 	if (d->dir == DBITER_REVERSE) {
@@ -373,7 +382,7 @@ CAIRN_EXPORT void cairn_iter_next(struct cairn_iter *d)
 
 CAIRN_EXPORT void cairn_iter_prev(struct cairn_iter *d)
 {
-	if (!d->valid)
+	if (!d->valid || dbiter_stop_on_error(d))
 		return;
 	dbiter_drop_blob(d);
 	if (d->dir == DBITER_FORWARD) {
@@ -438,9 +447,11 @@ static int dbiter_load_blob(struct cairn_iter *d)
 	        d->dir == DBITER_FORWARD ? ikey_user(iter_key(d->iter)) : buf_slice(&d->saved_key);
 	int r = d->load_blob ? d->load_blob(d->load_ctx, key, dbiter_ival(d), &d->blob_value)
 	                     : CAIRN_ENOTSUP;
-	if (r)
+	if (r) {
 		d->blob_err = r;
-	else
+		if (!d->status)
+			d->status = r;
+	} else
 		d->blob_loaded = 1;
 	return r;
 }
@@ -499,7 +510,5 @@ CAIRN_EXPORT int cairn_iter_set_bounds(struct cairn_iter *d, const void *lower, 
 
 CAIRN_EXPORT int cairn_iter_status(const struct cairn_iter *d)
 {
-	if (d->status)
-		return d->status;
-	return d->blob_err ? d->blob_err : iter_status(d->iter);
+	return d->status ? d->status : iter_status(d->iter);
 }

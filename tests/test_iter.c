@@ -999,9 +999,16 @@ Test(dbiter, corrupt_internal_key_ends_iteration_with_ecorrupt)
 		seen++;
 	cr_assert_eq(seen, 2);
 	cr_assert_eq(cairn_iter_status(d), CAIRN_ECORRUPT);
-	/* the error sticks */
-	cairn_iter_seek_first(d);
+	/* the error sticks while the iterator is not sought again */
+	cairn_iter_next(d);
+	cairn_iter_prev(d);
 	cr_assert(!cairn_iter_valid(d));
+	cr_assert_eq(cairn_iter_status(d), CAIRN_ECORRUPT);
+	/* a seek tries again and meets the damage again */
+	seen = 0;
+	for (cairn_iter_seek_first(d); cairn_iter_valid(d); cairn_iter_next(d))
+		seen++;
+	cr_assert_eq(seen, 2);
 	cr_assert_eq(cairn_iter_status(d), CAIRN_ECORRUPT);
 	cairn_iter_free(d);
 	free_small(e, 4);
@@ -1084,4 +1091,73 @@ Test(dbiter, value_excludes_the_write_time_and_info_reports_it)
 	cr_assert(!cairn_iter_valid(d), "an entry newer than the snapshot is visible");
 	cairn_iter_free(d);
 	free_small(e, 1);
+}
+
+/* Fails for key "b" only, as a damaged or missing blob file would. */
+static int failing_loader(void *ctx, struct slice key, struct slice ival, struct buf *out)
+{
+	(void)ctx, (void)ival;
+	if (slice_eq(key, slice_make("b", 1)))
+		return CAIRN_ECORRUPT;
+	return buf_set(out, "big", 3);
+}
+
+Test(dbiter, unreadable_blob_value_error_sticks_until_a_seek)
+{
+	struct entry e[4];
+	static const char *keys[] = {"a", "b", "c", "d"};
+	for (int i = 0; i < 4; i++) {
+		enum value_type t = i == 1 || i == 2 ? TYPE_BLOB : TYPE_VALUE;
+		entry_make(&e[i], slice_make(keys[i], 1), (uint64_t)i + 1, t, slice_make("v", 1));
+		if (t == TYPE_BLOB)
+			cr_assert_eq(buf_append(&e[i].v, "ref", 3), 0);
+	}
+	for (int dir = 0; dir < 2; dir++) {
+		struct cairn_iter *d = dbiter_new(vec_new(e, 4), 100, NULL, NULL);
+		cr_assert(d);
+		dbiter_set_blob_loader(d, failing_loader, NULL);
+		int seen = 0, got_b = 0;
+		size_t vlen = 1;
+		if (dir == 0)
+			cairn_iter_seek_first(d);
+		else
+			cairn_iter_seek_last(d);
+		while (cairn_iter_valid(d)) {
+			size_t klen;
+			const char *k = cairn_iter_key(d, &klen);
+			const void *v = cairn_iter_value(d, &vlen);
+			seen++;
+			if (k[0] == 'b') {
+				got_b = 1;
+				cr_assert_null(v);
+				cr_assert_eq(vlen, 0);
+				cr_assert_eq(cairn_iter_status(d), CAIRN_ECORRUPT);
+				/* the key stays readable to name it */
+				cr_assert(cairn_iter_valid(d));
+			} else {
+				cr_assert_not_null(v);
+			}
+			if (dir == 0)
+				cairn_iter_next(d);
+			else
+				cairn_iter_prev(d);
+		}
+		cr_assert(got_b);
+		cr_assert_eq(seen, dir == 0 ? 2 : 3, "the walk went on past the unreadable value");
+		cr_assert_eq(cairn_iter_status(d), CAIRN_ECORRUPT, "the error vanished on a move");
+		cairn_iter_next(d);
+		cr_assert_eq(cairn_iter_status(d), CAIRN_ECORRUPT);
+		/* a seek clears it; the value is asked for again only when read */
+		cairn_iter_seek(d, "b", 1);
+		cr_assert(cairn_iter_valid(d));
+		cr_assert_eq(cairn_iter_status(d), 0);
+		cr_assert_null(cairn_iter_value(d, &vlen));
+		cr_assert_eq(cairn_iter_status(d), CAIRN_ECORRUPT);
+		cairn_iter_seek(d, "c", 1);
+		cr_assert_eq(cairn_iter_status(d), 0);
+		cr_assert_not_null(cairn_iter_value(d, &vlen));
+		cr_assert_eq(vlen, 3);
+		cairn_iter_free(d);
+	}
+	free_small(e, 4);
 }

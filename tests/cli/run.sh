@@ -159,6 +159,21 @@ test_scan_order_prefix_values() {
 		expect_exit 0 cairn scan -v a && check "values" [ "$(cat "$T/out")" = "$(printf 'a\tv-a')" ]
 }
 
+# A value that cannot be read stops the scan with its key and file named and
+# a failure status; it is never printed as an empty value.
+test_scan_unreadable_blob_value_fails() {
+	fresh_db
+	cairn put a v-a >/dev/null && head -c 100000 /dev/zero | tr '\0' x | cairn put b &&
+		cairn put c v-c >/dev/null || return 1
+	local f
+	for f in "$DB"/*.blob; do rm -f "$f"; done
+	expect_exit 1 cairn scan -v && check "names the key" grep -q "key 'b'" "$T/err" &&
+		check "names the file" grep -q '\.blob' "$T/err" &&
+		check "a printed" grep -qx "$(printf 'a\tv-a')" "$T/out" &&
+		! grep -q '^b' "$T/out" &&
+		expect_exit 0 cairn scan && check "keys still listed" [ "$(tr '\n' ' ' <"$T/out")" = "a b c " ]
+}
+
 test_scan_limits_and_reverse() {
 	fresh_db
 	put_keys k1 k2 k3 k4 k5 p/a p/b q
