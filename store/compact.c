@@ -111,6 +111,7 @@ static int output_open(struct cairn_db *db, struct output *out, char *err, size_
 		return r;
 	table_file_name(out->path, sizeof(out->path), db->dir, out->number);
 	struct table_options o = table_opts(db);
+	o.file_number = out->number;
 	r = env_open_write(db->env, out->path, &out->file);
 	if (!r)
 		r = tb_new(&o, out->file, &out->tb);

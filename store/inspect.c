@@ -68,6 +68,10 @@ struct live_file {
 	uint64_t number, size;
 	int level;  /* LIVE_BLOB for a blob file */
 	int sealed; /* blob files: size is final */
+	/* tables: what the manifest says the table holds (owned), checked
+	 * against its properties */
+	struct buf smallest, largest;
+	uint64_t min_seq, max_seq, entries;
 };
 
 #define LIVE_BLOB (-1)
@@ -322,6 +326,30 @@ static int add_live(struct check *c, uint64_t number, uint64_t size, int level)
 	return 0;
 }
 
+/* Forgets live file l (a pointer into c->live). */
+static void drop_live(struct check *c, struct live_file *l)
+{
+	buf_free(&l->smallest);
+	buf_free(&l->largest);
+	*l = c->live[--c->nlive];
+}
+
+static int add_live_table(struct check *c, const struct file_meta *f, int level)
+{
+	if (add_live(c, f->number, f->size, level))
+		return CAIRN_ENOMEM;
+	struct live_file *l = &c->live[c->nlive - 1];
+	l->min_seq = f->min_seq;
+	l->max_seq = f->max_seq;
+	l->entries = f->num_entries;
+	if (buf_set(&l->smallest, f->smallest.data, f->smallest.len) ||
+	    buf_set(&l->largest, f->largest.data, f->largest.len)) {
+		drop_live(c, l);
+		return CAIRN_ENOMEM;
+	}
+	return 0;
+}
+
 /* Applies one edit to the live set, reporting what cannot be right. */
 static int apply_edit(struct check *c, const char *path, uint64_t off, const struct version_edit *e)
 {
@@ -332,7 +360,7 @@ static int apply_edit(struct check *c, const char *path, uint64_t off, const str
 			       e->deleted[i].number);
 			continue;
 		}
-		*l = c->live[--c->nlive];
+		drop_live(c, l);
 	}
 	for (int i = 0; i < e->nadded; i++) {
 		const struct file_meta *f = e->added[i].f;
@@ -340,7 +368,7 @@ static int apply_edit(struct check *c, const char *path, uint64_t off, const str
 			report(c, path, off, "edit adds table %06" PRIu64 " twice", f->number);
 			continue;
 		}
-		if (add_live(c, f->number, f->size, e->added[i].level))
+		if (add_live_table(c, f, e->added[i].level))
 			return CAIRN_ENOMEM;
 	}
 	for (int i = 0; i < e->ndeleted_blobs; i++) {
@@ -351,7 +379,7 @@ static int apply_edit(struct check *c, const char *path, uint64_t off, const str
 			       e->deleted_blobs[i]);
 			continue;
 		}
-		*l = c->live[--c->nlive];
+		drop_live(c, l);
 	}
 	for (int i = 0; i < e->nblobs; i++) {
 		struct live_file *l = find_live(c, e->blobs[i].number);
@@ -465,6 +493,19 @@ static void verify_table(struct check *c, const struct dir_entry *e)
 	if (r) {
 		report(c, path, 0, "%s", err);
 		return;
+	}
+	const struct live_file *l = find_live(c, e->number);
+	if (l && l->level != LIVE_BLOB) {
+		struct table_expect x = {.number = l->number,
+		                         .size = l->size,
+		                         .has_meta = 1,
+		                         .smallest = buf_slice(&l->smallest),
+		                         .largest = buf_slice(&l->largest),
+		                         .num_entries = l->entries,
+		                         .min_seq = l->min_seq,
+		                         .max_seq = l->max_seq};
+		if (table_check_expect(t, &x, err, sizeof(err)))
+			report(c, path, 0, "%s", strip_file_prefix(err, path));
 	}
 	struct table_ctx tc = {.c = c, .path = path};
 	r = table_verify(t, table_problem, &tc);
@@ -714,6 +755,8 @@ CAIRN_EXPORT int cairn_check(const char *dir, const struct cairn_check_callbacks
 	reset(&c);
 	free(c.probs);
 	free(c.ents);
+	while (c.nlive)
+		drop_live(&c, &c.live[c.nlive - 1]);
 	free(c.live);
 	return r;
 }

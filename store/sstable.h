@@ -28,6 +28,10 @@ struct table_options {
 	int restart_interval;   /* keys between restart points */
 	int bloom_bits_per_key; /* 0: no filter */
 	int compression;        /* 1: LZ4 when it saves >= 1/8 */
+	/* The table's file number, recorded in its properties so that a
+	 * table found under another file's name is caught. 0: not known
+	 * (the properties are then written in version 1, without it). */
+	uint64_t file_number;
 };
 
 /* What a table holds; written into its properties block. */
@@ -38,6 +42,7 @@ struct table_props {
 	uint64_t num_data_blocks;
 	uint64_t min_seq, max_seq;
 	struct buf smallest, largest; /* internal keys; owned */
+	uint64_t file_number;         /* 0: not recorded (version 1 properties) */
 };
 void table_props_free(struct table_props *p);
 
@@ -98,6 +103,22 @@ int table_get(struct table *t, struct slice ikey, struct buf *found_key, struct 
 struct iter *table_iter_new(struct table *t);
 
 const struct table_props *table_properties(const struct table *t);
+/* What the manifest says a table is. number and size are always set; with
+ * has_meta, the key range, entry count and sequence range must equal the
+ * table's properties too. */
+struct table_expect {
+	uint64_t number, size;
+	int has_meta;
+	struct slice smallest, largest; /* internal keys */
+	uint64_t num_entries, min_seq, max_seq;
+};
+
+/* Compares the table's properties with x: returns 0, or CAIRN_ECORRUPT with
+ * a message naming the file and the first property that differs (a table
+ * swapped with, or copied over, another). A table whose properties predate
+ * the file number is checked on the rest. */
+int table_check_expect(const struct table *t, const struct table_expect *x, char *err,
+                       size_t errlen);
 /* Approximate file offset where ikey would be: for sizing compaction ranges. */
 uint64_t table_approx_offset(struct table *t, struct slice ikey);
 
@@ -118,16 +139,17 @@ struct table_cache;
 int tcache_new(struct cairn_env *env, const char *dbdir, int max_open, struct cache *block_cache,
                struct table_read_stats *stats, struct table_cache **tcp);
 void tcache_free(struct table_cache *tc);
-/* Looks up (opening if needed) table number / size; on success *t is pinned
- * until tcache_release(tc, *h). */
-int tcache_get(struct table_cache *tc, uint64_t number, uint64_t size, struct table **t,
+/* Looks up (opening if needed) table x->number of x->size bytes; on success
+ * *t is pinned until tcache_release(tc, *h). A table is checked against x
+ * (table_check_expect) when it is opened, before it is cached. */
+int tcache_get(struct table_cache *tc, const struct table_expect *x, struct table **t,
                struct cache_handle **h, char *err, size_t errlen);
 void tcache_release(struct table_cache *tc, struct cache_handle *h);
 /* An iterator over a table that pins it while the iterator lives; on error an
  * iterator whose status is the error. */
-struct iter *tcache_iter(struct table_cache *tc, uint64_t number, uint64_t size);
+struct iter *tcache_iter(struct table_cache *tc, const struct table_expect *x);
 /* point lookup through the cache, as table_get */
-int tcache_table_get(struct table_cache *tc, uint64_t number, uint64_t size, struct slice ikey,
+int tcache_table_get(struct table_cache *tc, const struct table_expect *x, struct slice ikey,
                      struct buf *found_key, struct buf *found_val, char *err, size_t errlen);
 /* Forgets a table whose file is being deleted. */
 void tcache_evict(struct table_cache *tc, uint64_t number);

@@ -30,9 +30,10 @@
 #include "dbformat.h"
 #include "sstable.h"
 
-#define TABLE_MAGIC         UINT64_C(0x5453534e52494143) /* "CAIRNSST" in file order */
-#define TABLE_VERSION       1
-#define TABLE_PROPS_VERSION 1
+#define TABLE_MAGIC   UINT64_C(0x5453534e52494143) /* "CAIRNSST" in file order */
+#define TABLE_VERSION 1
+/* 1: no file number; 2: the file number follows the ten counters */
+#define TABLE_PROPS_VERSION 2
 #define FOOTER_SIZE         64
 #define FOOTER_CRC_OFF      52
 #define TRAILER_SIZE        5
@@ -115,6 +116,7 @@ int tb_new(const struct table_options *o, struct env_file *f, struct table_build
 		return CAIRN_ENOMEM;
 	tb->o = *o;
 	tb->f = f;
+	tb->props.file_number = o->file_number;
 	bb_init(&tb->data, o->restart_interval);
 	/* every index entry is a restart point: binary search finds any block */
 	bb_init(&tb->index, 1);
@@ -322,20 +324,22 @@ int tb_add(struct table_builder *tb, struct slice ikey, struct slice ival)
 }
 
 /*
- * Properties: u32 version, ten fixed64 counters in struct order, then the
- * smallest and largest internal keys, each varint32 length + bytes.
+ * Properties: u32 version, ten fixed64 counters in struct order, (version 2)
+ * fixed64 file number, then the smallest and largest internal keys, each
+ * varint32 length + bytes. A builder that does not know its file number
+ * writes version 1, which every reader since the first understands.
  */
-#define PROPS_FIXED_SIZE (4 + 10 * 8)
-
 static int props_encode(const struct table_props *p, struct buf *out)
 {
 	const uint64_t v[10] = {p->num_entries,     p->num_deletions,   p->raw_key_bytes,
 	                        p->raw_value_bytes, p->data_bytes,      p->index_bytes,
 	                        p->filter_bytes,    p->num_data_blocks, p->min_seq,
 	                        p->max_seq};
-	int r = buf_put_fixed32(out, TABLE_PROPS_VERSION);
+	int r = buf_put_fixed32(out, p->file_number ? TABLE_PROPS_VERSION : 1);
 	for (int i = 0; !r && i < 10; i++)
 		r = buf_put_fixed64(out, v[i]);
+	if (!r && p->file_number)
+		r = buf_put_fixed64(out, p->file_number);
 	if (!r)
 		r = buf_put_lenprefixed(out, p->smallest.data, p->smallest.len);
 	if (!r)
@@ -346,17 +350,19 @@ static int props_encode(const struct table_props *p, struct buf *out)
 static int props_decode(struct slice in, struct table_props *p)
 {
 	uint32_t version;
-	uint64_t v[10];
+	uint64_t v[10], number = 0;
 	struct slice small, large;
 
 	memset(p, 0, sizeof(*p));
 	if (slice_get_fixed32(&in, &version))
 		return CAIRN_ECORRUPT;
-	if (version != TABLE_PROPS_VERSION)
+	if (version < 1 || version > TABLE_PROPS_VERSION)
 		return CAIRN_EVERSION;
 	for (int i = 0; i < 10; i++)
 		if (slice_get_fixed64(&in, &v[i]))
 			return CAIRN_ECORRUPT;
+	if (version >= 2 && (slice_get_fixed64(&in, &number) || number == 0))
+		return CAIRN_ECORRUPT;
 	if (slice_get_lenprefixed(&in, &small) || slice_get_lenprefixed(&in, &large) || in.len)
 		return CAIRN_ECORRUPT;
 	/* a table with entries knows its key range; an empty one has none */
@@ -372,6 +378,7 @@ static int props_decode(struct slice in, struct table_props *p)
 	p->num_data_blocks = v[7];
 	p->min_seq = v[8];
 	p->max_seq = v[9];
+	p->file_number = number;
 	if (buf_set(&p->smallest, small.data, small.len) ||
 	    buf_set(&p->largest, large.data, large.len)) {
 		table_props_free(p);
@@ -727,6 +734,50 @@ void table_set_stats(struct table *t, struct table_read_stats *st)
 const struct table_props *table_properties(const struct table *t)
 {
 	return &t->props;
+}
+
+int table_check_expect(const struct table *t, const struct table_expect *x, char *err,
+                       size_t errlen)
+{
+	const struct table_props *p = &t->props;
+	const char *what = NULL;
+	uint64_t got = 0, want = 0;
+	if (p->file_number && p->file_number != x->number) {
+		what = "file number";
+		got = p->file_number;
+		want = x->number;
+	} else if (!x->has_meta) {
+		return 0;
+	} else if (p->num_entries != x->num_entries) {
+		what = "entry count";
+		got = p->num_entries;
+		want = x->num_entries;
+	} else if (p->min_seq != x->min_seq) {
+		what = "smallest sequence";
+		got = p->min_seq;
+		want = x->min_seq;
+	} else if (p->max_seq != x->max_seq) {
+		what = "largest sequence";
+		got = p->max_seq;
+		want = x->max_seq;
+	} else if (!slice_eq(buf_slice(&p->smallest), x->smallest)) {
+		what = "smallest key";
+	} else if (!slice_eq(buf_slice(&p->largest), x->largest)) {
+		what = "largest key";
+	} else {
+		return 0;
+	}
+	if (got != want)
+		table_msg(t->path, err, errlen,
+		          "not the table the manifest names as %06" PRIu64 ": its %s is %" PRIu64
+		          ", the manifest records %" PRIu64,
+		          x->number, what, got, want);
+	else
+		table_msg(t->path, err, errlen,
+		          "not the table the manifest names as %06" PRIu64
+		          ": its %s differs from the manifest's",
+		          x->number, what);
+	return CAIRN_ECORRUPT;
 }
 
 static void table_cache_key(const struct table *t, uint64_t off, char key[16])
@@ -1168,13 +1219,13 @@ static int dump_head(struct dump *d)
 	if (r || (r = dump_emit(d)))
 		return r;
 	r = line_printf(&d->line,
-	                "properties: entries %" PRIu64 ", deletions %" PRIu64
+	                "properties: file %" PRIu64 ", entries %" PRIu64 ", deletions %" PRIu64
 	                ", raw key bytes %" PRIu64 ", raw value bytes %" PRIu64
 	                ", data bytes %" PRIu64 ", index bytes %" PRIu64 ", filter bytes %" PRIu64
 	                ", data blocks %" PRIu64 ", seq %" PRIu64 "..%" PRIu64,
-	                p->num_entries, p->num_deletions, p->raw_key_bytes, p->raw_value_bytes,
-	                p->data_bytes, p->index_bytes, p->filter_bytes, p->num_data_blocks,
-	                p->min_seq, p->max_seq);
+	                p->file_number, p->num_entries, p->num_deletions, p->raw_key_bytes,
+	                p->raw_value_bytes, p->data_bytes, p->index_bytes, p->filter_bytes,
+	                p->num_data_blocks, p->min_seq, p->max_seq);
 	if (r || (r = dump_emit(d)))
 		return r;
 	if ((r = line_printf(&d->line, "smallest: ")) ||

@@ -64,7 +64,7 @@ static void tcache_deleter(struct slice key, void *value)
 	table_close(value);
 }
 
-int tcache_get(struct table_cache *tc, uint64_t number, uint64_t size, struct table **t,
+int tcache_get(struct table_cache *tc, const struct table_expect *x, struct table **t,
                struct cache_handle **h, char *err, size_t errlen)
 {
 	char key[8], path[4096];
@@ -73,7 +73,7 @@ int tcache_get(struct table_cache *tc, uint64_t number, uint64_t size, struct ta
 
 	*t = NULL;
 	*h = NULL;
-	enc_fixed64(key, number);
+	enc_fixed64(key, x->number);
 	struct cache_handle *ch = cache_lookup(tc->c, slice_make(key, sizeof(key)));
 	if (ch) {
 		*t = cache_value(ch);
@@ -82,15 +82,22 @@ int tcache_get(struct table_cache *tc, uint64_t number, uint64_t size, struct ta
 	}
 	/* two threads missing at once both open the table; the second insert
 	 * replaces the first, which closes when its reader releases it */
-	table_file_name(path, sizeof(path), tc->dbdir, number);
+	table_file_name(path, sizeof(path), tc->dbdir, x->number);
 	int r = env_open_read(tc->env, path, &f);
 	if (r) {
 		env_errmsg(tc->env, err, errlen);
 		return r;
 	}
-	r = table_open(f, path, size, tc->block_cache, &tab, err, errlen);
+	r = table_open(f, path, x->size, tc->block_cache, &tab, err, errlen);
 	if (r)
 		return r;
+	/* a file that is not the table the manifest names never enters the
+	 * cache: every later read is refused the same way */
+	r = table_check_expect(tab, x, err, errlen);
+	if (r) {
+		table_close(tab);
+		return r;
+	}
 	table_set_stats(tab, tc->stats);
 	ch = cache_insert(tc->c, slice_make(key, sizeof(key)), tab, 1, tcache_deleter);
 	if (!ch) {
@@ -112,11 +119,11 @@ static void tcache_unpin(void *a, void *b)
 	tcache_release(a, b);
 }
 
-struct iter *tcache_iter(struct table_cache *tc, uint64_t number, uint64_t size)
+struct iter *tcache_iter(struct table_cache *tc, const struct table_expect *x)
 {
 	struct table *t;
 	struct cache_handle *h;
-	int r = tcache_get(tc, number, size, &t, &h, NULL, 0);
+	int r = tcache_get(tc, x, &t, &h, NULL, 0);
 	if (r)
 		return iter_empty_new(r);
 	struct iter *it = table_iter_new(t);
@@ -128,12 +135,12 @@ struct iter *tcache_iter(struct table_cache *tc, uint64_t number, uint64_t size)
 	return it;
 }
 
-int tcache_table_get(struct table_cache *tc, uint64_t number, uint64_t size, struct slice ikey,
+int tcache_table_get(struct table_cache *tc, const struct table_expect *x, struct slice ikey,
                      struct buf *found_key, struct buf *found_val, char *err, size_t errlen)
 {
 	struct table *t;
 	struct cache_handle *h;
-	int r = tcache_get(tc, number, size, &t, &h, err, errlen);
+	int r = tcache_get(tc, x, &t, &h, err, errlen);
 	if (r)
 		return r;
 	r = table_get(t, ikey, found_key, found_val);

@@ -1649,6 +1649,19 @@ struct get_state {
 	int first_level, searched;
 };
 
+/* What the manifest says table f is, for the checks at its opening. */
+static struct table_expect meta_expect(const struct file_meta *f)
+{
+	return (struct table_expect){.number = f->number,
+	                             .size = f->size,
+	                             .has_meta = 1,
+	                             .smallest = fsmall(f),
+	                             .largest = flarge(f),
+	                             .num_entries = f->num_entries,
+	                             .min_seq = f->min_seq,
+	                             .max_seq = f->max_seq};
+}
+
 static int get_from(struct version *v, struct get_state *st, struct file_meta *f, int level,
                     struct slice lookup_ikey, struct buf *ikey_out, struct buf *ival_out, char *err,
                     size_t errlen)
@@ -1657,8 +1670,8 @@ static int get_from(struct version *v, struct get_state *st, struct file_meta *f
 		st->first = f;
 		st->first_level = level;
 	}
-	return tcache_table_get(v->vs->tc, f->number, f->size, lookup_ikey, ikey_out, ival_out, err,
-	                        errlen);
+	struct table_expect x = meta_expect(f);
+	return tcache_table_get(v->vs->tc, &x, lookup_ikey, ikey_out, ival_out, err, errlen);
 }
 
 int version_get(struct version *v, struct slice lookup_ikey, struct buf *ikey_out,
@@ -1720,12 +1733,13 @@ int version_charge_seek(struct version_set *vs, const struct seek_charge *c)
 }
 
 /* An iterator over a sorted file list: key = the file's largest key, value =
- * fixed64 number, fixed64 size. The index of a level's two-level iterator. */
+ * the address of its file_meta (which the version the iterator was made from
+ * keeps alive). The index of a level's two-level iterator. */
 struct flist_iter {
 	struct iter base;
 	struct file_meta *const *files;
 	int n, idx;
-	char val[16];
+	char val[sizeof(struct file_meta *)];
 };
 
 static struct flist_iter *fli(struct iter *it)
@@ -1777,8 +1791,7 @@ static struct slice fl_value(struct iter *it)
 {
 	struct flist_iter *f = fli(it);
 	assert(fl_valid(it));
-	enc_fixed64(f->val, f->files[f->idx]->number);
-	enc_fixed64(f->val + 8, f->files[f->idx]->size);
+	memcpy(f->val, &f->files[f->idx], sizeof(f->val));
 	return slice_make(f->val, sizeof(f->val));
 }
 
@@ -1795,11 +1808,18 @@ static const struct iter_ops flist_ops = {
         .destroy = fl_destroy,
 };
 
+static const struct file_meta *flist_meta(struct slice index_value)
+{
+	const struct file_meta *f;
+	assert(index_value.len == sizeof(f));
+	memcpy(&f, index_value.data, sizeof(f));
+	return f;
+}
+
 static struct iter *open_table(void *arg, struct slice index_value)
 {
-	if (index_value.len != 16)
-		return iter_empty_new(CAIRN_ECORRUPT);
-	return tcache_iter(arg, dec_fixed64(index_value.data), dec_fixed64(index_value.data + 8));
+	struct table_expect x = meta_expect(flist_meta(index_value));
+	return tcache_iter(arg, &x);
 }
 
 /* A concatenating iterator over n sorted, disjoint files (borrowed: the
@@ -1821,7 +1841,8 @@ int version_add_iters(struct version *v, struct iter **its)
 {
 	int n = 0;
 	for (int i = 0; i < v->nfiles[0]; i++) {
-		its[n] = tcache_iter(v->vs->tc, v->files[0][i]->number, v->files[0][i]->size);
+		struct table_expect x = meta_expect(v->files[0][i]);
+		its[n] = tcache_iter(v->vs->tc, &x);
 		if (!its[n])
 			goto nomem;
 		n++;
@@ -2277,15 +2298,18 @@ static void uncached_table_close(void *a, void *b)
  * once, and through the caches it would push out the blocks readers use and
  * keep the index and filter of tables about to be deleted (up to the whole
  * 8 MiB block cache during a fill that nobody reads). */
-static struct iter *uncached_table_iter(struct version_set *vs, uint64_t number, uint64_t size)
+static struct iter *uncached_table_iter(struct version_set *vs, const struct file_meta *m)
 {
 	char path[PATH_LEN];
 	struct env_file *f;
 	struct table *t;
-	table_file_name(path, sizeof(path), vs->dbdir, number);
+	struct table_expect x = meta_expect(m);
+	table_file_name(path, sizeof(path), vs->dbdir, m->number);
 	int r = env_open_read(vs->env, path, &f);
 	if (!r)
-		r = table_open(f, path, size, NULL, &t, NULL, 0);
+		r = table_open(f, path, m->size, NULL, &t, NULL, 0);
+	if (!r && (r = table_check_expect(t, &x, NULL, 0)) != 0)
+		table_close(t);
 	if (r)
 		return iter_empty_new(r);
 	struct iter *it = table_iter_new(t);
@@ -2299,10 +2323,7 @@ static struct iter *uncached_table_iter(struct version_set *vs, uint64_t number,
 
 static struct iter *open_input_table(void *arg, struct slice index_value)
 {
-	if (index_value.len != 16)
-		return iter_empty_new(CAIRN_ECORRUPT);
-	return uncached_table_iter(arg, dec_fixed64(index_value.data),
-	                           dec_fixed64(index_value.data + 8));
+	return uncached_table_iter(arg, flist_meta(index_value));
 }
 
 /* A concatenating iterator over the n sorted, disjoint input files of one
@@ -2334,7 +2355,7 @@ struct iter *compaction_input_iter(struct compaction *c)
 		if (c->level + w == 0) {
 			for (int i = 0; i < c->ninputs[w]; i++) {
 				struct file_meta *f = c->inputs[w][i];
-				if (!(its[n] = uncached_table_iter(vs, f->number, f->size)))
+				if (!(its[n] = uncached_table_iter(vs, f)))
 					goto nomem;
 				n++;
 			}

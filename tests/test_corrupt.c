@@ -284,3 +284,77 @@ Test(corrupt, headerless_log_before_the_newest_is_empty)
 	cairn_close(db);
 	env_sim_free(env);
 }
+
+static void note_problem(void *ctx, const char *file, uint64_t offset, const char *what)
+{
+	(void)offset;
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 2048 - n, "%s: %s\n", file, what);
+}
+
+/* Two tables of one size swapped by name: every read of their keys is an
+ * error naming a table, never "not found", and check reports both. */
+Test(corrupt, tables_swapped_by_name_are_refused_and_reported)
+{
+	char *dir = tu_tmpdir("swap");
+	struct cairn_options o;
+	tu_small_options(&o, NULL);
+	o.background_threads = 0;
+	o.compression = 0; /* keeps the two tables' sizes equal */
+	struct cairn_db *db = tu_open(dir, &o);
+	char key[32], val[64], path[2][512];
+	memset(val, 'v', sizeof(val));
+	for (int t = 0; t < 2; t++) {
+		for (int i = 0; i < 100; i++) {
+			int kl = sprintf(key, "%c%04d", 'a' + t, i);
+			cr_assert_eq(cairn_put(db, key, (size_t)kl, val, sizeof(val), 0), 0);
+		}
+		cr_assert_eq(cairn_flush(db), 0);
+	}
+	cr_assert_eq(cairn_close(db), 0);
+	int found = 0;
+	for (int n = 1; n < 30 && found < 2; n++) {
+		snprintf(path[found], sizeof(path[0]), "%s/%06d.sst", dir, n);
+		found += access(path[found], F_OK) == 0;
+	}
+	cr_assert_eq(found, 2);
+	uint64_t s0, s1;
+	cr_assert_eq(env_file_size(env_posix(), path[0], &s0), 0);
+	cr_assert_eq(env_file_size(env_posix(), path[1], &s1), 0);
+	cr_assert_eq(s0, s1, "the tables (%llu and %llu bytes) must be of one size",
+	             (unsigned long long)s0, (unsigned long long)s1);
+	char tmp[600];
+	snprintf(tmp, sizeof(tmp), "%s/swap.tmp", dir);
+	cr_assert_eq(rename(path[0], tmp), 0);
+	cr_assert_eq(rename(path[1], path[0]), 0);
+	cr_assert_eq(rename(tmp, path[1]), 0);
+
+	db = tu_open(dir, &o);
+	for (int t = 0; t < 2; t++) {
+		int kl = sprintf(key, "%c%04d", 'a' + t, 50);
+		void *v = NULL;
+		size_t vl;
+		char msg[512] = "";
+		int r = cairn_get(db, NULL, key, (size_t)kl, &v, &vl);
+		cairn_errmsg(db, msg, sizeof(msg));
+		cr_assert_eq(r, CAIRN_ECORRUPT, "%s: %s (%s)", key, cairn_strerror(r), msg);
+		cr_assert(strstr(msg, ".sst") && strstr(msg, "manifest"), "%s", msg);
+	}
+	struct cairn_iter *it;
+	cr_assert_eq(cairn_iter_new(db, NULL, &it), 0);
+	int n = 0;
+	for (cairn_iter_seek_first(it); cairn_iter_valid(it); cairn_iter_next(it))
+		n++;
+	cr_assert_eq(cairn_iter_status(it), CAIRN_ECORRUPT, "a scan saw %d keys and no error", n);
+	cairn_iter_free(it);
+	cr_assert_eq(cairn_close(db), 0);
+
+	char problems[2048] = "";
+	uint64_t count = 0;
+	struct cairn_check_callbacks cb = {.problem = note_problem, .ctx = problems};
+	cr_assert_eq(cairn_check(dir, &cb, &count), 0);
+	cr_assert_geq(count, 2, "check found: %s", problems);
+	cr_assert(strstr(problems, "not the table the manifest names"), "%s", problems);
+	tu_rmrf(dir);
+}

@@ -24,6 +24,9 @@
 #include "env.h"
 #include "sstable.h"
 
+/* An expectation that names only a table's number and size. */
+#define XP(n, sz) (&(struct table_expect){.number = (n), .size = (sz)})
+
 /* ---- the model ---- */
 
 struct entry {
@@ -1117,13 +1120,13 @@ Test(tcache, open_tables_stay_bounded_and_pins_survive_eviction, .init = setup_d
 	cr_assert_eq(tcache_new(env_posix(), tmpdir, 16, bc, &st, &tc), 0);
 
 	/* an iterator pins table 1 while all others churn through the cache */
-	struct iter *pinned = tcache_iter(tc, 1, sizes[0]);
+	struct iter *pinned = tcache_iter(tc, XP(1, sizes[0]));
 	iter_seek_first(pinned);
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < NTABLES; i++) {
 			struct buf fk = {0}, fv = {0};
 			size_t j = (size_t)(round * 7 + i) % m[i].n;
-			int r = tcache_table_get(tc, (uint64_t)i + 1, sizes[i],
+			int r = tcache_table_get(tc, XP((uint64_t)i + 1, sizes[i]),
 			                         buf_slice(&m[i].e[j].k), &fk, &fv, err,
 			                         sizeof(err));
 			cr_assert_eq(r, 1, "table %d: %d %s", i + 1, r, err);
@@ -1147,19 +1150,19 @@ Test(tcache, open_tables_stay_bounded_and_pins_survive_eviction, .init = setup_d
 	uint64_t h0, m0, h1, m1;
 	struct table *t;
 	struct cache_handle *h;
-	cr_assert_eq(tcache_get(tc, 5, sizes[4], &t, &h, err, sizeof(err)), 0);
+	cr_assert_eq(tcache_get(tc, XP(5, sizes[4]), &t, &h, err, sizeof(err)), 0);
 	tcache_release(tc, h);
 	tcache_counters(tc, &h0, &m0, NULL);
 	tcache_evict(tc, 5);
-	cr_assert_eq(tcache_get(tc, 5, sizes[4], &t, &h, err, sizeof(err)), 0);
+	cr_assert_eq(tcache_get(tc, XP(5, sizes[4]), &t, &h, err, sizeof(err)), 0);
 	tcache_release(tc, h);
 	tcache_counters(tc, &h1, &m1, NULL);
 	cr_assert_eq(m1, m0 + 1);
 
 	/* a missing table is an error with a message, as an iterator too */
-	cr_assert_lt(tcache_get(tc, 999, 100, &t, &h, err, sizeof(err)), 0);
+	cr_assert_lt(tcache_get(tc, XP(999, 100), &t, &h, err, sizeof(err)), 0);
 	cr_assert_neq(err[0], '\0');
-	struct iter *e = tcache_iter(tc, 999, 100);
+	struct iter *e = tcache_iter(tc, XP(999, 100));
 	iter_seek_first(e);
 	cr_assert(!iter_valid(e));
 	cr_assert_lt(iter_status(e), 0);
@@ -1228,5 +1231,89 @@ Test(sstable, concurrent_readers_share_one_table_and_cache)
 	table_close(t);
 	cache_free(bc);
 	free(d);
+	model_free(&m);
+}
+
+/* The file number is written in version 2 properties and read back; a table
+ * built without one keeps version 1 properties, which stay readable; every
+ * property the manifest records is compared at open. */
+Test(tcache, table_under_another_name_or_with_other_properties_is_refused, .init = setup_dir,
+     .fini = teardown_dir)
+{
+	struct model m;
+	struct table_props props;
+	char p1[4200], p2[4200], err[512] = "";
+	uint64_t s1, s2;
+	memset(&m, 0, sizeof(m));
+	model_build(&m, 77, 40);
+	struct table_options o = opts_make(512, 16, 10, 0);
+	o.file_number = 7;
+	table_file_name(p1, sizeof(p1), tmpdir, 7);
+	build_file(env_posix(), p1, &o, &m, &props);
+	cr_assert_eq(props.file_number, 7);
+	o.file_number = 0;
+	table_file_name(p2, sizeof(p2), tmpdir, 8);
+	build_file(env_posix(), p2, &o, &m, NULL);
+	cr_assert_eq(env_file_size(env_posix(), p1, &s1), 0);
+	cr_assert_eq(env_file_size(env_posix(), p2, &s2), 0);
+	cr_assert_eq(s1, s2 + 8, "version 2 properties hold 8 more bytes");
+
+	struct table *t = open_file(env_posix(), p1, NULL);
+	cr_assert_eq(table_properties(t)->file_number, 7);
+	struct table_expect x = {.number = 7,
+	                         .size = s1,
+	                         .has_meta = 1,
+	                         .smallest = buf_slice(&props.smallest),
+	                         .largest = buf_slice(&props.largest),
+	                         .num_entries = props.num_entries,
+	                         .min_seq = props.min_seq,
+	                         .max_seq = props.max_seq};
+	cr_assert_eq(table_check_expect(t, &x, err, sizeof(err)), 0, "%s", err);
+	x.number = 9;
+	cr_assert_eq(table_check_expect(t, &x, err, sizeof(err)), CAIRN_ECORRUPT);
+	cr_assert(strstr(err, "000007.sst") && strstr(err, "file number is 7"), "%s", err);
+	x.number = 7;
+	x.num_entries++;
+	cr_assert_eq(table_check_expect(t, &x, err, sizeof(err)), CAIRN_ECORRUPT);
+	cr_assert(strstr(err, "entry count"), "%s", err);
+	x.num_entries--;
+	x.max_seq++;
+	cr_assert_eq(table_check_expect(t, &x, err, sizeof(err)), CAIRN_ECORRUPT);
+	x.max_seq--;
+	x.largest = x.smallest;
+	cr_assert_eq(table_check_expect(t, &x, err, sizeof(err)), CAIRN_ECORRUPT);
+	cr_assert(strstr(err, "largest key"), "%s", err);
+	table_close(t);
+
+	/* version 1: no number to compare, the rest still is */
+	t = open_file(env_posix(), p2, NULL);
+	cr_assert_eq(table_properties(t)->file_number, 0);
+	x.largest = buf_slice(&props.largest);
+	x.number = 8;
+	x.size = s2;
+	cr_assert_eq(table_check_expect(t, &x, err, sizeof(err)), 0, "%s", err);
+	x.min_seq++;
+	cr_assert_eq(table_check_expect(t, &x, err, sizeof(err)), CAIRN_ECORRUPT);
+	table_close(t);
+
+	/* the cache refuses table 7's bytes under number 9, and caches nothing */
+	char p9[4200];
+	table_file_name(p9, sizeof(p9), tmpdir, 9);
+	cr_assert_eq(rename(p1, p9), 0);
+	struct table_cache *tc;
+	struct cache_handle *h;
+	cr_assert_eq(tcache_new(env_posix(), tmpdir, 16, NULL, NULL, &tc), 0);
+	cr_assert_eq(tcache_get(tc, XP(9, s1), &t, &h, err, sizeof(err)), CAIRN_ECORRUPT);
+	cr_assert(strstr(err, "000009.sst"), "%s", err);
+	struct iter *it = tcache_iter(tc, XP(9, s1));
+	iter_seek_first(it);
+	cr_assert(!iter_valid(it));
+	cr_assert_eq(iter_status(it), CAIRN_ECORRUPT);
+	iter_free(it);
+	uint64_t open;
+	tcache_counters(tc, NULL, NULL, &open);
+	cr_assert_eq(open, 0);
+	tcache_free(tc);
+	table_props_free(&props);
 	model_free(&m);
 }
