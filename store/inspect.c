@@ -913,7 +913,9 @@ static int dump_table(struct cairn_env *env, const char *path, struct dump *d, c
 	dump_printf(d, "table %s, %" PRIu64 " bytes", path, size);
 	dump_flush(d);
 	r = table_dump(t, d->emit, d->ctx);
-	if (r)
+	if (r == CAIRN_ECORRUPT)
+		fmt_msg(err, errlen, "%s: damaged (the error lines of the dump say where)", path);
+	else if (r)
 		fmt_msg(err, errlen, "%s: %s", path, cairn_strerror(r));
 	table_close(t);
 	return r;

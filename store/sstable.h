@@ -129,7 +129,8 @@ uint64_t table_approx_offset(struct table *t, struct slice ikey);
 int table_verify(struct table *t, void (*fn)(void *ctx, uint64_t off, const char *what), void *ctx);
 
 /* Prints the table's footer, properties, index and entries, one line each,
- * through fn. For `cairn dump`. */
+ * through fn. For `cairn dump`. A damaged block is printed as an error line
+ * and the dump goes on; it then returns CAIRN_ECORRUPT at the end. */
 int table_dump(struct table *t, void (*fn)(void *ctx, const char *line), void *ctx);
 
 /* ---- the table cache: open tables by file number, bounded ---- */

@@ -1193,6 +1193,7 @@ struct dump {
 	void (*fn)(void *ctx, const char *line);
 	void *ctx;
 	struct buf line;
+	int damaged; /* an error line was printed: the dump fails at its end */
 };
 
 static int dump_emit(struct dump *d)
@@ -1204,6 +1205,14 @@ static int dump_emit(struct dump *d)
 	d->fn(d->ctx, d->line.data);
 	buf_clear(&d->line);
 	return 0;
+}
+
+/* Prints an error line for damage met and goes on with the dump. */
+static int dump_damage(struct dump *d, const char *what)
+{
+	d->damaged = 1;
+	int r = line_printf(&d->line, "%s", what);
+	return r ? r : dump_emit(d);
 }
 
 static int dump_head(struct dump *d)
@@ -1265,6 +1274,7 @@ static int dump_block(struct dump *d, struct slice sep, struct slice hv)
 	if (r)
 		return r;
 	if (handle_decode(hv, &h) || !handle_inside(h, d->t->meta_end)) {
+		d->damaged = 1;
 		if ((r = line_printf(&d->line, " -> bad block handle")))
 			return r;
 		return dump_emit(d);
@@ -1277,15 +1287,14 @@ static int dump_block(struct dump *d, struct slice sep, struct slice hv)
 		return r;
 	if (r) {
 		/* a bad block is reported and the dump goes on; an I/O error ends it */
+		d->damaged = 1;
 		if (line_printf(&d->line, "  error: %s", err) || dump_emit(d))
 			return CAIRN_ENOMEM;
 		return r == CAIRN_ECORRUPT ? 0 : r;
 	}
 	if (block_parse(data, n, &b)) {
 		free(data);
-		if ((r = line_printf(&d->line, "  error: malformed restart array")))
-			return r;
-		return dump_emit(d);
+		return dump_damage(d, "  error: malformed restart array");
 	}
 	struct iter *it = block_iter_new(&b);
 	if (!it) {
@@ -1294,8 +1303,8 @@ static int dump_block(struct dump *d, struct slice sep, struct slice hv)
 	}
 	for (iter_seek_first(it); !r && iter_valid(it); iter_next(it))
 		r = dump_entry(d, iter_key(it), iter_value(it));
-	if (!r && iter_status(it) && !(r = line_printf(&d->line, "  error: malformed entry")))
-		r = dump_emit(d);
+	if (!r && iter_status(it))
+		r = dump_damage(d, "  error: malformed entry");
 	iter_free(it);
 	free(data);
 	return r;
@@ -1311,10 +1320,10 @@ int table_dump(struct table *t, void (*fn)(void *ctx, const char *line), void *c
 	if (!r) {
 		for (iter_seek_first(ix); !r && iter_valid(ix); iter_next(ix))
 			r = dump_block(&d, iter_key(ix), iter_value(ix));
-		if (!r && iter_status(ix) && !(r = line_printf(&d.line, "error: malformed index")))
-			r = dump_emit(&d);
+		if (!r && iter_status(ix))
+			r = dump_damage(&d, "error: malformed index");
 	}
 	iter_free(ix);
 	buf_free(&d.line);
-	return r;
+	return r ? r : d.damaged ? CAIRN_ECORRUPT : 0;
 }

@@ -277,6 +277,19 @@ test_dump_each_kind() {
 		echo junk >"$T/junk" && expect_exit 1 cairn dump "$T/junk"
 }
 
+# A damaged block is shown as an error line and the dump goes on to the end,
+# but the dump fails, naming the file.
+test_dump_of_a_damaged_table_fails() {
+	fresh_db
+	put_keys e1 e2 e3
+	cairn flush >/dev/null || return 1
+	local sst
+	sst=$(ls "$DB"/*.sst | head -1)
+	flip_byte "$sst" 2
+	expect_exit 1 cairn dump "$sst" && check "error line" grep -q 'error:' "$T/out" &&
+		check "names the file" grep -q "$(basename "$sst")" "$T/err"
+}
+
 test_checkpoint_is_exact_while_writing() {
 	fresh_db
 	cairn put w0 0 >/dev/null || return 1
