@@ -49,6 +49,13 @@ int db_err(struct cairn_db *db, int code, const char *fmt, ...)
 	return code;
 }
 
+/* The table cache's error hook: a table an iterator could not open names
+ * itself in the handle's message, as a failed get does. */
+static void note_table_error(void *ctx, int code, const char *msg)
+{
+	db_err(ctx, code, "%s", msg);
+}
+
 void db_io_detail(struct cairn_db *db, char *out, size_t len, int code)
 {
 	out[0] = 0;
@@ -833,6 +840,8 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 	if (!r)
 		r = tcache_new(db->env, db->dir, db->opts.max_open_tables, db->block_cache,
 		               &db->rstats, &db->tc);
+	if (!r)
+		tcache_set_error_hook(db->tc, note_table_error, db);
 	if (!r)
 		r = vset_new(db->env, db->dir, &db->opts, db->tc, &db->vs);
 	if (r) {

@@ -147,11 +147,15 @@ int tcache_get(struct table_cache *tc, const struct table_expect *x, struct tabl
                struct cache_handle **h, char *err, size_t errlen);
 void tcache_release(struct table_cache *tc, struct cache_handle *h);
 /* An iterator over a table that pins it while the iterator lives; on error an
- * iterator whose status is the error. */
+ * iterator whose status is the error, whose message goes to the error hook. */
 struct iter *tcache_iter(struct table_cache *tc, const struct table_expect *x);
 /* point lookup through the cache, as table_get */
 int tcache_table_get(struct table_cache *tc, const struct table_expect *x, struct slice ikey,
                      struct buf *found_key, struct buf *found_val, char *err, size_t errlen);
+/* Calls fn(ctx, code, message) when tcache_iter cannot open a table: an
+ * iterator has only a status code, and the message names the file. */
+void tcache_set_error_hook(struct table_cache *tc, void (*fn)(void *ctx, int code, const char *msg),
+                           void *ctx);
 /* Forgets a table whose file is being deleted. */
 void tcache_evict(struct table_cache *tc, uint64_t number);
 void tcache_counters(struct table_cache *tc, uint64_t *hits, uint64_t *misses, uint64_t *open);

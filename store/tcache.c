@@ -22,7 +22,16 @@ struct table_cache {
 	struct cache *c;
 	struct cache *block_cache;
 	struct table_read_stats *stats;
+	void (*on_error)(void *ctx, int code, const char *msg);
+	void *on_error_ctx;
 };
+
+void tcache_set_error_hook(struct table_cache *tc, void (*fn)(void *ctx, int code, const char *msg),
+                           void *ctx)
+{
+	tc->on_error = fn;
+	tc->on_error_ctx = ctx;
+}
 
 void table_file_name(char *out, size_t len, const char *dbdir, uint64_t number)
 {
@@ -123,7 +132,10 @@ struct iter *tcache_iter(struct table_cache *tc, const struct table_expect *x)
 {
 	struct table *t;
 	struct cache_handle *h;
-	int r = tcache_get(tc, x, &t, &h, NULL, 0);
+	char err[512] = "";
+	int r = tcache_get(tc, x, &t, &h, err, sizeof(err));
+	if (r && tc->on_error && err[0])
+		tc->on_error(tc->on_error_ctx, r, err);
 	if (r)
 		return iter_empty_new(r);
 	struct iter *it = table_iter_new(t);
