@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "db.h"
 
@@ -28,7 +27,7 @@ void db_bg_failed(struct cairn_db *db, int code, const char *msg)
 {
 	if (code == CAIRN_ENOSPC) {
 		db->bg_nospace = 1;
-		pthread_cond_broadcast(&db->bg_cv);
+		env_cond_broadcast(&db->bg_cv);
 		return;
 	}
 	db_set_bg_error(db, code, msg);
@@ -40,7 +39,7 @@ void db_set_bg_error(struct cairn_db *db, int code, const char *msg)
 		return;
 	db->bg_error = code ? code : CAIRN_EIO;
 	fmt_msg(db->bg_errmsg, sizeof(db->bg_errmsg), "%s", msg);
-	pthread_cond_broadcast(&db->bg_cv);
+	env_cond_broadcast(&db->bg_cv);
 }
 
 int db_pending_add(struct cairn_db *db, uint64_t number)
@@ -91,13 +90,13 @@ struct output {
 static void bookkeeping_lock(struct cairn_db *db)
 {
 	if (db->opts.background_threads > 0)
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 }
 
 static void bookkeeping_unlock(struct cairn_db *db)
 {
 	if (db->opts.background_threads > 0)
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 }
 
 static int output_open(struct cairn_db *db, struct output *out, char *err, size_t errlen)
@@ -160,10 +159,10 @@ static void output_abandon(struct cairn_db *db, struct output *out, int locked)
 	if (out->path[0])
 		env_unlink(db->env, out->path);
 	if (!locked)
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 	db_pending_remove(db, out->number);
 	if (!locked)
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 	memset(out, 0, sizeof(*out));
 }
 
@@ -212,10 +211,10 @@ static int flush_memtable(struct cairn_db *db, struct memtable *m, struct versio
 	uint64_t written = 0;
 	int threaded = db->opts.background_threads > 0;
 	if (threaded)
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 	int r = build_table(db, m, &out, &props, &written, err, errlen);
 	if (threaded)
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 	if (r) {
 		output_abandon(db, &out, 1);
 		table_props_free(&props);
@@ -301,7 +300,7 @@ int db_flush_imm(struct cairn_db *db)
 		mem_unref(imm);
 		db_delete_obsolete(db);
 	}
-	pthread_cond_broadcast(&db->bg_cv);
+	env_cond_broadcast(&db->bg_cv);
 	return r;
 }
 
@@ -363,11 +362,11 @@ static int compact_entries(struct compaction_state *cs)
 		/* In threaded mode a waiting flush goes first, so writers are
 		 * not stalled behind a long compaction. */
 		if ((++n & 1023) == 0 && db->opts.background_threads > 0) {
-			pthread_mutex_lock(&db->mu);
+			env_mutex_lock(&db->mu);
 			int stop = db->shutting_down;
 			if (!stop && db->imm && !db->flushing)
 				db_flush_imm(db);
-			pthread_mutex_unlock(&db->mu);
+			env_mutex_unlock(&db->mu);
 			if (stop) {
 				/* close is waiting: the inputs stay as they are */
 				cs->aborted = 1;
@@ -449,12 +448,12 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 		uint64_t in_bytes = compaction_input_bytes(c);
 		int threaded = db->opts.background_threads > 0;
 		if (threaded)
-			pthread_mutex_unlock(&db->mu);
+			env_mutex_unlock(&db->mu);
 		r = compact_entries(&cs);
 		if (r && cs.out.number)
 			output_abandon(db, &cs.out, !threaded);
 		if (threaded)
-			pthread_mutex_lock(&db->mu);
+			env_mutex_lock(&db->mu);
 		if (r)
 			drop_outputs(db, &c->edit);
 		aborted = cs.aborted;
@@ -488,7 +487,7 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 		db->bg_nospace = 0;
 		db_delete_obsolete(db);
 	}
-	pthread_cond_broadcast(&db->bg_cv);
+	env_cond_broadcast(&db->bg_cv);
 	return r;
 }
 
@@ -516,26 +515,23 @@ void db_schedule_work(struct cairn_db *db)
 			db_compact_inline(db);
 		return;
 	}
-	pthread_cond_broadcast(&db->work_cv);
+	env_cond_broadcast(&db->work_cv);
 }
 
 /* After a full disk, wait a second (or until woken) before trying again,
  * rather than spinning on a disk that has no room. */
 static void bg_backoff(struct cairn_db *db)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 1;
-	pthread_cond_timedwait(&db->work_cv, &db->mu, &ts);
+	env_cond_timedwait(&db->work_cv, &db->mu, 1000000);
 }
 
 static void *bg_main(void *arg)
 {
 	struct cairn_db *db = arg;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	while (!db->shutting_down) {
 		if (db->bg_error) {
-			pthread_cond_wait(&db->work_cv, &db->mu);
+			env_cond_wait(&db->work_cv, &db->mu);
 			continue;
 		}
 		int r = 0;
@@ -549,11 +545,11 @@ static void *bg_main(void *arg)
 		else if (!db->manual_compaction && db_blob_gc_due(db))
 			db_blob_collect(db, 0);
 		else
-			pthread_cond_wait(&db->work_cv, &db->mu);
+			env_cond_wait(&db->work_cv, &db->mu);
 		if (r == CAIRN_ENOSPC && !db->shutting_down)
 			bg_backoff(db);
 	}
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	return NULL;
 }
 
@@ -564,17 +560,17 @@ static void *sync_main(void *arg)
 	for (;;) {
 		/* Sleep in short steps so close does not wait a whole interval. */
 		for (uint64_t slept = 0; slept < interval_us; slept += 10000) {
-			pthread_mutex_lock(&db->mu);
+			env_mutex_lock(&db->mu);
 			int stop = db->shutting_down;
-			pthread_mutex_unlock(&db->mu);
+			env_mutex_unlock(&db->mu);
 			if (stop)
 				return NULL;
 			env_sleep_us(db->env,
 			             interval_us - slept < 10000 ? interval_us - slept : 10000);
 		}
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 		int dirty = db->log_unsynced > 0 && !db->bg_error;
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 		if (dirty)
 			cairn_sync(db);
 	}
@@ -596,19 +592,19 @@ int db_bg_start(struct cairn_db *db)
 	}
 	if (db->opts.sync_interval_ms > 0)
 		return env_thread_start(db->env, sync_main, db, &db->sync_thread);
-	pthread_mutex_lock(&db->mu);
-	pthread_cond_broadcast(&db->work_cv);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_lock(&db->mu);
+	env_cond_broadcast(&db->work_cv);
+	env_mutex_unlock(&db->mu);
 	return 0;
 }
 
 void db_bg_stop(struct cairn_db *db)
 {
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	db->shutting_down = 1;
-	pthread_cond_broadcast(&db->work_cv);
-	pthread_cond_broadcast(&db->bg_cv);
-	pthread_mutex_unlock(&db->mu);
+	env_cond_broadcast(&db->work_cv);
+	env_cond_broadcast(&db->bg_cv);
+	env_mutex_unlock(&db->mu);
 	for (int i = 0; i < db->nthreads; i++)
 		db->env->ops->thread_join(db->threads[i]);
 	db->nthreads = 0;

@@ -39,13 +39,13 @@ int db_err(struct cairn_db *db, int code, const char *fmt, ...)
 {
 	if (!db || code == 0)
 		return code;
-	pthread_mutex_lock(&db->err_mu);
+	env_mutex_lock(&db->err_mu);
 	db->last_err = code;
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(db->errmsg, sizeof(db->errmsg), fmt, ap);
 	va_end(ap);
-	pthread_mutex_unlock(&db->err_mu);
+	env_mutex_unlock(&db->err_mu);
 	return code;
 }
 
@@ -309,7 +309,7 @@ void db_delete_obsolete(struct cairn_db *db)
 	 * is removed under mu, where no manifest roll runs. */
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1 && db->unlocked_io)
-			pthread_mutex_unlock(&db->mu);
+			env_mutex_unlock(&db->mu);
 		for (size_t i = 0; i < s.nnames; i++) {
 			char path[4096];
 			uint64_t num;
@@ -322,7 +322,7 @@ void db_delete_obsolete(struct cairn_db *db)
 			env_unlink(db->env, path);
 		}
 		if (pass == 1 && db->unlocked_io)
-			pthread_mutex_lock(&db->mu);
+			env_mutex_lock(&db->mu);
 	}
 	free(s.live);
 	free(s.names);
@@ -717,13 +717,13 @@ static void db_free(struct cairn_db *db)
 		db->env->ops->unlock(db->lock);
 	batch_destroy(&db->group);
 	db_blob_free(db);
-	pthread_mutex_destroy(&db->blob_mu);
+	env_mutex_destroy(&db->blob_mu);
 	free(db->pending_outputs);
 	free(db->threads);
-	pthread_mutex_destroy(&db->mu);
-	pthread_mutex_destroy(&db->err_mu);
-	pthread_cond_destroy(&db->bg_cv);
-	pthread_cond_destroy(&db->work_cv);
+	env_mutex_destroy(&db->mu);
+	env_mutex_destroy(&db->err_mu);
+	env_cond_destroy(&db->bg_cv);
+	env_cond_destroy(&db->work_cv);
 	free(db->dir);
 	free(db);
 }
@@ -828,11 +828,11 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 	db->opts = *opts;
 	db->env = opts->env ? opts->env : env_posix();
 	db->opts.env = db->env;
-	pthread_mutex_init(&db->mu, NULL);
-	pthread_mutex_init(&db->err_mu, NULL);
-	pthread_mutex_init(&db->blob_mu, NULL);
-	pthread_cond_init(&db->bg_cv, NULL);
-	pthread_cond_init(&db->work_cv, NULL);
+	env_mutex_init(db->env, &db->mu);
+	env_mutex_init(db->env, &db->err_mu);
+	env_mutex_init(db->env, &db->blob_mu);
+	env_cond_init(db->env, &db->bg_cv);
+	env_cond_init(db->env, &db->work_cv);
 	db->snapshots.next = db->snapshots.prev = &db->snapshots;
 	r = batch_init(&db->group);
 	if (!r)
@@ -849,7 +849,7 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 		db_free(db);
 		return r;
 	}
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	int created = 0;
 	r = prepare_dir(db, &created, errbuf, errlen);
 	if (!r && !created)
@@ -863,7 +863,7 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 		if (!db->opts.read_only)
 			db_compact_inline(db);
 	}
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	if (!r && !db->opts.read_only && db->opts.background_threads > 0) {
 		/* from now on other threads may wait on mu: manifest edits are
 		 * written without it */
@@ -905,10 +905,10 @@ CAIRN_EXPORT int cairn_errmsg(struct cairn_db *db, char *buf, size_t len)
 {
 	if (!db)
 		return 0;
-	pthread_mutex_lock(&db->err_mu);
+	env_mutex_lock(&db->err_mu);
 	int code = db->last_err;
 	fmt_msg(buf, len, "%s", db->errmsg);
-	pthread_mutex_unlock(&db->err_mu);
+	env_mutex_unlock(&db->err_mu);
 	return code;
 }
 
@@ -944,11 +944,11 @@ static int switch_memtable(struct cairn_db *db)
 	/* The blob file is synced before the log (its references) and without
 	 * mu, which blob_mu precedes; inline mode drops mu for that only, at a
 	 * point where the leader has changed nothing yet. */
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	if (sync_old)
 		r = db_blob_sync_active(db);
 	if (!threaded)
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 	if (r) {
 		fmt_msg(err, sizeof(err), "%s", "the blob file sync before the log sync failed");
 	} else if (sync_old) {
@@ -963,7 +963,7 @@ static int switch_memtable(struct cairn_db *db)
 	}
 	int log_r = r ? 0 : open_log(db, number, &w, err, sizeof(err));
 	if (threaded)
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 	if (r) {
 		mem_unref(fresh);
 		db_set_bg_error(db, r, err);
@@ -999,7 +999,7 @@ static int wait_for_imm(struct cairn_db *db)
 			continue;
 		}
 		db_schedule_work(db);
-		pthread_cond_wait(&db->bg_cv, &db->mu);
+		env_cond_wait(&db->bg_cv, &db->mu);
 	}
 	return 0;
 }
@@ -1034,9 +1034,9 @@ static int make_room(struct cairn_db *db, size_t size, int gc)
 			 * stall over many writes instead of stopping one dead. */
 			uint64_t us = 1000u * (uint64_t)(l0 - db->opts.l0_slowdown_trigger + 1);
 			db_schedule_work(db);
-			pthread_mutex_unlock(&db->mu);
+			env_mutex_unlock(&db->mu);
 			env_sleep_us(db->env, us);
-			pthread_mutex_lock(&db->mu);
+			env_mutex_lock(&db->mu);
 			atomic_fetch_add(&db->st.slowdowns, 1);
 			atomic_fetch_add(&db->st.slowdown_micros, us);
 			allow_delay = 0;
@@ -1057,7 +1057,7 @@ static int make_room(struct cairn_db *db, size_t size, int gc)
 			}
 			if (!db->imm)
 				break;
-			pthread_cond_wait(&db->bg_cv, &db->mu);
+			env_cond_wait(&db->bg_cv, &db->mu);
 			continue;
 		}
 		if (db->imm || l0 >= db->opts.l0_stop_trigger) {
@@ -1077,7 +1077,7 @@ static int make_room(struct cairn_db *db, size_t size, int gc)
 				        "written to a table until space is freed");
 			uint64_t t0 = env_mono_ns(db->env);
 			db_schedule_work(db);
-			pthread_cond_wait(&db->bg_cv, &db->mu);
+			env_cond_wait(&db->bg_cv, &db->mu);
 			atomic_fetch_add(&db->st.stops, 1);
 			atomic_fetch_add(&db->st.stop_micros, (env_mono_ns(db->env) - t0) / 1000);
 			continue;
@@ -1127,8 +1127,8 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 	if (db->opts.read_only)
 		return db_err(db, CAIRN_EREADONLY, "the database was opened read-only");
 	struct db_writer w = {.batch = b, .flags = flags, .gc = gc};
-	pthread_cond_init(&w.cv, NULL);
-	pthread_mutex_lock(&db->mu);
+	env_cond_init(db->env, &w.cv);
+	env_mutex_lock(&db->mu);
 	/* The queue links writers' stack frames: each is unlinked by the
 	 * leader before its owner returns. */
 	if (db->wq_tail)
@@ -1137,10 +1137,10 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		db->wq_head = &w; // cppcheck-suppress autoVariables
 	db->wq_tail = &w;         // cppcheck-suppress autoVariables
 	while (!w.done && db->wq_head != &w)
-		pthread_cond_wait(&w.cv, &db->mu);
+		env_cond_wait(&w.cv, &db->mu);
 	if (w.done) {
-		pthread_mutex_unlock(&db->mu);
-		pthread_cond_destroy(&w.cv);
+		env_mutex_unlock(&db->mu);
+		env_cond_destroy(&w.cv);
 		return w.status;
 	}
 
@@ -1149,9 +1149,9 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 	if (flags & DB_GC) {
 		/* As leader, nobody else can write: decide now which of the
 		 * collection's entries still refer to what it copied. */
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 		filter_r = db_blob_gc_filter(db, gc, &b);
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 		w.batch = b;
 	}
 	size_t first = b ? b->rep.len : 0;
@@ -1203,7 +1203,7 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		} else if (seq + count > MAX_SEQUENCE) {
 			r = db_err(db, CAIRN_EFAILED, "sequence numbers exhausted");
 		}
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 
 		uint64_t wal_bytes = 0;
 		int sync_failed = 0, blob_failed = 0, attempted = !r;
@@ -1251,7 +1251,7 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		}
 		free(parts);
 
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 		if (count) {
 			atomic_fetch_add(&db->st.wal_bytes_written, wal_bytes);
 			atomic_fetch_add(&db->st.wal_group_commits, 1);
@@ -1289,17 +1289,17 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		if (h != &w) {
 			h->status = r;
 			h->done = 1;
-			pthread_cond_signal(&h->cv);
+			env_cond_signal(&h->cv);
 		}
 		if (h == last)
 			break;
 	}
 	if (db->wq_head)
-		pthread_cond_signal(&db->wq_head->cv);
+		env_cond_signal(&db->wq_head->cv);
 	else
 		db->wq_tail = NULL;
-	pthread_mutex_unlock(&db->mu);
-	pthread_cond_destroy(&w.cv);
+	env_mutex_unlock(&db->mu);
+	env_cond_destroy(&w.cv);
 	return r;
 }
 
@@ -1394,11 +1394,11 @@ static void refs_unpin(struct cairn_db *db, struct read_refs *rr)
 {
 	if (!rr->pin)
 		return;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	rr->pin->prev->next = rr->pin->next;
 	rr->pin->next->prev = rr->pin->prev;
 	db_blob_reap(db);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	rr->pin = NULL;
 }
 
@@ -1406,7 +1406,7 @@ static void refs_unpin(struct cairn_db *db, struct read_refs *rr)
  * at the read's sequence (a snapshot's reads are protected by it). */
 static void refs_take(struct cairn_db *db, const struct cairn_snapshot *snap, struct read_refs *rr)
 {
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	if (rr->pin && snap)
 		rr->pin = NULL;
 	if (rr->pin) {
@@ -1421,12 +1421,12 @@ static void refs_take(struct cairn_db *db, const struct cairn_snapshot *snap, st
 	rr->v = vset_current(db->vs);
 	version_ref(rr->v);
 	rr->seq = snap ? snap->seq : vset_last_sequence(db->vs);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 }
 
 static void refs_drop(struct cairn_db *db, struct read_refs *rr)
 {
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	/* a compaction found this way runs on the threads; inline mode picks
 	 * it at its next fixed point, never in a read */
 	if (version_charge_seek(db->vs, &rr->charge) && db->opts.background_threads > 0)
@@ -1435,7 +1435,7 @@ static void refs_drop(struct cairn_db *db, struct read_refs *rr)
 	if (rr->imm)
 		mem_unref(rr->imm);
 	version_unref(rr->v);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 }
 
 /* Finds the newest entry of key visible at the snapshot. On success *ival
@@ -1652,14 +1652,14 @@ CAIRN_EXPORT int cairn_snapshot_new(struct cairn_db *db, const struct cairn_snap
 	struct cairn_snapshot *s = malloc(sizeof(*s));
 	if (!s)
 		return CAIRN_ENOMEM;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	s->seq = vset_last_sequence(db->vs);
 	/* newest at the tail, so the head is the oldest */
 	s->prev = db->snapshots.prev;
 	s->next = &db->snapshots;
 	s->prev->next = s;
 	db->snapshots.prev = s;
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	*sp = s;
 	return 0;
 }
@@ -1669,11 +1669,11 @@ CAIRN_EXPORT void cairn_snapshot_release(struct cairn_db *db, const struct cairn
 	if (!db || !cs)
 		return;
 	struct cairn_snapshot *s = (struct cairn_snapshot *)cs;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	s->prev->next = s->next;
 	s->next->prev = s->prev;
 	db_blob_reap(db);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	free(s);
 }
 
@@ -1795,11 +1795,11 @@ CAIRN_EXPORT int cairn_flush(struct cairn_db *db)
 	int r = do_write(db, NULL, CAIRN_SYNC | DB_FREEZE);
 	if (r)
 		return r;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	r = wait_for_imm(db);
 	if (r == CAIRN_EFAILED)
 		db_err(db, r, "flush failed: %s", db->bg_errmsg);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	return r;
 }
 
@@ -1813,7 +1813,7 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 		return r;
 	struct slice b = slice_make(begin, blen), e = slice_make(end, elen);
 	const struct slice *bp = begin ? &b : NULL, *ep = end ? &e : NULL;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	db->manual_compaction++;
 	/* Down to and including the deepest level holding the range, so
 	 * that even tables which never overlapped are merged into one run. */
@@ -1840,18 +1840,18 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 			}
 			if (!busy)
 				break;
-			pthread_cond_wait(&db->bg_cv, &db->mu);
+			env_cond_wait(&db->bg_cv, &db->mu);
 		}
 	}
 	db->manual_compaction--;
 	/* The compactions counted the garbage: collect every blob file over
 	 * the ratio now, so a manual compaction frees blob space too. */
 	while (!r && db->blob_gc_running && !db->bg_error)
-		pthread_cond_wait(&db->bg_cv, &db->mu);
+		env_cond_wait(&db->bg_cv, &db->mu);
 	if (!r)
 		db_blob_collect(db, 1);
-	pthread_cond_broadcast(&db->bg_cv);
-	pthread_mutex_unlock(&db->mu);
+	env_cond_broadcast(&db->bg_cv);
+	env_mutex_unlock(&db->mu);
 	return r;
 }
 
@@ -1899,7 +1899,7 @@ CAIRN_EXPORT int cairn_checkpoint(struct cairn_db *db, const char *dest)
 	if (r)
 		return r;
 	char err[512] = "";
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	struct version *v = vset_current(db->vs);
 	version_ref(v);
 	for (int level = 0; !r && level < NUM_LEVELS; level++) {
@@ -1934,7 +1934,7 @@ CAIRN_EXPORT int cairn_checkpoint(struct cairn_db *db, const char *dest)
 	if (!r)
 		r = env_sync_dir(db->env, dest);
 	version_unref(v);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	if (r)
 		return db_err(db, r, "checkpoint to '%s' failed: %s", dest, err);
 	return 0;
@@ -1980,7 +1980,7 @@ CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st)
 	st->max_open_tables = (uint64_t)db->opts.max_open_tables;
 	st->memtable_limit = db->opts.memtable_size;
 
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	st->last_sequence = vset_last_sequence(db->vs);
 	st->memtable_bytes = mem_usage(db->mem) + (db->imm ? mem_usage(db->imm) : 0);
 	struct version *v = vset_current(db->vs);
@@ -2011,7 +2011,7 @@ CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st)
 	        blob_bytes > st->blob_bytes_garbage ? blob_bytes - st->blob_bytes_garbage : 0;
 	st->blob_collections = LOAD(blob_collections);
 	st->blob_bytes_moved = LOAD(blob_bytes_moved);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 
 	/* false positives: the filter said maybe, the table had no such key;
 	 * only table_get's misses after a positive are counted by tables */

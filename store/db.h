@@ -37,7 +37,7 @@ struct db_writer {
 	struct db_gc_filter *gc; /* DB_GC: decides, as leader, what is written */
 	int done;
 	int status;
-	pthread_cond_t cv;
+	struct env_cond cv;
 	struct db_writer *next;
 };
 
@@ -71,9 +71,9 @@ struct cairn_db {
 	struct cairn_env *env;
 	struct env_lock *lock;
 
-	pthread_mutex_t mu;
-	pthread_cond_t bg_cv;   /* background work finished or state changed */
-	pthread_cond_t work_cv; /* work for the background threads */
+	struct env_mutex mu;
+	struct env_cond bg_cv;   /* background work finished or state changed */
+	struct env_cond work_cv; /* work for the background threads */
 
 	/* write path */
 	struct db_writer *wq_head, *wq_tail;
@@ -111,13 +111,13 @@ struct cairn_db {
 	size_t npending, cap_pending;
 
 	/* the last error on the handle */
-	pthread_mutex_t err_mu;
+	struct env_mutex err_mu;
 	int last_err;
 	char errmsg[512];
 
 	/* blob files (db_blob.c). blob_mu serialises appends to the shared
 	 * blob file; it is taken before mu, never while holding it. */
-	pthread_mutex_t blob_mu;
+	struct env_mutex blob_mu;
 	struct blob_writer *blob_active; /* the shared file; NULL: none yet */
 	uint64_t blob_active_size;       /* its size, for the stats (under mu) */
 	int blob_sync_err;               /* a sync of it failed (sticky) */

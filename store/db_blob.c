@@ -119,9 +119,9 @@ static int sync_failed(struct cairn_db *db, struct blob_writer *w, int r)
 	        (unsigned long long)blob_writer_number(w), detail);
 	if (!db->blob_sync_err)
 		db->blob_sync_err = r;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	db_set_bg_error(db, r, msg);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	db_err(db, r, "%s", msg);
 	return r;
 }
@@ -142,9 +142,9 @@ static int seal_active(struct cairn_db *db)
 	if (r)
 		return r; /* left unsealed: the next open finds its good end */
 	char err[512] = "";
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	r = db->bg_error ? CAIRN_EFAILED : record_blob(db, n, size, 1, 0, 0, err, sizeof(err));
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	return r;
 }
 
@@ -154,7 +154,7 @@ static int create_file(struct cairn_db *db, uint64_t *number, struct blob_writer
 {
 	char path[4096];
 	*wp = NULL;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	int r = db->bg_error ? CAIRN_EFAILED : 0;
 	if (r)
 		db_err(db, r, "writes stopped: %s", db->bg_errmsg);
@@ -162,7 +162,7 @@ static int create_file(struct cairn_db *db, uint64_t *number, struct blob_writer
 		*number = vset_new_file_number(db->vs);
 		r = db_pending_add(db, *number);
 	}
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	if (r)
 		return r;
 	blob_file_name(path, sizeof(path), db->dir, *number);
@@ -178,9 +178,9 @@ static int create_file(struct cairn_db *db, uint64_t *number, struct blob_writer
 		blob_writer_close(*wp);
 		*wp = NULL;
 		env_unlink(db->env, path);
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 		db_pending_remove(db, *number);
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 	}
 	return r;
 }
@@ -193,10 +193,10 @@ static int open_active(struct cairn_db *db)
 	int r = create_file(db, &n, &w);
 	if (r)
 		return r;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	r = record_blob(db, n, BLOB_FILE_HEADER, 0, 0, 0, err, sizeof(err));
 	db_pending_remove(db, n);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	if (r) {
 		char path[4096];
 		blob_writer_close(w);
@@ -252,12 +252,12 @@ static int append_value(struct cairn_db *db, struct slice key, struct slice val,
 
 int db_blob_sync_active(struct cairn_db *db)
 {
-	pthread_mutex_lock(&db->blob_mu);
+	env_mutex_lock(&db->blob_mu);
 	int r = db->blob_sync_err;
 	struct blob_writer *w = db->blob_active;
 	if (!r && w && blob_writer_synced_size(w) < blob_writer_good_size(w))
 		r = sync_failed(db, w, blob_writer_sync(w));
-	pthread_mutex_unlock(&db->blob_mu);
+	env_mutex_unlock(&db->blob_mu);
 	return r;
 }
 
@@ -317,9 +317,9 @@ int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cai
 	r = batch_init(priv);
 	if (r)
 		return r;
-	pthread_mutex_lock(&db->blob_mu);
+	env_mutex_lock(&db->blob_mu);
 	r = batch_iterate(buf_slice(&b->rep), convert_entry, &c);
-	pthread_mutex_unlock(&db->blob_mu);
+	env_mutex_unlock(&db->blob_mu);
 	if (r) {
 		batch_destroy(priv);
 		return r;
@@ -331,9 +331,9 @@ int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cai
 
 int db_blob_seal_active(struct cairn_db *db)
 {
-	pthread_mutex_lock(&db->blob_mu);
+	env_mutex_lock(&db->blob_mu);
 	int r = seal_active(db);
-	pthread_mutex_unlock(&db->blob_mu);
+	env_mutex_unlock(&db->blob_mu);
 	return r;
 }
 
@@ -540,9 +540,9 @@ static void stream_drop(struct cairn_stream *s, int unlink_file)
 		blob_file_name(path, sizeof(path), db->dir, s->number);
 		env_unlink(db->env, path);
 	}
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	db_pending_remove(db, s->number);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	buf_free(&s->key);
 	free(s);
 }
@@ -620,17 +620,17 @@ CAIRN_EXPORT int cairn_stream_commit(struct cairn_stream *s, unsigned flags)
 	}
 	blob_writer_close(s->w);
 	s->w = NULL;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	r = db->bg_error ? CAIRN_EFAILED
 	                 : record_blob(db, s->number, size, 1, 0, 0, err, sizeof(err));
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	if (r) {
 		db_err(db, r, "cannot record blob file %06llu: %s", (unsigned long long)s->number,
 		       err[0] ? err : "writes stopped");
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 		/* as in open_active: a failed manifest write may have named it */
 		int known = vset_find_blob(db->vs, s->number) != NULL || db->bg_error;
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 		stream_drop(s, !known);
 		return r;
 	}
@@ -646,11 +646,11 @@ CAIRN_EXPORT int cairn_stream_commit(struct cairn_stream *s, unsigned flags)
 	}
 	if (r) {
 		/* the key never pointed at it: the whole file is garbage */
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 		if (!db->bg_error)
 			record_blob(db, s->number, size, 1, size - BLOB_FILE_HEADER, 0, err,
 			            sizeof(err));
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 	}
 	batch_destroy(&b);
 	buf_free(&enc);
@@ -860,14 +860,14 @@ static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size)
 	blob_writer_close(g.out);
 	g.out = NULL;
 	int recorded = 0;
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	if (!r && g.out_number) {
 		r = record_blob(db, g.out_number, out_size, 1, 0, 0, g.err, sizeof(g.err));
 		recorded = r == 0;
 	}
 	if (g.out_number)
 		db_pending_remove(db, g.out_number);
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	if (r && g.out_number && !recorded) {
 		char opath[4096];
 		blob_file_name(opath, sizeof(opath), db->dir, g.out_number);
@@ -875,7 +875,7 @@ static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size)
 	}
 	if (!r && g.f.n)
 		r = db_do_write(db, &g.f.cand, CAIRN_SYNC | DB_GC, &g.f);
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	if (!r) {
 		struct version_edit e;
 		edit_init(&e);
@@ -913,7 +913,7 @@ static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size)
 		db_err(db, r, "collection of blob file %06llu failed: %s",
 		       (unsigned long long)number, g.err[0] ? g.err : cairn_strerror(r));
 	}
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 	blob_reader_close(g.rd);
 	batch_destroy(&g.f.cand);
 	batch_destroy(&g.f.out);
@@ -929,9 +929,9 @@ int db_blob_collect(struct cairn_db *db, int all)
 	while (db_blob_gc_due(db) && !db->shutting_down) {
 		uint64_t size = 0, number = gc_pick(db, &size);
 		db->blob_gc_running = 1;
-		pthread_mutex_unlock(&db->mu);
+		env_mutex_unlock(&db->mu);
 		int r = gc_one(db, number, size);
-		pthread_mutex_lock(&db->mu);
+		env_mutex_lock(&db->mu);
 		db->blob_gc_running = 0;
 		if (r) {
 			/* do not spin on a damaged file: it waits for a reopen */
@@ -948,6 +948,6 @@ int db_blob_collect(struct cairn_db *db, int all)
 			break;
 	}
 	db_blob_reap(db);
-	pthread_cond_broadcast(&db->bg_cv);
+	env_cond_broadcast(&db->bg_cv);
 	return done;
 }

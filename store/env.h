@@ -16,6 +16,7 @@
 #ifndef CAIRN_ENV_H
 #define CAIRN_ENV_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,19 @@
 struct env_file; /* an open file; owned by the caller until env_close() */
 struct env_lock; /* a held database lock */
 struct env_thread;
+
+/* The engine's locks and waits (env_mutex_*, env_cond_* below). An env that
+ * schedules threads itself (the simulated one) sets sched and keeps its
+ * bookkeeping in owner and ticket; otherwise they are plain pthread objects. */
+struct env_mutex {
+	pthread_mutex_t pm;
+	struct cairn_env *sched; /* NULL: pm is the lock */
+	void *owner;             /* the scheduling env's: who holds it */
+};
+struct env_cond {
+	pthread_cond_t pc;
+	struct cairn_env *sched; /* NULL: pc is the condition */
+};
 
 struct env_ops {
 	/* Files. open_* create missing files where the name says so. */
@@ -73,11 +87,20 @@ struct env_ops {
 	uint64_t (*mono_ns)(struct cairn_env *env);
 	void (*sleep_us)(struct cairn_env *env, uint64_t us);
 
-	/* Threads. The simulated env refuses them (CAIRN_ENOTSUP): simulations
-	 * run with background_threads = 0. */
+	/* Threads. The simulated env runs them one at a time, switching only at
+	 * env calls, in an order its seed decides. */
 	int (*thread_start)(struct cairn_env *env, void *(*fn)(void *), void *arg,
 	                    struct env_thread **t);
 	void (*thread_join)(struct env_thread *t);
+
+	/* Locks and waits, for an env that schedules threads itself; NULL in
+	 * the POSIX env, where env_mutex_* and env_cond_* are pthread calls.
+	 * cond_wait returns after a signal or, when timeout_us > 0, once that
+	 * much time passed (spurious returns are allowed, as in pthreads). */
+	void (*mutex_lock)(struct env_mutex *m);
+	void (*mutex_unlock)(struct env_mutex *m);
+	void (*cond_wait)(struct env_cond *c, struct env_mutex *m, uint64_t timeout_us);
+	void (*cond_signal)(struct env_cond *c, int all);
 
 	/* Copies the last error message of the calling thread on this env. */
 	void (*errmsg)(struct cairn_env *env, char *buf, size_t len);
@@ -207,6 +230,61 @@ static inline void env_thread_join(struct cairn_env *e, struct env_thread *t)
 	if (t)
 		e->ops->thread_join(t);
 }
+/* Every mutex or condition variable that the engine holds or waits on
+ * across an env call is one of these, so that a scheduling env can hand the
+ * processor to another thread while one waits. Under the POSIX env each is
+ * the pthread call behind one well-predicted branch. */
+void env_mutex_init(struct cairn_env *e, struct env_mutex *m);
+void env_mutex_destroy(struct env_mutex *m);
+void env_cond_init(struct cairn_env *e, struct env_cond *c);
+void env_cond_destroy(struct env_cond *c);
+/* pthread_cond_timedwait on the realtime clock, timeout_us from now */
+void env_posix_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, uint64_t timeout_us);
+
+static inline void env_mutex_lock(struct env_mutex *m)
+{
+	if (__builtin_expect(m->sched != NULL, 0))
+		m->sched->ops->mutex_lock(m);
+	else
+		pthread_mutex_lock(&m->pm);
+}
+static inline void env_mutex_unlock(struct env_mutex *m)
+{
+	if (__builtin_expect(m->sched != NULL, 0))
+		m->sched->ops->mutex_unlock(m);
+	else
+		pthread_mutex_unlock(&m->pm);
+}
+static inline void env_cond_wait(struct env_cond *c, struct env_mutex *m)
+{
+	if (__builtin_expect(c->sched != NULL, 0))
+		c->sched->ops->cond_wait(c, m, 0);
+	else
+		pthread_cond_wait(&c->pc, &m->pm);
+}
+/* Waits for a signal or timeout_us (> 0) microseconds of the env's time. */
+static inline void env_cond_timedwait(struct env_cond *c, struct env_mutex *m, uint64_t timeout_us)
+{
+	if (c->sched)
+		c->sched->ops->cond_wait(c, m, timeout_us);
+	else
+		env_posix_cond_timedwait(&c->pc, &m->pm, timeout_us);
+}
+static inline void env_cond_signal(struct env_cond *c)
+{
+	if (__builtin_expect(c->sched != NULL, 0))
+		c->sched->ops->cond_signal(c, 0);
+	else
+		pthread_cond_signal(&c->pc);
+}
+static inline void env_cond_broadcast(struct env_cond *c)
+{
+	if (__builtin_expect(c->sched != NULL, 0))
+		c->sched->ops->cond_signal(c, 1);
+	else
+		pthread_cond_broadcast(&c->pc);
+}
+
 /* Frees an env made by env_sim_new (the POSIX env ignores it). */
 static inline void env_destroy(struct cairn_env *e)
 {
@@ -225,6 +303,19 @@ enum sim_fault {
 	SIM_FAULT_EIO,    /* the operation fails with CAIRN_EIO */
 	SIM_FAULT_ENOSPC, /* the operation fails with CAIRN_ENOSPC */
 	SIM_FAULT_CRASH,  /* power is lost just before the operation */
+	/* As EIO and ENOSPC, but an append first writes a prefix of its bytes
+	 * (of a length the seed chooses, possibly none or all but one). */
+	SIM_FAULT_EIO_PARTIAL,
+	SIM_FAULT_ENOSPC_PARTIAL,
+	/* The first file sync at or after the point fails with CAIRN_EIO and
+	 * the file's unsynced data never reaches the disk, as Linux does after
+	 * a writeback error: reads still see it, the next sync succeeds, and
+	 * after power loss the file holds zeros there. */
+	SIM_FAULT_SYNC_LOST,
+	/* Read faults (env_sim_arm_read): the n-th read fails with CAIRN_EIO,
+	 * or returns its bytes with one bit flipped. */
+	SIM_FAULT_READ_EIO,
+	SIM_FAULT_READ_FLIP,
 };
 
 /* Creates a simulated env with an empty file system, whose randomness (tear
@@ -239,12 +330,29 @@ void env_sim_free(struct cairn_env *env);
 uint64_t env_sim_write_points(struct cairn_env *env);
 
 /* Arms a fault at the n-th write point from now (n >= 1). After a CRASH
- * fault every operation fails with CAIRN_EIO until env_sim_reboot(). */
+ * fault every operation fails with CAIRN_EIO until env_sim_reboot().
+ * SYNC_LOST waits for the first file sync at or after that point. */
 void env_sim_arm(struct cairn_env *env, uint64_t n, enum sim_fault fault);
 /* Makes every write point fail with fault from now on (EIO or ENOSPC), until
  * disarmed with SIM_FAULT_NONE. */
 void env_sim_fail_all(struct cairn_env *env, enum sim_fault fault);
 int env_sim_crashed(struct cairn_env *env);
+
+/* Arms a read fault (READ_EIO or READ_FLIP) at the n-th pread from now
+ * (n >= 1; 0 disarms). Reads are counted apart from write points. */
+void env_sim_arm_read(struct cairn_env *env, uint64_t n, enum sim_fault fault);
+uint64_t env_sim_read_points(struct cairn_env *env);
+
+/* Power loss may also leave zero-filled 4 KiB holes in the unsynced data
+ * that survives (a file system that extended the file but never wrote some
+ * of its blocks) in files whose name ends with suffix ("" for every file;
+ * NULL, the default, for none). */
+void env_sim_set_holes(struct cairn_env *env, const char *suffix);
+
+/* Figures: context switches of the scheduler, faults fired (armed write
+ * and read faults; each failure of fail_all counts too). */
+uint64_t env_sim_switches(struct cairn_env *env);
+uint64_t env_sim_faults(struct cairn_env *env);
 
 /* Simulates power loss now: for every file, data not synced is dropped or,
  * chosen by the seed, a prefix of it survives (a torn write); directory

@@ -611,6 +611,45 @@ static void posix_thread_join(struct env_thread *t)
 	free(t);
 }
 
+/* ---- locks and waits (env.h): pthreads, unless the env schedules ---- */
+
+void env_mutex_init(struct cairn_env *e, struct env_mutex *m)
+{
+	pthread_mutex_init(&m->pm, NULL);
+	m->sched = e->ops->mutex_lock ? e : NULL;
+	m->owner = NULL;
+}
+
+void env_mutex_destroy(struct env_mutex *m)
+{
+	pthread_mutex_destroy(&m->pm);
+}
+
+void env_cond_init(struct cairn_env *e, struct env_cond *c)
+{
+	pthread_cond_init(&c->pc, NULL);
+	c->sched = e->ops->cond_wait ? e : NULL;
+}
+
+void env_cond_destroy(struct env_cond *c)
+{
+	pthread_cond_destroy(&c->pc);
+}
+
+void env_posix_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, uint64_t timeout_us)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(timeout_us / 1000000);
+	ts.tv_nsec += (long)(timeout_us % 1000000) * 1000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(c, m, &ts);
+}
+
 static void posix_errmsg(struct cairn_env *env, char *buf, size_t len)
 {
 	(void)env;

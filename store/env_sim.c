@@ -59,6 +59,7 @@
  * the names, so the callback may use the env.
  */
 #include <assert.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,8 +88,10 @@ struct sim_inode {
 	uint64_t id;
 	unsigned long refs; /* entries (either view) + open handles + 1 for the root */
 	int is_dir;
-	struct buf cur, dur;     /* files */
-	struct sim_dirent *ents; /* directories, in creation order */
+	struct buf cur, dur;       /* files */
+	uint64_t lost_lo, lost_hi; /* bytes a failed sync lost: never durable */
+	int may_hole;              /* named so that power loss may punch holes */
+	struct sim_dirent *ents;   /* directories, in creation order */
 	size_t nents, capents;
 };
 
@@ -119,10 +122,21 @@ struct sim {
 	uint64_t next_id, next_group;
 	uint64_t points, armed_at;
 	enum sim_fault armed, fail_all;
+	uint64_t reads, read_at; /* read points, and the one read_fault fires on */
+	enum sim_fault read_fault;
+	char *holes;     /* suffix of the names that may get holes; NULL: none */
+	uint64_t faults; /* faults fired, a salt for their random choices */
 	int crashed;
 	uint64_t epoch, crashes;
 	struct sim_lock *locks;
 	char msg[SIM_MSG_LEN];
+
+	/* the scheduler: on (running != NULL) once a thread is started */
+	struct env_thread *threads; /* in creation order; the starter first */
+	struct env_thread *running; /* the one holding the baton */
+	uint64_t gen;               /* tells this env from a freed one (sim_me) */
+	uint64_t sched_rng, next_tid, tickets, switches;
+	pthread_cond_t unreg_cv; /* waits of threads the scheduler does not know */
 };
 
 static struct sim *sim_of(struct cairn_env *env)
@@ -153,6 +167,359 @@ static uint64_t sim_rand(struct sim *s, uint64_t kind, uint64_t id)
 	st ^= prng_next(&st) ^ kind;
 	st ^= prng_next(&st) ^ id;
 	return prng_next(&st);
+}
+
+/* ---- threads: one at a time, in a seeded order ----
+ *
+ * The first thread_start makes the calling thread and every thread started
+ * through the env "scheduled": exactly one of them runs at a time, holding
+ * the baton (s->running); the others wait on their own condition variable.
+ * The baton moves only inside env calls: at the start of every file
+ * operation, clock read, sleep, mutex lock and thread start the running
+ * thread may hand it to another runnable thread (one in four, chosen by a
+ * PRNG seeded from the seed), and it must hand it on when it blocks on an
+ * env mutex, an env condition variable, a sleep or a join. The engine's
+ * threads therefore interleave in an order decided by the seed alone, and a
+ * failing seed replays byte for byte. A thread blocked with a deadline (a
+ * sleep, a timed wait) wakes once the virtual clock reaches it; when every
+ * thread waits, the clock jumps to the earliest deadline; when every thread
+ * waits with none, that is a deadlock: the env prints the seed and what each
+ * thread waits on, and aborts.
+ *
+ * The engine's own pthread locks (block cache, table error) are held across
+ * no env call, so the running thread never finds one taken. Threads the
+ * scheduler does not know (no thread was started, or a test shares the env
+ * with threads of its own) run as before, waiting on real condition
+ * variables. */
+
+enum { SIM_RUNNABLE, SIM_BLOCKED, SIM_DONE };
+
+struct env_thread {
+	struct sim *s;
+	struct env_thread *next;
+	pthread_t pt;
+	uint64_t id; /* 0: the thread that started the first one */
+	int state;
+	const void *wait_on;  /* the mutex, condition, thread or sleep waited on */
+	const char *wait_why; /* for the deadlock report */
+	uint64_t ticket;      /* order of waits: signal wakes the oldest */
+	uint64_t deadline;    /* clock value that ends the wait; 0: none */
+	pthread_cond_t go;    /* signalled when this thread gets the baton */
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static _Thread_local struct env_thread *sim_self;
+static _Thread_local uint64_t sim_self_gen;
+static _Atomic uint64_t sim_gens;
+static const char sim_sleep_tag = 0;
+
+/* The calling thread's record if this env schedules it. Only the generation
+ * is compared, so a record of a freed env is never touched. */
+static struct env_thread *sim_me(struct sim *s)
+{
+	return sim_self && sim_self_gen == s->gen ? sim_self : NULL;
+}
+
+static void sim_make_runnable(struct env_thread *t)
+{
+	t->state = SIM_RUNNABLE;
+	t->wait_on = NULL;
+	t->wait_why = NULL;
+	t->deadline = 0;
+}
+
+static void sim_wake_timers(struct sim *s)
+{
+	for (struct env_thread *t = s->threads; t; t = t->next) {
+		if (t->state == SIM_BLOCKED && t->deadline && t->deadline <= s->clock)
+			sim_make_runnable(t);
+	}
+}
+
+/* Wakes the threads waiting on obj: all, or the one that waits longest. */
+static void sim_wake(struct sim *s, const void *obj, int all)
+{
+	struct env_thread *oldest = NULL;
+
+	for (struct env_thread *t = s->threads; t; t = t->next) {
+		if (t->state != SIM_BLOCKED || t->wait_on != obj)
+			continue;
+		if (all)
+			sim_make_runnable(t);
+		else if (!oldest || t->ticket < oldest->ticket)
+			oldest = t;
+	}
+	if (oldest)
+		sim_make_runnable(oldest);
+	pthread_cond_broadcast(&s->unreg_cv);
+}
+
+static void sim_deadlock(struct sim *s)
+{
+	fprintf(stderr, "env_sim: seed %llu: deadlock, every thread waits:\n",
+	        (unsigned long long)s->seed);
+	for (struct env_thread *t = s->threads; t; t = t->next)
+		fprintf(stderr, "  thread %llu: %s %s\n", (unsigned long long)t->id,
+		        t->state == SIM_DONE ? "done" : "waits on", t->wait_why ? t->wait_why : "");
+	abort();
+}
+
+/* A runnable thread chosen by the seed; when none is, the clock jumps to the
+ * earliest deadline. */
+static struct env_thread *sim_pick(struct sim *s)
+{
+	struct env_thread *t, *first = NULL;
+	uint64_t n = 0, k;
+
+	sim_wake_timers(s);
+	for (t = s->threads; t; t = t->next)
+		n += t->state == SIM_RUNNABLE;
+	if (n == 0) {
+		for (t = s->threads; t; t = t->next) {
+			if (t->state == SIM_BLOCKED && t->deadline &&
+			    (!first || t->deadline < first->deadline))
+				first = t;
+		}
+		if (!first)
+			sim_deadlock(s);
+		if (first->deadline > s->clock)
+			s->clock = first->deadline;
+		sim_make_runnable(first);
+		return first;
+	}
+	k = prng_below(&s->sched_rng, n);
+	for (t = s->threads;; t = t->next) {
+		if (t->state == SIM_RUNNABLE && k-- == 0)
+			return t;
+	}
+}
+
+/* Gives the baton to next and, unless me is NULL (a thread that ends),
+ * waits until it comes back. */
+static void sim_hand(struct sim *s, struct env_thread *me, struct env_thread *next)
+{
+	if (next != me) {
+		s->switches++;
+		s->running = next;
+		pthread_cond_signal(&next->go);
+	}
+	while (me && s->running != me)
+		pthread_cond_wait(&me->go, &s->mu);
+}
+
+/* A scheduling point: the running thread may let another one run. */
+static void sim_yield(struct sim *s)
+{
+	struct env_thread *me = sim_me(s);
+	int n = 0;
+
+	if (!me)
+		return;
+	sim_wake_timers(s);
+	for (struct env_thread *t = s->threads; t; t = t->next)
+		n += t->state == SIM_RUNNABLE;
+	if (n < 2 || prng_below(&s->sched_rng, 4) != 0)
+		return;
+	sim_hand(s, me, sim_pick(s));
+}
+
+/* Blocks the running thread on obj until woken (or the deadline passes). */
+static void sim_block(struct sim *s, struct env_thread *me, const void *obj, const char *why,
+                      uint64_t deadline)
+{
+	me->state = SIM_BLOCKED;
+	me->wait_on = obj;
+	me->wait_why = why;
+	me->ticket = ++s->tickets;
+	me->deadline = deadline;
+	sim_hand(s, me, sim_pick(s));
+}
+
+/* Waits, the state mutex held, until m is free, then takes it. */
+static void sim_acquire(struct sim *s, struct env_mutex *m)
+{
+	struct env_thread *me = sim_me(s);
+
+	while (m->owner) {
+		if (m->owner == (void *)&sim_self) {
+			fprintf(stderr, "env_sim: seed %llu: a thread locks a mutex it holds\n",
+			        (unsigned long long)s->seed);
+			abort();
+		}
+		if (me)
+			sim_block(s, me, m, "a mutex", 0);
+		else
+			pthread_cond_wait(&s->unreg_cv, &s->mu);
+	}
+	m->owner = (void *)&sim_self; /* unique to the calling thread */
+}
+
+static void sim_release(struct sim *s, struct env_mutex *m)
+{
+	m->owner = NULL;
+	sim_wake(s, m, 1);
+}
+
+static void sim_mutex_lock(struct env_mutex *m)
+{
+	struct sim *s = sim_of(m->sched);
+
+	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
+	sim_acquire(s, m);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void sim_mutex_unlock(struct env_mutex *m)
+{
+	struct sim *s = sim_of(m->sched);
+
+	pthread_mutex_lock(&s->mu);
+	sim_release(s, m);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void sim_cond_wait(struct env_cond *c, struct env_mutex *m, uint64_t timeout_us)
+{
+	struct sim *s = sim_of(c->sched);
+	struct env_thread *me;
+
+	pthread_mutex_lock(&s->mu);
+	me = sim_me(s);
+	sim_release(s, m);
+	if (me)
+		sim_block(s, me, c, timeout_us ? "a condition (timed)" : "a condition",
+		          timeout_us ? s->clock + timeout_us * 1000 : 0);
+	else if (timeout_us)
+		s->clock += timeout_us * 1000; /* alone: nobody could signal */
+	else
+		pthread_cond_wait(&s->unreg_cv, &s->mu);
+	sim_acquire(s, m);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void sim_cond_signal(struct env_cond *c, int all)
+{
+	struct sim *s = sim_of(c->sched);
+
+	pthread_mutex_lock(&s->mu);
+	sim_wake(s, c, all);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void *sim_trampoline(void *arg)
+{
+	struct env_thread *t = arg;
+	struct sim *s = t->s;
+
+	pthread_mutex_lock(&s->mu);
+	sim_self = t;
+	sim_self_gen = s->gen;
+	while (s->running != t)
+		pthread_cond_wait(&t->go, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	t->fn(t->arg);
+	pthread_mutex_lock(&s->mu);
+	t->state = SIM_DONE;
+	sim_wake(s, t, 1);
+	sim_hand(s, NULL, sim_pick(s));
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+static struct env_thread *sim_thread_new(struct sim *s, uint64_t id)
+{
+	struct env_thread *t = calloc(1, sizeof(*t)), **pp;
+
+	if (!t)
+		return NULL;
+	t->s = s;
+	t->id = id;
+	t->state = SIM_RUNNABLE;
+	pthread_cond_init(&t->go, NULL);
+	for (pp = &s->threads; *pp; pp = &(*pp)->next)
+		;
+	*pp = t;
+	return t;
+}
+
+static void sim_thread_unlink(struct sim *s, struct env_thread *t)
+{
+	for (struct env_thread **pp = &s->threads; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	pthread_cond_destroy(&t->go);
+	free(t);
+}
+
+static int sim_thread_start(struct cairn_env *env, void *(*fn)(void *), void *arg,
+                            struct env_thread **tp)
+{
+	struct sim *s = sim_of(env);
+	struct env_thread *me, *t = NULL;
+	int rc = 0;
+
+	*tp = NULL;
+	pthread_mutex_lock(&s->mu);
+	me = sim_me(s);
+	if (!me && s->running)
+		rc = sim_fail(
+		        s, CAIRN_ENOTSUP,
+		        "thread: only scheduled threads may start threads on a simulated env");
+	if (!rc && !me) {
+		/* the caller becomes scheduled thread 0, holding the baton */
+		me = sim_thread_new(s, 0);
+		if (me) {
+			sim_self = me;
+			sim_self_gen = s->gen;
+			s->running = me;
+		}
+	}
+	if (!rc && me)
+		t = sim_thread_new(s, ++s->next_tid);
+	if (!rc && !t)
+		rc = sim_fail(s, CAIRN_ENOMEM, "thread: out of memory");
+	if (!rc) {
+		t->fn = fn;
+		t->arg = arg;
+		if (pthread_create(&t->pt, NULL, sim_trampoline, t)) {
+			sim_thread_unlink(s, t);
+			rc = sim_fail(s, CAIRN_ENOMEM, "thread: pthread_create failed");
+		}
+	}
+	if (!rc) {
+		*tp = t;
+		sim_yield(s);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+static void sim_thread_join(struct env_thread *t)
+{
+	struct sim *s;
+	struct env_thread *me;
+
+	if (!t)
+		return;
+	s = t->s;
+	pthread_mutex_lock(&s->mu);
+	me = sim_me(s);
+	while (t->state != SIM_DONE) {
+		if (me)
+			sim_block(s, me, t, "a thread to end", 0);
+		else
+			pthread_cond_wait(&s->unreg_cv, &s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(t->pt, NULL);
+	pthread_mutex_lock(&s->mu);
+	sim_thread_unlink(s, t);
+	pthread_mutex_unlock(&s->mu);
 }
 
 /* ---- inodes and entries ---- */
@@ -433,6 +800,7 @@ static int sim_normalize(struct sim *s, const char *op, const char *path, char *
 /* ---- faults ---- */
 
 static void sim_crash_locked(struct sim *s);
+static int sim_copy(struct buf *dst, const struct buf *src);
 
 static int sim_check_up(struct sim *s, const char *op, const char *path)
 {
@@ -442,34 +810,98 @@ static int sim_check_up(struct sim *s, const char *op, const char *path)
 	return 0;
 }
 
-/* Counts one write point and fires the fault due on it, if any. */
-static int sim_point(struct sim *s, const char *op, const char *path)
+/* Counts one write point and fires the fault due on it, if any. *fired (if
+ * not NULL) tells which fired, for the partial and sync faults, which the
+ * caller carries out; without it they act as plain EIO or ENOSPC. */
+static int sim_point_f(struct sim *s, const char *op, const char *path, enum sim_fault *fired)
 {
 	enum sim_fault f = SIM_FAULT_NONE;
 	int rc = sim_check_up(s, op, path);
 
+	if (fired)
+		*fired = SIM_FAULT_NONE;
 	if (rc)
 		return rc;
 	s->points++;
 	if (s->fail_all != SIM_FAULT_NONE) {
 		f = s->fail_all;
+	} else if (s->armed == SIM_FAULT_SYNC_LOST && s->points >= s->armed_at) {
+		/* only a file sync can lose its pages */
+		if (strcmp(op, "fdatasync") != 0)
+			return 0;
+		f = s->armed;
+		s->armed = SIM_FAULT_NONE;
 	} else if (s->armed != SIM_FAULT_NONE && s->points == s->armed_at) {
 		f = s->armed;
 		s->armed = SIM_FAULT_NONE;
 	}
+	if (f != SIM_FAULT_NONE)
+		s->faults++;
+	if (fired)
+		*fired = f;
 	switch (f) {
 	case SIM_FAULT_NONE:
 		return 0;
+	case SIM_FAULT_ENOSPC_PARTIAL:
 	case SIM_FAULT_ENOSPC:
 		return sim_fail(s, CAIRN_ENOSPC, "%s '%s': No space left on device (injected)", op,
 		                path);
 	case SIM_FAULT_CRASH:
 		sim_crash_locked(s);
 		return sim_fail(s, CAIRN_EIO, "%s '%s': simulated power loss", op, path);
+	case SIM_FAULT_SYNC_LOST:
+		return sim_fail(s, CAIRN_EIO,
+		                "%s '%s': Input/output error (injected; unsynced data lost)", op,
+		                path);
 	case SIM_FAULT_EIO:
 	default:
 		return sim_fail(s, CAIRN_EIO, "%s '%s': Input/output error (injected)", op, path);
 	}
+}
+
+static int sim_point(struct sim *s, const char *op, const char *path)
+{
+	return sim_point_f(s, op, path, NULL);
+}
+
+/* A random number for one decision of one fired fault. */
+static uint64_t sim_fault_rand(struct sim *s, uint64_t kind)
+{
+	uint64_t st = s->seed ^ 0x6a09e667f3bcc909ull;
+
+	st ^= prng_next(&st) ^ s->faults;
+	st ^= prng_next(&st) ^ kind;
+	return prng_next(&st);
+}
+
+/* The durable contents of ino become its current ones, except the bytes a
+ * failed sync lost, which stay zero. */
+static int sim_make_durable_contents(struct sim_inode *ino)
+{
+	if (sim_copy(&ino->dur, &ino->cur))
+		return CAIRN_ENOMEM;
+	if (ino->lost_hi > ino->lost_lo && ino->lost_lo < ino->dur.len) {
+		uint64_t hi = ino->lost_hi < ino->dur.len ? ino->lost_hi : ino->dur.len;
+		memset(ino->dur.data + ino->lost_lo, 0, (size_t)(hi - ino->lost_lo));
+	}
+	return 0;
+}
+
+/* A sync failed with its pages dropped: the unsynced bytes are marked lost,
+ * and the file's new size is durable (so power loss shows zeros there). */
+static void sim_lose_unsynced(struct sim_inode *ino)
+{
+	uint64_t lo = 0;
+
+	while (lo < ino->cur.len && lo < ino->dur.len && ino->cur.data[lo] == ino->dur.data[lo])
+		lo++;
+	if (lo >= ino->cur.len)
+		return;
+	if (ino->lost_hi > ino->lost_lo)
+		lo = lo < ino->lost_lo ? lo : ino->lost_lo;
+	ino->lost_lo = lo;
+	ino->lost_hi = ino->cur.len > ino->lost_hi ? ino->cur.len : ino->lost_hi;
+	(void)sim_make_durable_contents(ino);
 }
 
 /* dst = src, leaving dst untouched when memory runs out (buf_set would
@@ -491,6 +923,24 @@ static int sim_is_extension(const struct buf *cur, const struct buf *dur)
 	return cur->len > dur->len && (dur->len == 0 || !memcmp(cur->data, dur->data, dur->len));
 }
 
+#define SIM_PAGE 4096
+
+/* Zeroes some of the 4 KiB pages of cur from byte from on (a page that
+ * straddles from keeps its durable part): blocks the file system allocated
+ * but never wrote. */
+static void sim_punch_holes(struct sim *s, struct sim_inode *ino, uint64_t from)
+{
+	for (uint64_t pg = from / SIM_PAGE; pg * SIM_PAGE < ino->cur.len; pg++) {
+		uint64_t lo = pg * SIM_PAGE, hi = lo + SIM_PAGE;
+
+		if (sim_rand(s, 4, ino->id << 24 ^ pg) % 3 != 0)
+			continue;
+		lo = lo < from ? from : lo;
+		hi = hi > ino->cur.len ? ino->cur.len : hi;
+		memset(ino->cur.data + lo, 0, (size_t)(hi - lo));
+	}
+}
+
 static void sim_crash_contents(struct sim *s, struct sim_inode *ino)
 {
 	uint64_t extra, keep, r;
@@ -501,6 +951,7 @@ static void sim_crash_contents(struct sim *s, struct sim_inode *ino)
 		/* cur once held all of dur, so its capacity suffices and this
 		 * never allocates. */
 		(void)sim_copy(&ino->cur, &ino->dur);
+		ino->lost_lo = ino->lost_hi = 0;
 		return;
 	}
 	extra = ino->cur.len - ino->dur.len;
@@ -519,9 +970,15 @@ static void sim_crash_contents(struct sim *s, struct sim_inode *ino)
 		break;
 	}
 	ino->cur.len = ino->dur.len + keep;
-	/* The surviving prefix is durable now; if this fails for memory the
-	 * next crash simply tears again from the old durable contents. */
-	(void)sim_copy(&ino->dur, &ino->cur);
+	if (ino->may_hole && keep && (sim_rand(s, 3, ino->id) & 1))
+		sim_punch_holes(s, ino, ino->dur.len);
+	/* The surviving prefix is durable now (less what a failed sync lost);
+	 * if this fails for memory the next crash simply tears again from the
+	 * old durable contents. */
+	if (!sim_make_durable_contents(ino))
+		(void)sim_copy(&ino->cur, &ino->dur);
+	ino->lost_lo = ino->lost_hi = 0;
+	ino->may_hole = 0;
 }
 
 static void sim_crash_names(struct sim *s, struct sim_inode *dir)
@@ -545,11 +1002,31 @@ static void sim_crash_names(struct sim *s, struct sim_inode *dir)
 	sim_dir_compact(dir);
 }
 
+/* Marks the files whose current name ends with s->holes. */
+static void sim_mark_holes(struct sim *s)
+{
+	size_t sl = s->holes ? strlen(s->holes) : 0;
+
+	for (struct sim_inode *ino = s->head; ino; ino = ino->next)
+		ino->may_hole = 0;
+	for (struct sim_inode *dir = s->head; dir; dir = dir->next) {
+		for (size_t i = 0; dir->is_dir && i < dir->nents; i++) {
+			struct sim_inode *ino = dir->ents[i].cur;
+			size_t nl = strlen(dir->ents[i].name);
+
+			if (ino && !ino->is_dir && s->holes && nl >= sl &&
+			    !strcmp(dir->ents[i].name + nl - sl, s->holes))
+				ino->may_hole = 1;
+		}
+	}
+}
+
 static void sim_crash_locked(struct sim *s)
 {
 	s->crashes++;
 	s->epoch++;
 	s->crashed = 1;
+	sim_mark_holes(s);
 	for (struct sim_inode *ino = s->head; ino; ino = ino->next)
 		sim_crash_contents(s, ino);
 	/* Zombies are freed only after the walk, so the list stays intact. */
@@ -596,6 +1073,7 @@ static int sim_open_existing(struct cairn_env *env, const char *path, int writab
 
 	*fp = NULL;
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_check_up(s, "open", path);
 	if (!rc)
 		rc = sim_resolve(s, "open", path, &ino);
@@ -635,6 +1113,7 @@ static int sim_create(struct sim *s, const char *path, struct sim_inode **inop)
 		return sim_fail(s, CAIRN_EIO, "open '%s': Is a directory", path);
 	if (ino) {
 		buf_clear(&ino->cur);
+		ino->lost_lo = ino->lost_hi = 0;
 		*inop = ino;
 		return 0;
 	}
@@ -658,6 +1137,7 @@ static int sim_open_write(struct cairn_env *env, const char *path, struct env_fi
 
 	*fp = NULL;
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_point(s, "open", path);
 	if (!rc)
 		rc = sim_create(s, path, &ino);
@@ -674,6 +1154,7 @@ static int sim_close(struct env_file *f)
 	struct sim *s = sim_of(h->base.env);
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	sim_unref(s, h->ino);
 	sim_collect(s);
 	pthread_mutex_unlock(&s->mu);
@@ -702,9 +1183,17 @@ static int sim_append(struct env_file *f, const void *data, size_t n)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
+	enum sim_fault fired = SIM_FAULT_NONE;
+
 	rc = sim_check_handle(s, h, "write", 1);
 	if (!rc)
-		rc = sim_point(s, "write", h->path);
+		rc = sim_point_f(s, "write", h->path, &fired);
+	if (rc && n > 0 && (fired == SIM_FAULT_EIO_PARTIAL || fired == SIM_FAULT_ENOSPC_PARTIAL)) {
+		/* a prefix reached the file before the error */
+		size_t part = (size_t)(sim_fault_rand(s, 1) % n);
+		(void)buf_append(&h->ino->cur, data, part);
+	}
 	if (!rc && buf_append(&h->ino->cur, data, n))
 		rc = sim_fail(s, CAIRN_ENOMEM, "write '%s': out of memory", h->path);
 	pthread_mutex_unlock(&s->mu);
@@ -716,15 +1205,34 @@ static int sim_pread(struct env_file *f, uint64_t off, void *buf, size_t n, size
 	struct sim_file *h = sf(f);
 	struct sim *s = sim_of(h->base.env);
 	const struct buf *b = &h->ino->cur;
-	int rc;
+	int rc, flip = 0;
 
 	*got = 0;
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_check_handle(s, h, "read", 0);
+	if (!rc && s->read_fault != SIM_FAULT_NONE && ++s->reads == s->read_at) {
+		enum sim_fault fault = s->read_fault;
+
+		s->read_fault = SIM_FAULT_NONE;
+		s->faults++;
+		if (fault == SIM_FAULT_READ_EIO)
+			rc = sim_fail(s, CAIRN_EIO,
+			              "read '%s' at %llu: Input/output error (injected)", h->path,
+			              (unsigned long long)off);
+		else
+			flip = 1;
+	} else if (!rc) {
+		s->reads++;
+	}
 	if (!rc && off < b->len) {
 		size_t avail = (size_t)(b->len - off);
 		*got = n < avail ? n : avail;
 		memcpy(buf, b->data + off, *got);
+		if (flip && *got) {
+			uint64_t r = sim_fault_rand(s, 2);
+			((unsigned char *)buf)[(r >> 3) % *got] ^= (unsigned char)(1u << (r & 7));
+		}
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -738,10 +1246,15 @@ static int sim_sync(struct env_file *f)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
+	enum sim_fault fired = SIM_FAULT_NONE;
+
 	rc = sim_check_handle(s, h, "fdatasync", 0);
 	if (!rc)
-		rc = sim_point(s, "fdatasync", h->path);
-	if (!rc && sim_copy(&ino->dur, &ino->cur))
+		rc = sim_point_f(s, "fdatasync", h->path, &fired);
+	if (fired == SIM_FAULT_SYNC_LOST)
+		sim_lose_unsynced(ino);
+	if (!rc && sim_make_durable_contents(ino))
 		rc = sim_fail(s, CAIRN_ENOMEM, "fdatasync '%s': out of memory", h->path);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -754,6 +1267,7 @@ static int sim_size(struct env_file *f, uint64_t *size)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_check_handle(s, h, "stat", 0);
 	if (!rc)
 		*size = h->ino->cur.len;
@@ -766,6 +1280,8 @@ static int sim_do_truncate(struct sim *s, struct sim_file *h, uint64_t size)
 	struct buf *b = &h->ino->cur;
 	size_t add;
 
+	if (size < h->ino->lost_hi)
+		h->ino->lost_hi = h->ino->lost_lo = 0; /* rewritten from here on */
 	if (size <= b->len) {
 		b->len = (size_t)size;
 		return 0;
@@ -787,6 +1303,7 @@ static int sim_truncate(struct env_file *f, uint64_t size)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_check_handle(s, h, "truncate", 1);
 	if (!rc)
 		rc = sim_point(s, "truncate", h->path);
@@ -805,6 +1322,7 @@ static int sim_exists(struct cairn_env *env, const char *path)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_check_up(s, "stat", path);
 	if (!rc) {
 		rc = sim_resolve(s, "stat", path, &ino);
@@ -824,6 +1342,7 @@ static int sim_file_size(struct cairn_env *env, const char *path, uint64_t *size
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_check_up(s, "stat", path);
 	if (!rc)
 		rc = sim_resolve(s, "stat", path, &ino);
@@ -868,6 +1387,7 @@ static int sim_unlink(struct cairn_env *env, const char *path)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_point(s, "unlink", path);
 	if (!rc)
 		rc = sim_named(s, "unlink", path, &e);
@@ -887,6 +1407,7 @@ static int sim_rmdir(struct cairn_env *env, const char *path)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_point(s, "rmdir", path);
 	if (!rc)
 		rc = sim_named(s, "rmdir", path, &e);
@@ -911,6 +1432,7 @@ static int sim_mkdir(struct cairn_env *env, const char *path)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_point(s, "mkdir", path);
 	if (!rc)
 		rc = sim_walk(s, "mkdir", path, &dir, &name, &len);
@@ -1013,6 +1535,7 @@ static int sim_rename(struct cairn_env *env, const char *from, const char *to)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_point(s, "rename", from);
 	if (!rc)
 		rc = sim_bind(s, "rename", from, to, 0);
@@ -1027,6 +1550,7 @@ static int sim_link(struct cairn_env *env, const char *from, const char *to)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_point(s, "link", from);
 	if (!rc)
 		rc = sim_bind(s, "link", from, to, 1);
@@ -1080,6 +1604,7 @@ static int sim_list_dir(struct cairn_env *env, const char *dir,
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_names_of(s, dir, &nm);
 	pthread_mutex_unlock(&s->mu);
 	for (size_t i = 0; !rc && i < nm.n; i++)
@@ -1095,6 +1620,7 @@ static int sim_sync_dir(struct cairn_env *env, const char *path)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_point(s, "fsync", path);
 	if (!rc)
 		rc = sim_resolve(s, "fsync", path, &dir);
@@ -1122,6 +1648,7 @@ static int sim_lock(struct cairn_env *env, const char *path, struct env_lock **l
 
 	*lkp = NULL;
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	rc = sim_check_up(s, "lock", path);
 	if (!rc)
 		rc = sim_normalize(s, "lock", path, norm, sizeof(norm));
@@ -1186,6 +1713,7 @@ static uint64_t sim_tick(struct sim *s, uint64_t step)
 	uint64_t t;
 
 	pthread_mutex_lock(&s->mu);
+	sim_yield(s);
 	t = s->clock;
 	s->clock += step;
 	pthread_mutex_unlock(&s->mu);
@@ -1203,31 +1731,21 @@ static uint64_t sim_mono_ns(struct cairn_env *env)
 	return 1000000000u + sim_tick(sim_of(env), SIM_CLOCK_STEP);
 }
 
+/* A scheduled thread sleeps until the clock reaches the end of the sleep
+ * (other threads run meanwhile, or the clock jumps there); any other thread
+ * just moves the clock on. */
 static void sim_sleep_us(struct cairn_env *env, uint64_t us)
 {
-	sim_tick(sim_of(env), us * 1000);
-}
-
-static int sim_thread_start(struct cairn_env *env, void *(*fn)(void *), void *arg,
-                            struct env_thread **tp)
-{
 	struct sim *s = sim_of(env);
-	int rc;
+	struct env_thread *me;
 
-	(void)fn;
-	(void)arg;
-	*tp = NULL;
 	pthread_mutex_lock(&s->mu);
-	rc = sim_fail(s, CAIRN_ENOTSUP,
-	              "thread: the simulated env runs single-threaded (background_threads = 0)");
+	me = sim_me(s);
+	if (me && us)
+		sim_block(s, me, &sim_sleep_tag, "a sleep", s->clock + us * 1000);
+	else
+		s->clock += us * 1000;
 	pthread_mutex_unlock(&s->mu);
-	return rc;
-}
-
-/* No thread was ever started, so there is nothing to join. */
-static void sim_thread_join(struct env_thread *t)
-{
-	(void)t;
 }
 
 static void sim_errmsg(struct cairn_env *env, char *buf, size_t len)
@@ -1270,6 +1788,10 @@ static const struct env_ops sim_ops = {
         .sleep_us = sim_sleep_us,
         .thread_start = sim_thread_start,
         .thread_join = sim_thread_join,
+        .mutex_lock = sim_mutex_lock,
+        .mutex_unlock = sim_mutex_unlock,
+        .cond_wait = sim_cond_wait,
+        .cond_signal = sim_cond_signal,
         .errmsg = sim_errmsg,
         .destroy = sim_destroy,
 };
@@ -1288,6 +1810,9 @@ int env_sim_new(uint64_t seed, int64_t start_ns, struct cairn_env **envp)
 		free(s);
 		return CAIRN_ENOMEM;
 	}
+	pthread_cond_init(&s->unreg_cv, NULL);
+	s->gen = ++sim_gens;
+	s->sched_rng = seed ^ 0x9e3779b97f4a7c15ull;
 	s->env.ops = &sim_ops;
 	s->env.state = s;
 	s->seed = seed;
@@ -1312,19 +1837,32 @@ void env_sim_free(struct cairn_env *env)
 	s = sim_of(env);
 	while (s->head)
 		sim_inode_free(s, s->head);
+	/* Threads left are the starter (thread 0) and any never joined. */
+	if (sim_me(s))
+		sim_self = NULL;
+	while (s->threads)
+		sim_thread_unlink(s, s->threads);
+	pthread_cond_destroy(&s->unreg_cv);
 	pthread_mutex_destroy(&s->mu);
+	free(s->holes);
 	free(s);
 }
 
-uint64_t env_sim_write_points(struct cairn_env *env)
+/* Reads one of the env's counters under its mutex. */
+static uint64_t sim_counter(struct cairn_env *env, size_t off)
 {
 	struct sim *s = sim_of(env);
 	uint64_t n;
 
 	pthread_mutex_lock(&s->mu);
-	n = s->points;
+	memcpy(&n, (const char *)s + off, sizeof(n));
 	pthread_mutex_unlock(&s->mu);
 	return n;
+}
+
+uint64_t env_sim_write_points(struct cairn_env *env)
+{
+	return sim_counter(env, offsetof(struct sim, points));
 }
 
 void env_sim_arm(struct cairn_env *env, uint64_t n, enum sim_fault fault)
@@ -1355,6 +1893,41 @@ int env_sim_crashed(struct cairn_env *env)
 	c = s->crashed;
 	pthread_mutex_unlock(&s->mu);
 	return c;
+}
+
+void env_sim_arm_read(struct cairn_env *env, uint64_t n, enum sim_fault fault)
+{
+	struct sim *s = sim_of(env);
+
+	pthread_mutex_lock(&s->mu);
+	s->read_fault = n ? fault : SIM_FAULT_NONE;
+	s->read_at = s->reads + n;
+	pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t env_sim_read_points(struct cairn_env *env)
+{
+	return sim_counter(env, offsetof(struct sim, reads));
+}
+
+void env_sim_set_holes(struct cairn_env *env, const char *suffix)
+{
+	struct sim *s = sim_of(env);
+
+	pthread_mutex_lock(&s->mu);
+	free(s->holes);
+	s->holes = suffix ? strdup(suffix) : NULL;
+	pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t env_sim_switches(struct cairn_env *env)
+{
+	return sim_counter(env, offsetof(struct sim, switches));
+}
+
+uint64_t env_sim_faults(struct cairn_env *env)
+{
+	return sim_counter(env, offsetof(struct sim, faults));
 }
 
 void env_sim_crash(struct cairn_env *env)

@@ -77,8 +77,8 @@ struct version_set {
 	/* vset_set_mutex: the lock callers hold, dropped while an edit is
 	 * appended and synced; writing is set meanwhile, and the next edit
 	 * waits on write_cv for it to clear. */
-	pthread_mutex_t *mu;
-	pthread_cond_t write_cv;
+	struct env_mutex *mu;
+	struct env_cond write_cv;
 	int writing;
 	uint64_t manifest_bytes; /* size of the manifest, for the stats */
 };
@@ -989,7 +989,7 @@ int vset_new(struct cairn_env *env, const char *dbdir, const struct cairn_option
 	vs->next_file = 2;
 	vs->manifest_number = 1;
 	vs->list.prev = vs->list.next = &vs->list;
-	pthread_cond_init(&vs->write_cv, NULL);
+	env_cond_init(env, &vs->write_cv);
 	version_compute_score(v);
 	vset_install(vs, v);
 	*vsp = vs;
@@ -1010,11 +1010,11 @@ void vset_free(struct version_set *vs)
 		buf_free(&vs->pointer[l]);
 	free(vs->blobs.files);
 	free(vs->dbdir);
-	pthread_cond_destroy(&vs->write_cv);
+	env_cond_destroy(&vs->write_cv);
 	free(vs);
 }
 
-void vset_set_mutex(struct version_set *vs, pthread_mutex_t *mu)
+void vset_set_mutex(struct version_set *vs, struct env_mutex *mu)
 {
 	vs->mu = mu;
 }
@@ -1422,16 +1422,16 @@ static int write_edit(struct version_set *vs, const struct buf *rec, uint64_t ro
 	int unlock = vs->mu != NULL;
 	if (unlock) {
 		vs->writing = 1;
-		pthread_mutex_unlock(vs->mu);
+		env_mutex_unlock(vs->mu);
 	}
 	int r = wal_add(vs->manifest, rec->data, rec->len);
 	if (!r)
 		r = wal_sync(vs->manifest);
 	uint64_t size = wal_size(vs->manifest);
 	if (unlock) {
-		pthread_mutex_lock(vs->mu);
+		env_mutex_lock(vs->mu);
 		vs->writing = 0;
-		pthread_cond_broadcast(&vs->write_cv);
+		env_cond_broadcast(&vs->write_cv);
 	}
 	vs->manifest_bytes = size;
 	if (r) {
@@ -1450,7 +1450,7 @@ int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err
 	/* one edit at a time: the next is built on the version this one
 	 * installs */
 	while (vs->mu && vs->writing)
-		pthread_cond_wait(&vs->write_cv, vs->mu);
+		env_cond_wait(&vs->write_cv, vs->mu);
 	if (vs->failed) {
 		fmt_msg(err, errlen, "an earlier manifest write failed; reopen the database");
 		return CAIRN_EFAILED;

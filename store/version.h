@@ -172,7 +172,7 @@ int vset_recover(struct version_set *vs, char *err, size_t errlen);
 int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err, size_t errlen);
 
 /* The mutex callers hold (NULL, the default: it is never dropped). */
-void vset_set_mutex(struct version_set *vs, pthread_mutex_t *mu);
+void vset_set_mutex(struct version_set *vs, struct env_mutex *mu);
 
 struct version *vset_current(struct version_set *vs); /* no ref taken */
 uint64_t vset_new_file_number(struct version_set *vs);

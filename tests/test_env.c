@@ -268,7 +268,6 @@ Test(sim, files_and_names_behave_like_posix)
 {
 	struct cairn_env *env = sim_new(1);
 	struct names nm = {{0}, 0};
-	struct env_thread *t;
 	struct env_file *f;
 	uint64_t size;
 	int calls = 0;
@@ -309,7 +308,6 @@ Test(sim, files_and_names_behave_like_posix)
 	cr_assert_eq(env_exists(env, "db"), 0);
 	cr_assert_eq(env_open_read(env, "db/c", &f), CAIRN_ENOENT);
 	cr_assert(strstr(msg_of(env), "db/c"), "%s", msg_of(env));
-	cr_assert_eq(env_thread_start(env, thread_fn, NULL, &t), CAIRN_ENOTSUP);
 	cr_assert_eq(env_open_read(env, "../x", &f), CAIRN_EINVAL);
 	env_destroy(env);
 }
