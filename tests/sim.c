@@ -87,7 +87,8 @@ struct sim {
 	uint64_t armed_at;
 	int stretch; /* ops left in an ENOSPC stretch */
 	int faults_since_open;
-	int open_faulted; /* a fault fired during the last successful open */
+	int open_faulted;        /* a fault fired during the last successful open */
+	uint64_t faults_at_open; /* env_sim_faults() after the last open */
 
 	/* held reads */
 	const struct cairn_snapshot *snap;
@@ -100,6 +101,9 @@ struct sim {
 	        prefix_short;
 	char *val, *scratch;
 };
+
+static int nwriters;   /* --threads: writer threads; 0 runs single-threaded */
+static int all_faults; /* --faults all: also the kinds the engine fails today */
 
 static void sim_fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -118,12 +122,14 @@ static void sim_fail(struct sim *s, const char *fmt, ...)
 		if (cairn_errmsg(s->db, em, sizeof(em)))
 			fprintf(stderr, "sim: last engine error: %s\n", em);
 	}
-	if (s->ops == DEF_OPS)
-		fprintf(stderr, "sim: replay: tests/sim --seed %llu --verbose\n",
-		        (unsigned long long)s->seed);
-	else
-		fprintf(stderr, "sim: replay: tests/sim --seed %llu --ops %ld --verbose\n",
-		        (unsigned long long)s->seed, s->ops);
+	fprintf(stderr, "sim: replay: tests/sim --seed %llu", (unsigned long long)s->seed);
+	if (s->ops != DEF_OPS)
+		fprintf(stderr, " --ops %ld", s->ops);
+	if (nwriters)
+		fprintf(stderr, " --threads %d", nwriters);
+	if (all_faults)
+		fprintf(stderr, " --faults all");
+	fprintf(stderr, " --verbose\n");
 	exit(1);
 }
 
@@ -800,6 +806,29 @@ static void mut_del(struct sim *s, struct mut *m, int id)
 	m->len = 0;
 }
 
+/* h as a batch; val is scratch space for the values. */
+static struct cairn_batch *batch_of(struct sim *s, const struct hop *h, char *val)
+{
+	struct cairn_batch *b;
+	char key[16];
+	int r, kl;
+
+	if (cairn_batch_new(&b))
+		sim_fail(s, "cairn_batch_new");
+	for (int i = 0; i < h->n; i++) {
+		kl = key_of(key, h->m[i].id);
+		if (h->m[i].del) {
+			r = cairn_batch_delete(b, key, (size_t)kl);
+		} else {
+			val_gen(val, h->m[i].id, h->m[i].ver, h->m[i].len);
+			r = cairn_batch_put(b, key, (size_t)kl, val, h->m[i].len);
+		}
+		if (r)
+			sim_fail(s, "batch building: %s", cairn_strerror(r));
+	}
+	return b;
+}
+
 /* Runs h as one write (a put, a delete or a batch). */
 static void op_write(struct sim *s, struct hop *h, int as_batch, const char *what)
 {
@@ -817,20 +846,7 @@ static void op_write(struct sim *s, struct hop *h, int as_batch, const char *wha
 			r = cairn_put(s->db, key, (size_t)kl, s->val, h->m[0].len, flags);
 		}
 	} else {
-		struct cairn_batch *b;
-		if (cairn_batch_new(&b))
-			sim_fail(s, "cairn_batch_new");
-		for (int i = 0; i < h->n; i++) {
-			kl = key_of(key, h->m[i].id);
-			if (h->m[i].del) {
-				r = cairn_batch_delete(b, key, (size_t)kl);
-			} else {
-				val_gen(s->val, h->m[i].id, h->m[i].ver, h->m[i].len);
-				r = cairn_batch_put(b, key, (size_t)kl, s->val, h->m[i].len);
-			}
-			if (r)
-				sim_fail(s, "batch building: %s", cairn_strerror(r));
-		}
+		struct cairn_batch *b = batch_of(s, h, s->val);
 		r = cairn_write(s->db, b, flags);
 		cairn_batch_free(b);
 	}
@@ -1085,6 +1101,529 @@ static void step(struct sim *s)
 	}
 }
 
+/* ---- the multi-threaded workload (--threads W) ----
+ *
+ * W writer threads, started through the env so that its seeded scheduler
+ * runs them (and the engine's background flush, compaction, blob
+ * collection and periodic sync threads) one at a time in an order the seed
+ * decides. Writer w owns the keys whose id % W == w and keeps its own model:
+ * base, history and at most one pending operation (it stops at its first
+ * error). Reads of its own keys must return exactly its model. A synced
+ * write or a cairn_sync makes durable the writer's own history and every
+ * write the other writers had acknowledged before it began (cairn.h: a write
+ * is durable after the next sync of anyone). Rounds start the writers with a
+ * fault armed (power loss, EIO or ENOSPC with or without partial effect, an
+ * fsync that loses its pages, a read error or a flipped bit) and check, after
+ * they end: after power loss every writer's keys equal its base plus a prefix
+ * of its history; otherwise exactly its history, the pending operation
+ * applied whole or not at all. */
+
+#define MAXW 6
+
+struct writer {
+	struct sim *s;
+	int w;
+	uint64_t rng;
+	int ops, stopped;
+	struct model base, cur;
+	struct hop *hist;
+	size_t nhist, caphist;
+	struct hop pending;
+	int has_pending;
+	size_t sync_mark[MAXW]; /* others' acknowledged ops when a sync began */
+	char *val;
+};
+
+static struct writer *writers;
+
+static uint64_t wrnd(struct writer *wr, uint64_t n)
+{
+	return prng_below(&wr->rng, n);
+}
+
+static int wr_key(struct writer *wr)
+{
+	int per = (NKEYS - wr->w + nwriters - 1) / nwriters;
+	return wr->w + nwriters * (int)wrnd(wr, (uint64_t)per);
+}
+
+static void wr_hist_add(struct writer *wr, const struct hop *h)
+{
+	if (wr->nhist == wr->caphist) {
+		wr->caphist = wr->caphist ? 2 * wr->caphist : 64;
+		wr->hist = realloc(wr->hist, wr->caphist * sizeof(*wr->hist));
+		if (!wr->hist)
+			sim_fail(wr->s, "out of memory");
+	}
+	wr->hist[wr->nhist++] = *h;
+	model_apply(&wr->cur, h);
+}
+
+/* The first n operations of wr's history are durable. */
+static void wr_fold(struct writer *wr, size_t n)
+{
+	if (n > wr->nhist)
+		n = wr->nhist;
+	for (size_t i = 0; i < n; i++)
+		model_apply(&wr->base, &wr->hist[i]);
+	memmove(wr->hist, wr->hist + n, (wr->nhist - n) * sizeof(*wr->hist));
+	wr->nhist -= n;
+	for (int o = 0; o < nwriters; o++) {
+		struct writer *x = &writers[o];
+		x->sync_mark[wr->w] = x->sync_mark[wr->w] > n ? x->sync_mark[wr->w] - n : 0;
+	}
+}
+
+/* Before a sync: what every writer has acknowledged so far. */
+static void wr_mark(struct writer *wr)
+{
+	for (int o = 0; o < nwriters; o++)
+		wr->sync_mark[o] = writers[o].nhist;
+}
+
+/* After a successful sync begun at the last wr_mark. */
+static void wr_synced(struct writer *wr)
+{
+	for (int o = 0; o < nwriters; o++)
+		wr_fold(&writers[o], o == wr->w ? writers[o].nhist : wr->sync_mark[o]);
+}
+
+/* Can an error be explained by an injected fault? */
+static int mt_fault_seen(struct sim *s)
+{
+	return env_sim_crashed(s->env) || env_sim_faults(s->env) > s->faults_at_open ||
+	       s->faults_since_open;
+}
+
+static void wr_error(struct writer *wr, int r, const char *what)
+{
+	struct sim *s = wr->s;
+
+	if (!mt_fault_seen(s))
+		sim_fail(s, "writer %d: %s failed with no fault injected: %s", wr->w, what,
+		         cairn_strerror(r));
+	note(s, "writer %d: %s -> %s", wr->w, what, cairn_strerror(r));
+	wr->stopped = 1;
+}
+
+static void wr_write(struct writer *wr, struct hop *h)
+{
+	struct sim *s = wr->s;
+	unsigned flags = wrnd(wr, 6) == 0 ? CAIRN_SYNC : 0;
+	struct cairn_batch *b = batch_of(s, h, wr->val); /* leaves h->m[n-1]'s value in val */
+	char key[16];
+	int r, kl = key_of(key, h->m[0].id);
+
+	if (flags)
+		wr_mark(wr);
+	if (h->n == 1 && h->m[0].del)
+		r = cairn_delete(s->db, key, (size_t)kl, flags);
+	else if (h->n == 1)
+		r = cairn_put(s->db, key, (size_t)kl, wr->val, h->m[0].len, flags);
+	else
+		r = cairn_write(s->db, b, flags);
+	cairn_batch_free(b);
+	mix(s, (uint64_t)r ^ (uint64_t)wr->w << 32);
+	note(s, "writer %d: write of %d (key %d%s%s) -> %s", wr->w, h->n, h->m[0].id,
+	     h->m[0].del ? ", del" : "", flags ? ", sync" : "", cairn_strerror(r));
+	if (r) {
+		wr->pending = *h;
+		wr->has_pending = 1;
+		wr_error(wr, r, "write");
+		return;
+	}
+	wr_hist_add(wr, h);
+	if (flags)
+		wr_synced(wr);
+}
+
+static void wr_stream(struct writer *wr, struct hop *h)
+{
+	struct sim *s = wr->s;
+	struct cairn_stream *st;
+	char key[16];
+	int kl = key_of(key, h->m[0].id), r;
+
+	h->m[0].len = (uint32_t)(100000 + wrnd(wr, 200000));
+	val_gen(wr->val, h->m[0].id, h->m[0].ver, h->m[0].len);
+	r = cairn_stream_new(s->db, key, (size_t)kl, &st);
+	for (size_t off = 0; !r && off < h->m[0].len;) {
+		size_t n = 1 + wrnd(wr, 70000);
+		if (n > h->m[0].len - off)
+			n = h->m[0].len - off;
+		r = cairn_stream_write(st, wr->val + off, n);
+		off += n;
+		if (r)
+			cairn_stream_abort(st);
+	}
+	if (!r) {
+		r = cairn_stream_commit(st, 0);
+		if (r) {
+			wr->pending = *h;
+			wr->has_pending = 1;
+		}
+	}
+	mix(s, (uint64_t)r ^ (uint64_t)wr->w << 32);
+	note(s, "writer %d: stream of key %d, %u bytes -> %s", wr->w, h->m[0].id, h->m[0].len,
+	     cairn_strerror(r));
+	if (r) {
+		wr_error(wr, r, "stream");
+		return;
+	}
+	wr_hist_add(wr, h);
+}
+
+/* A read of an own key must return the writer's model, or fail on a fault. */
+static void wr_get(struct writer *wr)
+{
+	struct sim *s = wr->s;
+	int id = wr_key(wr);
+	char key[16];
+	void *v = NULL;
+	size_t vl = 0;
+	struct mval mv = {0};
+	int kl = key_of(key, id);
+	uint64_t f0 = env_sim_faults(s->env);
+	int r = cairn_get(s->db, NULL, key, (size_t)kl, &v, &vl);
+
+	mix(s, (uint64_t)r);
+	if (r && r != CAIRN_ENOTFOUND) {
+		cairn_free(v);
+		if (env_sim_faults(s->env) == f0 && !mt_fault_seen(s))
+			sim_fail(s, "writer %d: get of key %d failed: %s", wr->w, id,
+			         cairn_strerror(r));
+		note(s, "writer %d: get of key %d -> %s", wr->w, id, cairn_strerror(r));
+		return;
+	}
+	if (r == 0)
+		val_check(s, id, v, vl, &mv, "writer get");
+	cairn_free(v);
+	if (!mval_eq(&mv, &wr->cur.k[id]))
+		sim_fail(s,
+		         "writer %d: get of key %d: v%llu/%u present %d, want v%llu/%u present %d",
+		         wr->w, id, (unsigned long long)mv.ver, mv.len, mv.present,
+		         (unsigned long long)wr->cur.k[id].ver, wr->cur.k[id].len,
+		         wr->cur.k[id].present);
+}
+
+static void wr_mut(struct writer *wr, struct mut *m, int del, int big)
+{
+	struct sim *s = wr->s;
+
+	m->id = wr_key(wr);
+	m->del = del;
+	m->ver = ++s->version;
+	m->len = 0;
+	if (!del) {
+		char h[48];
+		size_t hl = val_header(h, sizeof(h), m->id, m->ver);
+		uint64_t n = big           ? 4096 + wrnd(wr, 40000)
+		             : wrnd(wr, 4) ? wrnd(wr, 200)
+		                           : 200 + wrnd(wr, 3000);
+		m->len = (uint32_t)(n < hl ? hl : n);
+	}
+}
+
+static void wr_step(struct writer *wr)
+{
+	struct sim *s = wr->s;
+	struct hop h = {.n = 1};
+	uint64_t k = wrnd(wr, 100);
+
+	if (k < 35) {
+		wr_mut(wr, &h.m[0], 0, 0);
+		wr_write(wr, &h);
+	} else if (k < 47) {
+		wr_mut(wr, &h.m[0], 0, 1);
+		wr_write(wr, &h);
+	} else if (k < 57) {
+		wr_mut(wr, &h.m[0], 1, 0);
+		wr_write(wr, &h);
+	} else if (k < 70) {
+		h.n = 1 + (int)wrnd(wr, MAXB);
+		for (int i = 0; i < h.n; i++)
+			wr_mut(wr, &h.m[i], wrnd(wr, 4) == 0, wrnd(wr, 8) == 0);
+		wr_write(wr, &h);
+	} else if (k < 73) {
+		wr_mut(wr, &h.m[0], 0, 1);
+		wr_stream(wr, &h);
+	} else if (k < 90) {
+		wr_get(wr);
+	} else {
+		wr_mark(wr);
+		int r = cairn_sync(s->db);
+		mix(s, (uint64_t)r);
+		note(s, "writer %d: sync -> %s", wr->w, cairn_strerror(r));
+		if (r)
+			wr_error(wr, r, "sync");
+		else
+			wr_synced(wr);
+	}
+}
+
+static void *wr_main(void *arg)
+{
+	struct writer *wr = arg;
+
+	for (int i = 0; i < wr->ops && !wr->stopped; i++)
+		wr_step(wr);
+	return NULL;
+}
+
+/* The whole model: each key from its owner. */
+static void mt_model(struct model *m, int base)
+{
+	for (int id = 0; id < NKEYS; id++) {
+		struct writer *wr = &writers[id % nwriters];
+		m->k[id] = base ? wr->base.k[id] : wr->cur.k[id];
+	}
+}
+
+static int part_eq(const struct model *a, const struct model *b, int w)
+{
+	for (int id = w; id < NKEYS; id += nwriters)
+		if (!mval_eq(&a->k[id], &b->k[id]))
+			return 0;
+	return 1;
+}
+
+static void part_diff(struct sim *s, const struct model *got, const struct model *want, int w,
+                      const char *what)
+{
+	for (int id = w; id < NKEYS; id += nwriters) {
+		const struct mval *g = &got->k[id], *x = &want->k[id];
+		if (mval_eq(g, x))
+			continue;
+		sim_fail(s, "%s: writer %d's key %d is %s v%llu/%u, the model says %s v%llu/%u",
+		         what, w, id, g->present ? "present" : "absent", (unsigned long long)g->ver,
+		         g->len, x->present ? "present" : "absent", (unsigned long long)x->ver,
+		         x->len);
+	}
+}
+
+/* After power loss: each writer's keys hold its base and a prefix of its
+ * history (the pending operation last). */
+static void mt_check_prefix(struct sim *s, const struct model *got)
+{
+	for (int w = 0; w < nwriters; w++) {
+		struct writer *wr = &writers[w];
+		struct model m = wr->base;
+		size_t n = wr->nhist + (size_t)wr->has_pending, k;
+
+		for (k = 0; k <= n; k++) {
+			if (part_eq(got, &m, w))
+				break;
+			if (k < n)
+				model_apply(&m, k < wr->nhist ? &wr->hist[k] : &wr->pending);
+		}
+		if (k > n)
+			part_diff(s, got, &wr->base, w,
+			          "after power loss the state is no prefix of the writer's history "
+			          "(diff to its last synced state)");
+		if (k < n)
+			s->prefix_short++;
+		mix(s, k);
+		wr->base = wr->cur = m;
+		wr->nhist = 0;
+		wr->has_pending = 0;
+	}
+}
+
+/* No power loss: each writer's keys hold its whole history, the pending
+ * operation applied whole or not at all. */
+static void mt_check_all(struct sim *s, const struct model *got, const char *what)
+{
+	for (int w = 0; w < nwriters; w++) {
+		struct writer *wr = &writers[w];
+		struct model with = wr->cur;
+
+		if (!wr->has_pending) {
+			part_diff(s, got, &wr->cur, w, what);
+			continue;
+		}
+		model_apply(&with, &wr->pending);
+		if (part_eq(got, &wr->cur, w)) {
+			s->pending_dropped++;
+		} else if (part_eq(got, &with, w)) {
+			wr_hist_add(wr, &wr->pending);
+			s->pending_applied++;
+		} else {
+			part_diff(s, got, &with, w, "a failed operation is half applied");
+		}
+		wr->has_pending = 0;
+	}
+}
+
+static void mt_disarm(struct sim *s)
+{
+	disarm(s);
+	env_sim_arm_read(s->env, 0, SIM_FAULT_NONE);
+}
+
+/* Closes and reopens (after power loss if crashed), then checks every key
+ * and a full iteration against the writers' models. */
+static void mt_reopen(struct sim *s, int crashed)
+{
+	struct model got, all;
+
+	s->reopens++;
+	mt_disarm(s);
+	int r = cairn_close(s->db);
+	s->db = NULL;
+	if (env_sim_crashed(s->env))
+		crashed = 1;
+	mix(s, (uint64_t)r);
+	if (!r && !crashed) {
+		for (int w = 0; w < nwriters; w++)
+			wr_fold(&writers[w], writers[w].nhist);
+	}
+	if (crashed)
+		env_sim_reboot(s->env);
+	if (r && !crashed && !mt_fault_seen(s))
+		sim_fail(s, "close failed with no fault: %s", cairn_strerror(r));
+	open_db(s, &crashed);
+	mt_disarm(s);
+	s->faults_at_open = env_sim_faults(s->env);
+	note(s, "reopened%s", crashed ? " after power loss" : "");
+	read_state(s, NULL, &got, "after reopen");
+	if (crashed)
+		mt_check_prefix(s, &got);
+	else
+		mt_check_all(s, &got, "after reopen");
+	mt_model(&all, 0);
+	check_with_iter(s, NULL, &all, "after reopen");
+	check_dir(s, 0);
+	s->faults_since_open = 0;
+}
+
+static const char *fault_name(enum sim_fault f)
+{
+	static const char *names[] = {"none",       "EIO",         "ENOSPC",
+	                              "power loss", "partial EIO", "partial ENOSPC",
+	                              "lost fsync", "read EIO",    "flipped bit"};
+	return names[f];
+}
+
+/* Arms at most one fault for a round. */
+static void mt_arm(struct sim *s)
+{
+	uint64_t k = rnd(s, 100);
+	enum sim_fault f;
+
+	if (k < 30)
+		f = SIM_FAULT_CRASH;
+	else if (k < 36)
+		f = SIM_FAULT_EIO;
+	else if (k < 42)
+		f = SIM_FAULT_ENOSPC;
+	else if (k < 50)
+		f = SIM_FAULT_EIO_PARTIAL;
+	else if (k < 58)
+		f = SIM_FAULT_ENOSPC_PARTIAL;
+	else if (k < 66)
+		f = all_faults ? SIM_FAULT_SYNC_LOST : SIM_FAULT_EIO_PARTIAL;
+	else if (k < 72)
+		f = SIM_FAULT_READ_EIO;
+	else if (k < 78)
+		f = SIM_FAULT_READ_FLIP;
+	else
+		return;
+	if (f == SIM_FAULT_READ_EIO || f == SIM_FAULT_READ_FLIP) {
+		uint64_t n = 1 + rnd(s, 300);
+		env_sim_arm_read(s->env, n, f);
+		note(s, "armed %s at read +%llu", fault_name(f), (unsigned long long)n);
+		return;
+	}
+	uint64_t n = 1 + rnd(s, 400);
+	s->armed = f;
+	s->armed_at = points(s) + n;
+	env_sim_arm(s->env, n, f);
+	if (f == SIM_FAULT_EIO || f == SIM_FAULT_EIO_PARTIAL)
+		s->eios++;
+	else if (f == SIM_FAULT_ENOSPC || f == SIM_FAULT_ENOSPC_PARTIAL)
+		s->enospcs++;
+	note(s, "armed %s at write point +%llu", fault_name(f), (unsigned long long)n);
+}
+
+static void mt_round(struct sim *s)
+{
+	struct env_thread *t[MAXW];
+	uint64_t f0 = env_sim_faults(s->env);
+	int crashed, failed = 0;
+
+	mt_arm(s);
+	for (int w = 0; w < nwriters; w++) {
+		writers[w].ops = 1 + (int)rnd(s, 30);
+		writers[w].stopped = 0;
+		s->op += writers[w].ops;
+		if (env_thread_start(s->env, wr_main, &writers[w], &t[w]))
+			sim_fail(s, "starting writer %d", w);
+	}
+	if (rnd(s, 4) == 0) {
+		/* the main thread flushes or compacts meanwhile */
+		int r = rnd(s, 2) ? cairn_flush(s->db)
+		                  : cairn_compact_range(s->db, NULL, 0, NULL, 0);
+		mix(s, (uint64_t)r);
+		note(s, "main: flush/compact -> %s", cairn_strerror(r));
+		if (r && !mt_fault_seen(s))
+			sim_fail(s, "flush or compaction failed with no fault: %s",
+			         cairn_strerror(r));
+		failed |= r != 0;
+	}
+	for (int w = 0; w < nwriters; w++) {
+		env_thread_join(s->env, t[w]);
+		failed |= writers[w].stopped;
+	}
+	if (env_sim_faults(s->env) > f0)
+		s->faults_since_open = 1;
+	crashed = env_sim_crashed(s->env);
+	if (crashed)
+		s->crashes++;
+	note(s, "round over: %s%s", crashed ? "power lost" : "power on",
+	     failed ? ", an operation failed" : "");
+	if (crashed || failed || s->db->bg_error || rnd(s, 5) == 0) {
+		mt_reopen(s, crashed);
+		return;
+	}
+	/* the live handle, with the background threads still at work */
+	struct model got, all;
+	mt_disarm(s);
+	read_state(s, NULL, &got, "after a round");
+	mt_check_all(s, &got, "after a round");
+	mt_model(&all, 0);
+	if (rnd(s, 2))
+		check_with_iter(s, NULL, &all, "after a round");
+}
+
+static void run_mt(struct sim *s)
+{
+	int crashed = 0;
+
+	writers = calloc((size_t)nwriters, sizeof(*writers));
+	for (int w = 0; w < nwriters; w++) {
+		uint64_t h = s->seed ^ (0x1234567ull * (uint64_t)(w + 1));
+		writers[w].s = s;
+		writers[w].w = w;
+		writers[w].rng = prng_next(&h);
+		writers[w].val = malloc(MAXVAL);
+	}
+	env_sim_set_holes(s->env, all_faults ? "" : ".blob");
+	open_db(s, &crashed);
+	s->faults_at_open = env_sim_faults(s->env);
+	for (s->op = 1; s->op <= s->ops;)
+		mt_round(s);
+	s->op = s->ops + 1;
+	mt_reopen(s, 0);
+	if (cairn_close(s->db))
+		sim_fail(s, "final close failed");
+	s->db = NULL;
+	for (int w = 0; w < nwriters; w++) {
+		free(writers[w].hist);
+		free(writers[w].val);
+	}
+	free(writers);
+}
+
 static void sim_options(struct sim *s)
 {
 	struct cairn_options *o = &s->o;
@@ -1106,6 +1645,10 @@ static void sim_options(struct sim *s)
 	o->blob_threshold = 4096;
 	o->blob_file_size = 1u << 20; /* the smallest allowed */
 	o->blob_gc_ratio = 0.3;
+	if (nwriters) {
+		o->background_threads = 1 + (int)rnd(s, 2);
+		o->sync_interval_ms = rnd(s, 3) ? 1 + (int)rnd(s, 50) : 0;
+	}
 }
 
 int main(int argc, char **argv)
@@ -1120,15 +1663,25 @@ int main(int argc, char **argv)
 			have_seed = 1;
 		} else if (!strcmp(argv[i], "--ops") && i + 1 < argc) {
 			s->ops = strtol(argv[++i], NULL, 10);
+		} else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+			nwriters = atoi(argv[++i]);
+			if (nwriters < 0 || nwriters > MAXW) {
+				fprintf(stderr, "sim: --threads takes 0 to %d writers\n", MAXW);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--faults") && i + 1 < argc) {
+			all_faults = !strcmp(argv[++i], "all");
 		} else if (!strcmp(argv[i], "--verbose")) {
 			s->verbose = 1;
 		} else {
-			fprintf(stderr, "usage: sim --seed N [--ops K] [--verbose]\n");
+			fprintf(stderr, "usage: sim --seed N [--ops K] [--threads W] [--faults "
+			                "safe|all] [--verbose]\n");
 			return 2;
 		}
 	}
 	if (!have_seed) {
-		fprintf(stderr, "usage: sim --seed N [--ops K] [--verbose]\n");
+		fprintf(stderr, "usage: sim --seed N [--ops K] [--threads W] [--faults safe|all] "
+		                "[--verbose]\n");
 		return 2;
 	}
 	/* hashed, so that neighbouring seeds give unrelated runs */
@@ -1140,23 +1693,31 @@ int main(int argc, char **argv)
 	if (env_sim_new(s->seed, 1700000000000000000LL, &s->env))
 		sim_fail(s, "env_sim_new");
 	sim_options(s);
-	int crashed = 0;
-	open_db(s, &crashed);
-	for (s->op = 1; s->op <= s->ops; s->op++)
-		step(s);
-	s->op = s->ops + 1;
-	disarm(s);
-	reopen(s, 0);
-	release_held(s);
-	if (cairn_close(s->db))
-		sim_fail(s, "final close failed");
-	s->db = NULL;
+	if (nwriters) {
+		run_mt(s);
+	} else {
+		int crashed = 0;
+		open_db(s, &crashed);
+		for (s->op = 1; s->op <= s->ops; s->op++)
+			step(s);
+		s->op = s->ops + 1;
+		disarm(s);
+		reopen(s, 0);
+		release_held(s);
+		if (cairn_close(s->db))
+			sim_fail(s, "final close failed");
+		s->db = NULL;
+	}
+	uint64_t switches = env_sim_switches(s->env);
 	env_sim_free(s->env);
 	printf("sim: seed %llu ops %ld ok digest %016llx crashes %lu eio %lu enospc %lu "
-	       "stretches %lu reopens %lu pending applied %lu dropped %lu short-prefix %lu\n",
+	       "stretches %lu reopens %lu pending applied %lu dropped %lu short-prefix %lu",
 	       (unsigned long long)s->seed, s->ops, (unsigned long long)s->digest, s->crashes,
 	       s->eios, s->enospcs, s->stretches, s->reopens, s->pending_applied,
 	       s->pending_dropped, s->prefix_short);
+	if (nwriters)
+		printf(" threads %d switches %llu", nwriters, (unsigned long long)switches);
+	printf("\n");
 	free(s->hist);
 	free(s->val);
 	free(s->scratch);
