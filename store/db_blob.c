@@ -867,8 +867,10 @@ static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size)
 	}
 	if (g.out_number)
 		db_pending_remove(db, g.out_number);
+	/* as in open_active: a failed manifest write may have named the copy */
+	int keep = recorded || db->bg_error;
 	env_mutex_unlock(&db->mu);
-	if (r && g.out_number && !recorded) {
+	if (r && g.out_number && !keep) {
 		char opath[4096];
 		blob_file_name(opath, sizeof(opath), db->dir, g.out_number);
 		env_unlink(db->env, opath);

@@ -610,6 +610,80 @@ Test(blob, power_loss_at_every_point_of_a_collection_loses_no_live_value, .timeo
 	}
 }
 
+static int count_blob_file(void *ctx, const char *name)
+{
+	size_t n = strlen(name);
+	if (n > 5 && !strcmp(name + n - 5, ".blob"))
+		(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+/* Blob files about half garbage, so a collection copies live values to a
+ * new file (everything written synced). */
+static struct cairn_db *half_live_db(struct cairn_options *o, struct tu_model *m)
+{
+	struct cairn_db *db = tu_open("/db", o);
+	char key[32], val[2000];
+	for (int round = 0; round < 2; round++) {
+		for (int id = 0; id < (round ? 400 : 700); id++) {
+			int kl = tu_key(key, id);
+			size_t n = sizeof(val);
+			memset(val, 'a' + id % 26, n);
+			n -= (size_t)(id %
+			              100); /* a blob value, its length and bytes per version */
+			val[0] = (char)('0' + round);
+			cr_assert_eq(cairn_put(db, key, (size_t)kl, val, n, 0), 0);
+			tu_model_put(m, id, val, n);
+		}
+	}
+	cr_assert_eq(cairn_sync(db), 0);
+	return db;
+}
+
+/* A manifest append that succeeds with a sync that fails leaves the edit in
+ * the file: a collection whose output file the failed edit named must leave
+ * that file for recovery rather than delete it (seed 78 of tests/sim). */
+Test(blob, failed_manifest_write_of_a_collection_never_deletes_a_file_it_named, .timeout = 120)
+{
+	struct cairn_env *env;
+	struct cairn_options o;
+	struct tu_model m = {0};
+	cr_assert_eq(env_sim_new(3, 1000, &env), 0);
+	sim_options(&o, env);
+	struct cairn_db *db = half_live_db(&o, &m);
+	uint64_t before = env_sim_write_points(env);
+	cr_assert_eq(cairn_compact_range(db, NULL, 0, NULL, 0), 0);
+	uint64_t points = env_sim_write_points(env) - before;
+	cairn_close(db);
+	env_sim_free(env);
+	tu_model_free(&m);
+
+	for (uint64_t k = 1; k <= points; k++) {
+		struct tu_model mm = {0};
+		struct cairn_stats st;
+		uint64_t on_disk = 0;
+		char when[64];
+		cr_assert_eq(env_sim_new(3, 1000, &env), 0);
+		sim_options(&o, env);
+		db = half_live_db(&o, &mm);
+		env_sim_arm(env, k, SIM_FAULT_ENOSPC);
+		cairn_compact_range(db, NULL, 0, NULL, 0);
+		cairn_close(db);
+		sprintf(when, "ENOSPC at point %llu of %llu", (unsigned long long)k,
+		        (unsigned long long)points);
+		db = tu_open("/db", &o);
+		tu_check_model(db, NULL, &mm, k, when);
+		cairn_stats_get(db, &st);
+		cr_assert_eq(env_list_dir(env, "/db", count_blob_file, &on_disk), 0);
+		cr_assert_geq(on_disk, st.blob_files,
+		              "%s: %llu blob files on disk, the version names %llu", when,
+		              (unsigned long long)on_disk, (unsigned long long)st.blob_files);
+		cairn_close(db);
+		tu_model_free(&mm);
+		env_sim_free(env);
+	}
+}
+
 struct saved_file {
 	char name[64];
 	char *data;
