@@ -98,7 +98,7 @@ struct sim {
 
 	uint64_t digest;
 	unsigned long crashes, eios, enospcs, stretches, reopens, pending_applied, pending_dropped,
-	        prefix_short;
+	        prefix_short, read_faults;
 	char *val, *scratch;
 };
 
@@ -545,9 +545,9 @@ static int fault_fired(struct sim *s, uint64_t p0)
 	int fired = 0;
 
 	if (s->armed != SIM_FAULT_NONE && p >= s->armed_at) {
-		if (s->armed == SIM_FAULT_EIO)
+		if (s->armed == SIM_FAULT_EIO || s->armed == SIM_FAULT_EIO_PARTIAL)
 			s->eios++;
-		else if (s->armed == SIM_FAULT_ENOSPC)
+		else if (s->armed == SIM_FAULT_ENOSPC || s->armed == SIM_FAULT_ENOSPC_PARTIAL)
 			s->enospcs++;
 		s->armed = SIM_FAULT_NONE;
 		fired = 1;
@@ -569,6 +569,14 @@ static void disarm(struct sim *s)
 	s->stretch = 0;
 }
 
+static const char *fault_name(enum sim_fault f)
+{
+	static const char *names[] = {"none",       "EIO",         "ENOSPC",
+	                              "power loss", "partial EIO", "partial ENOSPC",
+	                              "lost fsync", "read EIO",    "flipped bit"};
+	return names[f];
+}
+
 static void maybe_arm(struct sim *s)
 {
 	uint64_t k = rnd(s, 1000);
@@ -577,10 +585,14 @@ static void maybe_arm(struct sim *s)
 		return;
 	if (k < 25)
 		s->armed = SIM_FAULT_CRASH;
-	else if (k < 45)
+	else if (k < 35)
 		s->armed = SIM_FAULT_EIO;
-	else if (k < 65)
+	else if (k < 45)
+		s->armed = SIM_FAULT_EIO_PARTIAL;
+	else if (k < 55)
 		s->armed = SIM_FAULT_ENOSPC;
+	else if (k < 65)
+		s->armed = SIM_FAULT_ENOSPC_PARTIAL;
 	else if (k < 75) {
 		s->stretch = 1 + (int)rnd(s, 6);
 		s->stretches++;
@@ -593,11 +605,7 @@ static void maybe_arm(struct sim *s)
 	uint64_t n = 1 + rnd(s, 80);
 	s->armed_at = points(s) + n;
 	env_sim_arm(s->env, n, s->armed);
-	note(s, "armed %s at write point +%llu",
-	     s->armed == SIM_FAULT_CRASH ? "crash"
-	     : s->armed == SIM_FAULT_EIO ? "EIO"
-	                                 : "ENOSPC",
-	     (unsigned long long)n);
+	note(s, "armed %s at write point +%llu", fault_name(s->armed), (unsigned long long)n);
 }
 
 /* ---- reopening ---- */
@@ -626,7 +634,7 @@ static void open_db(struct sim *s, int *crashed)
 			s->armed_at = points(s) + 1 + rnd(s, 30);
 			env_sim_arm(s->env, s->armed_at - points(s), SIM_FAULT_CRASH);
 		}
-		uint64_t p0 = points(s);
+		uint64_t p0 = points(s), f0 = env_sim_faults(s->env);
 		err[0] = 0;
 		int r = cairn_open(DBDIR, &s->o, &s->db, err, sizeof(err));
 		mix(s, (uint64_t)r);
@@ -646,9 +654,10 @@ static void open_db(struct sim *s, int *crashed)
 			env_sim_reboot(s->env);
 			continue;
 		}
-		if (fault_fired(s, p0)) {
+		if (fault_fired(s, p0) || env_sim_faults(s->env) > f0) {
 			note(s, "open failed on the fault: %s", err);
 			disarm(s);
+			env_sim_arm_read(s->env, 0, SIM_FAULT_NONE);
 			continue;
 		}
 		sim_fail(s, "reopen failed: %s (%s)", cairn_strerror(r), err);
@@ -911,11 +920,51 @@ static void op_stream(struct sim *s)
 	after_op(s, r, p0, "stream_commit");
 }
 
+/* A get with a read fault armed a few reads ahead: it must return the model's
+ * value or an error, never other bytes. */
+static void op_get_faulty(struct sim *s, int id)
+{
+	char key[16];
+	void *v = NULL;
+	size_t vl = 0;
+	struct mval mv = {0};
+	int kl = key_of(key, id), r;
+	enum sim_fault f = rnd(s, 2) ? SIM_FAULT_READ_EIO : SIM_FAULT_READ_FLIP;
+
+	env_sim_arm_read(s->env, 1 + rnd(s, 4), f);
+	r = cairn_get(s->db, NULL, key, (size_t)kl, &v, &vl);
+	env_sim_arm_read(s->env, 0, SIM_FAULT_NONE);
+	mix(s, (uint64_t)r);
+	note(s, "get of key %d with a %s armed -> %s", id,
+	     f == SIM_FAULT_READ_EIO ? "read error" : "flipped bit", cairn_strerror(r));
+	if (r == CAIRN_EIO || r == CAIRN_ECORRUPT) {
+		s->read_faults++;
+		cairn_free(v);
+		return;
+	}
+	if (r && r != CAIRN_ENOTFOUND)
+		sim_fail(s, "get of key %d with a read fault: %s", id, cairn_strerror(r));
+	if (r == 0)
+		val_check(s, id, v, vl, &mv, "get with a read fault");
+	cairn_free(v);
+	if (!mval_eq(&mv, &s->cur.k[id]))
+		sim_fail(s,
+		         "get of key %d with a read fault: v%llu/%u present %d, want v%llu/%u "
+		         "present %d",
+		         id, (unsigned long long)mv.ver, mv.len, mv.present,
+		         (unsigned long long)s->cur.k[id].ver, s->cur.k[id].len,
+		         s->cur.k[id].present);
+}
+
 static void op_get(struct sim *s)
 {
 	int id = (int)rnd(s, NKEYS);
 	struct mval mv;
 
+	if (rnd(s, 4) == 0) {
+		op_get_faulty(s, id);
+		return;
+	}
 	get_one(s, NULL, id, &mv, "get");
 	if (!mval_eq(&mv, &s->cur.k[id]))
 		sim_fail(s, "get of key %d: v%llu/%u present %d, want v%llu/%u present %d", id,
@@ -1293,6 +1342,7 @@ static void wr_get(struct writer *wr)
 			sim_fail(s, "writer %d: get of key %d failed: %s", wr->w, id,
 			         cairn_strerror(r));
 		note(s, "writer %d: get of key %d -> %s", wr->w, id, cairn_strerror(r));
+		s->read_faults++;
 		return;
 	}
 	if (r == 0)
@@ -1467,7 +1517,11 @@ static void mt_reopen(struct sim *s, int crashed)
 	struct model got, all;
 
 	s->reopens++;
-	mt_disarm(s);
+	/* --faults all: a pending read fault may fire in recovery */
+	if (all_faults)
+		disarm(s);
+	else
+		mt_disarm(s);
 	int r = cairn_close(s->db);
 	s->db = NULL;
 	if (env_sim_crashed(s->env))
@@ -1494,14 +1548,6 @@ static void mt_reopen(struct sim *s, int crashed)
 	check_with_iter(s, NULL, &all, "after reopen");
 	check_dir(s, 0);
 	s->faults_since_open = 0;
-}
-
-static const char *fault_name(enum sim_fault f)
-{
-	static const char *names[] = {"none",       "EIO",         "ENOSPC",
-	                              "power loss", "partial EIO", "partial ENOSPC",
-	                              "lost fsync", "read EIO",    "flipped bit"};
-	return names[f];
 }
 
 /* Arms at most one fault for a round. */
@@ -1607,7 +1653,6 @@ static void run_mt(struct sim *s)
 		writers[w].rng = prng_next(&h);
 		writers[w].val = malloc(MAXVAL);
 	}
-	env_sim_set_holes(s->env, all_faults ? "" : ".blob");
 	open_db(s, &crashed);
 	s->faults_at_open = env_sim_faults(s->env);
 	for (s->op = 1; s->op <= s->ops;)
@@ -1693,6 +1738,7 @@ int main(int argc, char **argv)
 	if (env_sim_new(s->seed, 1700000000000000000LL, &s->env))
 		sim_fail(s, "env_sim_new");
 	sim_options(s);
+	env_sim_set_holes(s->env, all_faults ? "" : ".blob");
 	if (nwriters) {
 		run_mt(s);
 	} else {
@@ -1708,13 +1754,14 @@ int main(int argc, char **argv)
 			sim_fail(s, "final close failed");
 		s->db = NULL;
 	}
-	uint64_t switches = env_sim_switches(s->env);
+	uint64_t switches = env_sim_switches(s->env), fired = env_sim_faults(s->env);
 	env_sim_free(s->env);
 	printf("sim: seed %llu ops %ld ok digest %016llx crashes %lu eio %lu enospc %lu "
 	       "stretches %lu reopens %lu pending applied %lu dropped %lu short-prefix %lu",
 	       (unsigned long long)s->seed, s->ops, (unsigned long long)s->digest, s->crashes,
 	       s->eios, s->enospcs, s->stretches, s->reopens, s->pending_applied,
 	       s->pending_dropped, s->prefix_short);
+	printf(" read-faults %lu faults-fired %llu", s->read_faults, (unsigned long long)fired);
 	if (nwriters)
 		printf(" threads %d switches %llu", nwriters, (unsigned long long)switches);
 	printf("\n");
