@@ -24,9 +24,11 @@
  * Power loss (env_sim_crash, or an armed CRASH fault):
  * - each file whose current contents differ from its durable ones: if the
  *   current contents extend the durable ones (appends only), a prefix of the
- *   appended bytes of any length survives, from none to all (a torn write);
- *   anything else (a truncation, a file recreated by open_write) reverts to
- *   the durable contents;
+ *   appended bytes of any length survives, from none to all (a torn write),
+ *   and in files named as env_sim_set_holes() chose, some 4 KiB pages of it
+ *   may read as zeros (blocks allocated but never written); anything else (a
+ *   truncation, a file recreated by open_write) reverts to the durable
+ *   contents; bytes a failed sync lost are zeros either way;
  * - each entry whose bindings differ either keeps its current binding or
  *   reverts to its durable one. Entries changed by one rename or link are
  *   tied into a change group (groups merge when a later rename touches them)
@@ -45,18 +47,26 @@
  * Write points: every open_write, append, sync, truncate, rename, unlink,
  * link, mkdir, rmdir and sync_dir is one, counted from env creation
  * (env_sim_write_points). An armed fault fires on the n-th one from the
- * arming: EIO and ENOSPC fail it with no effect at all, CRASH loses power just
- * before it and fails it with CAIRN_EIO. env_sim_fail_all fails every one.
+ * arming: EIO and ENOSPC fail it with no effect at all (the _PARTIAL kinds
+ * let an append write a seeded prefix first), CRASH loses power just before
+ * it and fails it with CAIRN_EIO, SYNC_LOST fails the first file sync from
+ * there on and marks the file's unsynced bytes lost: reads still see them, no
+ * later sync makes them durable, power loss turns them to zeros (the file's
+ * length is durable). env_sim_fail_all fails every one. Reads are counted
+ * apart (env_sim_read_points); an armed read fault fails the n-th or flips
+ * one bit of what it returns, leaving the file intact. The random choices of
+ * faults hash (seed, faults fired so far).
  *
  * Clock: one virtual counter of nanoseconds. now_ns returns start_ns plus the
  * counter, mono_ns returns one second plus the counter, and each call adds
- * 1000 ns; sleep_us adds its argument without sleeping. Power loss does not
- * stop the clock.
+ * 1000 ns; sleep_us adds its argument without sleeping (a scheduled thread
+ * waits for the clock to get there, see below). Power loss does not stop the
+ * clock.
  *
- * One mutex guards everything, so tests may share the env between threads;
- * thread_start itself is refused (simulations run without background
- * threads). list_dir calls its callback without the mutex held, on a copy of
- * the names, so the callback may use the env.
+ * One mutex guards everything, so tests may share the env between threads.
+ * Threads started through the env are scheduled one at a time from the seed
+ * (see "threads" below). list_dir calls its callback without the mutex held,
+ * on a copy of the names, so the callback may use the env.
  */
 #include <assert.h>
 #include <stddef.h>
@@ -1211,7 +1221,9 @@ static int sim_pread(struct env_file *f, uint64_t off, void *buf, size_t n, size
 	pthread_mutex_lock(&s->mu);
 	sim_yield(s);
 	rc = sim_check_handle(s, h, "read", 0);
-	if (!rc && s->read_fault != SIM_FAULT_NONE && ++s->reads == s->read_at) {
+	if (!rc)
+		s->reads++;
+	if (!rc && s->read_fault != SIM_FAULT_NONE && s->reads == s->read_at) {
 		enum sim_fault fault = s->read_fault;
 
 		s->read_fault = SIM_FAULT_NONE;
@@ -1222,8 +1234,6 @@ static int sim_pread(struct env_file *f, uint64_t off, void *buf, size_t n, size
 			              (unsigned long long)off);
 		else
 			flip = 1;
-	} else if (!rc) {
-		s->reads++;
 	}
 	if (!rc && off < b->len) {
 		size_t avail = (size_t)(b->len - off);

@@ -1,14 +1,20 @@
 /*
  * sim.c - deterministic simulation of the engine on the simulated env.
  *
- *   tests/sim --seed N [--ops K] [--verbose]
+ *   tests/sim --seed N [--ops K] [--threads W] [--faults safe|all] [--verbose]
  *
  * From the seed alone it runs a random single-threaded workload (puts of
  * small and blob-sized values, deletes, batches, streams, snapshots,
  * iterators in both directions, flushes, compactions, syncs, reopens) and
- * injects faults the seed chooses: power loss at a write point, EIO or
- * ENOSPC on one write point, and stretches where every write point fails
- * with ENOSPC. A reference model follows every acknowledged operation:
+ * injects faults the seed chooses: power loss at a write point (leaving
+ * zero-filled holes in unsynced blob data), EIO or ENOSPC on one write point
+ * (half of them after writing a prefix), stretches where every write point
+ * fails with ENOSPC, and read errors or flipped bits under gets. With
+ * --threads W it runs the multi-threaded workload instead (see "the
+ * multi-threaded workload" below). --faults all adds the kinds the engine
+ * does not survive yet: fsyncs that lose their pages, holes in every file
+ * (logs too), read faults left armed through recovery. A reference model
+ * follows every acknowledged operation:
  *
  * - The model is a durable base state plus the history of operations since
  *   it (hist). A write acknowledged with CAIRN_SYNC, a successful

@@ -759,3 +759,234 @@ Test(sim, safe_to_share_between_threads)
 	cr_assert_eq(env_now_ns(env), 1700000000000000000ll + 4000 * 1000);
 	env_sim_free(env);
 }
+
+/* ---- simulated: threads and the new faults ---- */
+
+struct sched_ctx {
+	struct cairn_env *env;
+	struct env_mutex mu;
+	struct env_cond cv;
+	char log[256];
+	int n, ready;
+	int64_t woke_at;
+};
+
+struct sched_arg {
+	struct sched_ctx *c;
+	char id;
+};
+
+static void *sched_worker(void *arg)
+{
+	struct sched_arg *a = arg;
+	struct sched_ctx *c = a->c;
+
+	for (int i = 0; i < 20; i++) {
+		env_mutex_lock(&c->mu);
+		c->log[c->n++] = a->id;
+		env_mutex_unlock(&c->mu);
+		(void)env_now_ns(c->env); /* a point where another thread may run */
+	}
+	return NULL;
+}
+
+/* Three threads logging their ids: the order is the seed's alone. */
+static void sched_run(uint64_t seed, char *out)
+{
+	struct sched_ctx c = {0};
+	struct sched_arg a[3];
+	struct env_thread *t[3];
+
+	c.env = sim_new(seed);
+	env_mutex_init(c.env, &c.mu);
+	for (int i = 0; i < 3; i++) {
+		a[i].c = &c;
+		a[i].id = (char)('a' + i);
+		cr_assert_eq(env_thread_start(c.env, sched_worker, &a[i], &t[i]), 0);
+	}
+	for (int i = 0; i < 3; i++)
+		env_thread_join(c.env, t[i]);
+	c.log[c.n] = 0;
+	strcpy(out, c.log);
+	env_mutex_destroy(&c.mu);
+	env_sim_free(c.env);
+}
+
+Test(sim, threads_run_one_at_a_time_in_the_order_of_the_seed)
+{
+	char x[256], y[256], z[256];
+
+	sched_run(5, x);
+	sched_run(5, y);
+	cr_assert_str_eq(x, y, "a seed replays its interleaving");
+	cr_assert_eq(strlen(x), 60);
+	cr_assert(strstr(x, "aaaaaaaaaaaaaaaaaaaa") == NULL, "threads interleave: %s", x);
+	int differ = 0;
+	for (uint64_t seed = 6; seed < 10 && !differ; seed++) {
+		sched_run(seed, z);
+		differ = strcmp(x, z) != 0;
+	}
+	cr_assert(differ, "other seeds, other interleavings");
+}
+
+static void *sched_waiter(void *arg)
+{
+	struct sched_ctx *c = arg;
+
+	env_mutex_lock(&c->mu);
+	while (!c->ready)
+		env_cond_wait(&c->cv, &c->mu);
+	c->woke_at = env_now_ns(c->env);
+	env_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+Test(sim, waits_sleeps_and_timeouts_follow_the_virtual_clock)
+{
+	struct sched_ctx c = {0};
+	struct env_thread *t;
+
+	c.env = sim_new(3);
+	env_mutex_init(c.env, &c.mu);
+	env_cond_init(c.env, &c.cv);
+	cr_assert_eq(env_thread_start(c.env, sched_waiter, &c, &t), 0);
+	int64_t t0 = env_now_ns(c.env);
+	env_sleep_us(c.env, 5000000); /* the waiter runs, then the clock jumps */
+	int64_t t1 = env_now_ns(c.env);
+	cr_assert_geq(t1 - t0, 5000000000ll);
+	cr_assert_lt(t1 - t0, 5100000000ll, "no real sleep, no drift");
+	env_mutex_lock(&c.mu);
+	cr_assert_eq(c.woke_at, 0, "the waiter waits for its signal");
+	/* a timed wait with nobody to signal returns once its time passed */
+	env_cond_timedwait(&c.cv, &c.mu, 1000000);
+	cr_assert_geq(env_now_ns(c.env) - t1, 1000000000ll);
+	c.ready = 1;
+	env_cond_broadcast(&c.cv);
+	env_mutex_unlock(&c.mu);
+	env_thread_join(c.env, t);
+	cr_assert_gt(c.woke_at, t1);
+	env_cond_destroy(&c.cv);
+	env_mutex_destroy(&c.mu);
+	env_sim_free(c.env);
+}
+
+Test(sim, partial_faults_write_a_prefix_then_fail)
+{
+	char data[1000];
+	int shorter = 0;
+
+	memset(data, 'x', sizeof(data));
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		struct cairn_env *env = sim_new(seed);
+		struct env_file *f;
+		uint64_t size;
+
+		cr_assert_eq(env_open_write(env, "f", &f), 0);
+		env_sim_arm(env, 1, seed & 1 ? SIM_FAULT_EIO_PARTIAL : SIM_FAULT_ENOSPC_PARTIAL);
+		cr_assert_eq(env_append(f, data, sizeof(data)),
+		             seed & 1 ? CAIRN_EIO : CAIRN_ENOSPC);
+		cr_assert_eq(env_size(f, &size), 0);
+		cr_assert_lt(size, sizeof(data), "never the whole write");
+		shorter += size > 0;
+		env_close(f);
+		env_sim_free(env);
+	}
+	cr_assert_gt(shorter, 0, "some prefixes are not empty");
+}
+
+Test(sim, failed_fsync_loses_the_dirty_pages_for_good)
+{
+	struct cairn_env *env = sim_new(4);
+	struct env_file *f;
+
+	cr_assert_eq(env_open_write(env, "f", &f), 0);
+	cr_assert_eq(env_append(f, "synced|", 7), 0);
+	cr_assert_eq(env_sync(f), 0);
+	cr_assert_eq(env_sync_dir(env, "/"), 0);
+	cr_assert_eq(env_append(f, "lost", 4), 0);
+	env_sim_arm(env, 1, SIM_FAULT_SYNC_LOST);
+	cr_assert_eq(env_append(f, "!", 1), 0, "only a sync can lose pages");
+	cr_assert_eq(env_sync(f), CAIRN_EIO);
+	char *s = get_file(env, "f");
+	cr_assert_str_eq(s, "synced|lost!", "the page cache still shows them");
+	free(s);
+	cr_assert_eq(env_append(f, "+", 1), 0);
+	cr_assert_eq(env_sync(f), 0, "the next sync succeeds");
+	env_close(f);
+	crash_reboot(env);
+	char *d;
+	size_t len;
+	cr_assert_eq(env_sim_read_file(env, "f", &d, &len), 0);
+	cr_assert_eq(len, 13);
+	cr_assert(!memcmp(d, "synced|\0\0\0\0\0+", 13), "the lost bytes come back as zeros");
+	free(d);
+	env_sim_free(env);
+}
+
+Test(sim, read_faults_fail_or_flip_one_bit_of_the_nth_read)
+{
+	struct cairn_env *env = sim_new(2);
+	struct env_file *f;
+	char buf[16];
+	size_t got;
+
+	put_file(env, "f", "0123456789", 1);
+	cr_assert_eq(env_open_read(env, "f", &f), 0);
+	uint64_t r0 = env_sim_read_points(env);
+	env_sim_arm_read(env, 2, SIM_FAULT_READ_EIO);
+	cr_assert_eq(env_pread(f, 0, buf, 10, &got), 0);
+	cr_assert_eq(env_pread(f, 0, buf, 10, &got), CAIRN_EIO);
+	cr_assert(strstr(msg_of(env), "'f'"), "%s", msg_of(env));
+	cr_assert_eq(env_pread(f, 0, buf, 10, &got), 0, "a read fault fires once");
+	cr_assert_eq(env_sim_read_points(env), r0 + 3);
+	env_sim_arm_read(env, 1, SIM_FAULT_READ_FLIP);
+	cr_assert_eq(env_pread(f, 0, buf, 10, &got), 0);
+	cr_assert_eq(got, 10);
+	int bits = 0;
+	for (int i = 0; i < 10; i++)
+		bits += __builtin_popcount((unsigned char)(buf[i] ^ ("0123456789"[i])));
+	cr_assert_eq(bits, 1, "exactly one bit flipped");
+	cr_assert_eq(env_pread(f, 0, buf, 10, &got), 0);
+	cr_assert(!memcmp(buf, "0123456789", 10), "the file itself is intact");
+	env_close(f);
+	env_sim_free(env);
+}
+
+Test(sim, power_loss_may_leave_holes_in_unsynced_data_of_chosen_files)
+{
+	static char data[5 * 4096];
+	int holes = 0, in_other = 0;
+
+	memset(data, 'y', sizeof(data));
+	for (uint64_t seed = 1; seed <= 40; seed++) {
+		struct cairn_env *env = sim_new(seed);
+		struct env_file *f, *g;
+		char *d;
+		size_t len;
+
+		env_sim_set_holes(env, ".blob");
+		cr_assert_eq(env_open_write(env, "a.blob", &f), 0);
+		cr_assert_eq(env_open_write(env, "a.log", &g), 0);
+		cr_assert_eq(env_append(f, data, 100), 0);
+		cr_assert_eq(env_sync(f), 0);
+		cr_assert_eq(env_sync_dir(env, "/"), 0);
+		cr_assert_eq(env_append(f, data, sizeof(data)), 0);
+		cr_assert_eq(env_append(g, data, sizeof(data)), 0);
+		env_close(f);
+		env_close(g);
+		crash_reboot(env);
+		cr_assert_eq(env_sim_read_file(env, "a.blob", &d, &len), 0);
+		cr_assert_geq(len, 100, "synced data stays");
+		for (size_t i = 0; i < 100; i++)
+			cr_assert_eq(d[i], 'y', "never a hole in synced data");
+		holes += len > 100 && memchr(d + 100, 0, len - 100) != NULL;
+		free(d);
+		if (env_sim_read_file(env, "a.log", &d, &len) == 0) {
+			in_other += len && memchr(d, 0, len) != NULL;
+			free(d);
+		}
+		env_sim_free(env);
+	}
+	cr_assert_gt(holes, 0, "some crashes punch holes");
+	cr_assert_eq(in_other, 0, "only in files named so");
+}
