@@ -1118,6 +1118,58 @@ static int cmd_check(struct ctx *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static const char repair_help[] =
+        "Rebuilds a database that will not open (CURRENT or the manifest missing or\n"
+        "damaged, a damaged table, log or blob file) from what its files still hold,\n"
+        "as LevelDB's RepairDB does: every table is read (a damaged one block by\n"
+        "block), every log is replayed up to its first damage, the newest version\n"
+        "of each key found wins, and a new manifest and CURRENT are written. Nothing\n"
+        "is deleted: the replaced files (old CURRENT, manifests, logs and tables,\n"
+        "blob files no key refers to) move into DBDIR/lost/. Prints what was read,\n"
+        "each byte range lost and a summary; exits 1 if anything was lost. The\n"
+        "database must not be open. DBDIR may also be given as an argument.\n\n"
+        "  -h, --help     show this help\n";
+
+static void repair_note(void *ctx, const char *file, uint64_t off, uint64_t len, const char *what)
+{
+	(void)ctx;
+	(void)len;
+	if (!*file)
+		printf("%s\n", what);
+	else if (off)
+		printf("%s:%" PRIu64 ": %s\n", file, off, what);
+	else
+		printf("%s: %s\n", file, what);
+}
+
+static int cmd_repair(struct ctx *c, int argc, char **argv)
+{
+	char err[1024] = "";
+	struct cairn_repair_report rep;
+	int code = parse_opts(c, argc, argv, "", NULL, NULL, 0, 1);
+	if (code >= 0)
+		return code;
+	if (optind < argc)
+		c->dbdir = argv[optind];
+	struct cairn_repair_callbacks cb = {repair_note, NULL};
+	int r = cairn_repair(c->dbdir, NULL, &cb, &rep, err, sizeof(err));
+	if (r)
+		return fail(c, EXIT_FAIL, "cannot repair '%s': %s", c->dbdir,
+		            err[0] ? err : cairn_strerror(r));
+	printf("kept %" PRIu64 " keys (%" PRIu64 " entries read from %" PRIu64
+	       " tables and %" PRIu64 " logs); %" PRIu64 " files moved into lost/\n",
+	       rep.keys_kept, rep.entries_read, rep.tables, rep.logs, rep.files_set_aside);
+	if ((code = finish_stdout(c)))
+		return code;
+	uint64_t damaged = rep.tables_damaged + rep.logs_damaged + rep.blob_files_damaged;
+	if (damaged || rep.blob_refs_broken)
+		return fail(c, EXIT_FAIL,
+		            "lost %" PRIu64 " bytes in %" PRIu64 " damaged files; %" PRIu64
+		            " keys keep a large value that cannot be read",
+		            rep.bytes_lost, damaged, rep.blob_refs_broken);
+	return EXIT_OK;
+}
+
 static void dump_line(void *ctx, const char *line)
 {
 	(void)ctx;
@@ -1156,6 +1208,7 @@ static const struct command commands[] = {
         {"check", cmd_check, "check", check_help},
         {"checkpoint", cmd_checkpoint, "checkpoint DEST", checkpoint_help},
         {"dump", cmd_dump, "dump FILE", dump_help},
+        {"repair", cmd_repair, "repair [DBDIR]", repair_help},
         {"help", cmd_help, "help [COMMAND]", help_help},
 };
 

@@ -467,6 +467,58 @@ CAIRN_EXPORT int cairn_dump_file(const char *path, void (*emit)(void *ctx, const
                                  void *ctx, char *errbuf, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
+/* Repair                                                                    */
+
+/* What cairn_repair() found and did. Counts of entries are internal entries
+ * (every version of a key, tombstones included) as read from the files. */
+struct cairn_repair_report {
+	uint64_t tables, tables_damaged;         /* table files read / damaged */
+	uint64_t logs, logs_damaged;             /* log files read / damaged */
+	uint64_t blob_files, blob_files_damaged; /* blob files read / damaged */
+	uint64_t entries_read;                   /* entries taken from tables and logs */
+	uint64_t log_records;                    /* log records replayed */
+	uint64_t bytes_lost;       /* bytes of tables and logs that could not be read */
+	uint64_t keys_kept;        /* live keys in the rebuilt database */
+	uint64_t blob_refs_broken; /* kept keys whose large value cannot be read */
+	uint64_t tables_written;   /* new tables */
+	uint64_t files_set_aside;  /* files moved into lost/ */
+	uint64_t manifest_number;  /* the new manifest */
+	uint64_t last_sequence;
+	uint64_t reserved[8];
+};
+
+/* One call per thing worth telling: a file read whole, a byte range lost
+ * (offset and len, as much as is known; len 0 when unknown), a file moved
+ * aside. file is a name in the database directory ("" when the note concerns
+ * a key); what is one line of text. */
+struct cairn_repair_callbacks {
+	void (*note)(void *ctx, const char *file, uint64_t offset, uint64_t len, const char *what);
+	void *ctx;
+};
+
+/* Rebuilds the database in dir from what its files still hold, for when open
+ * refuses it (CURRENT or the manifest missing or damaged, a damaged table,
+ * log or blob file). It works like LevelDB's RepairDB: the old manifest is
+ * not trusted; every table is read (a damaged one block by block, keeping
+ * every block whose checksum holds), every log is replayed up to its first
+ * damage, the newest version of each key found anywhere wins, and the live
+ * keys are written as new tables on one level, recorded with the blob files
+ * they refer to in a new manifest, which a new CURRENT names. Nothing is
+ * deleted: the old CURRENT, manifests, logs and tables and every blob file no
+ * key refers to are moved into dir/lost/ (remove it once satisfied). A key
+ * whose newest version was in a lost block reads as its newest surviving
+ * version (or as absent); a key whose large value cannot be read is kept and
+ * reads report the error. opts (NULL: defaults) gives the env and the table
+ * options; read_only must be 0. cb (may be NULL) receives notes; *rep (may
+ * be NULL) the counts. The database must not be open (the LOCK is taken).
+ * Errors: CAIRN_ENOENT (no directory, or no database file in it),
+ * CAIRN_EBUSY, CAIRN_EIO, CAIRN_ENOSPC, CAIRN_ENOMEM; errbuf says what. On an
+ * error the old files stay where they were and repair can run again. */
+CAIRN_EXPORT int cairn_repair(const char *dir, const struct cairn_options *opts,
+                              const struct cairn_repair_callbacks *cb,
+                              struct cairn_repair_report *rep, char *errbuf, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
 /* Statistics                                                                */
 
 #define CAIRN_MAX_LEVELS 7

@@ -128,6 +128,18 @@ uint64_t table_approx_offset(struct table *t, struct slice ikey);
  * at all. For `cairn check`. */
 int table_verify(struct table *t, void (*fn)(void *ctx, uint64_t off, const char *what), void *ctx);
 
+/* Reads every data block whose checksum and format hold and passes each of
+ * its entries to entry (a nonzero return stops and is returned); each block
+ * that cannot be read goes to lost with its byte range and a message naming
+ * the file and offset. *entries counts the entries passed. For `cairn
+ * repair`. Errors: CAIRN_ENOMEM, or entry's. */
+struct table_salvage_cb {
+	int (*entry)(void *ctx, struct slice ikey, struct slice ival);
+	void (*lost)(void *ctx, uint64_t off, uint64_t len, const char *what);
+	void *ctx;
+};
+int table_salvage(struct table *t, struct table_salvage_cb *cb, uint64_t *entries);
+
 /* Prints the table's footer, properties, index and entries, one line each,
  * through fn. For `cairn dump`. A damaged block is printed as an error line
  * and the dump goes on; it then returns CAIRN_ECORRUPT at the end. */

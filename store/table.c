@@ -1125,6 +1125,80 @@ int table_verify(struct table *t, void (*fn)(void *ctx, uint64_t off, const char
 }
 
 /* ------------------------------------------------------------------------ */
+/* Salvaging                                                                 */
+
+/* Passes the entries of one data block that read back whole; stops at the
+ * first malformed one (a checksum that passed over a malformed block means
+ * the writer erred, and what follows cannot be trusted). */
+static int salvage_block(struct table *t, struct block_handle h, const struct block *b,
+                         struct table_salvage_cb *cb, uint64_t *entries)
+{
+	struct iter *it = block_iter_new(b);
+	if (!it)
+		return CAIRN_ENOMEM;
+	int r = 0;
+	for (iter_seek_first(it); !r && iter_valid(it); iter_next(it)) {
+		struct slice k = iter_key(it), v = iter_value(it);
+		if (!ikey_valid(k) || !ival_valid(v))
+			break;
+		r = cb->entry(cb->ctx, k, v);
+		(*entries)++;
+	}
+	if (!r && (iter_status(it) || iter_valid(it))) {
+		char msg[300];
+		fmt_msg(msg, sizeof(msg),
+		        "table '%s': block at offset %" PRIu64 ": malformed entry", t->path,
+		        h.offset);
+		cb->lost(cb->ctx, h.offset, h.size + TRAILER_SIZE, msg);
+	}
+	iter_free(it);
+	return r;
+}
+
+int table_salvage(struct table *t, struct table_salvage_cb *cb, uint64_t *entries)
+{
+	*entries = 0;
+	struct iter *ix = block_iter_new(&t->index);
+	if (!ix)
+		return CAIRN_ENOMEM;
+	int r = 0;
+	for (iter_seek_first(ix); !r && iter_valid(ix); iter_next(ix)) {
+		struct block_handle h;
+		char err[256], *data;
+		size_t n;
+		struct block b;
+		if (handle_decode(iter_value(ix), &h) || !handle_inside(h, t->meta_end)) {
+			table_msg(t->path, err, sizeof(err), "index block: bad block handle");
+			cb->lost(cb->ctx, t->index_h.offset, 0, err);
+			continue;
+		}
+		r = table_read_raw(t->f, t->path, h, &data, &n, err, sizeof(err));
+		if (r == CAIRN_ENOMEM)
+			break;
+		if (r) {
+			cb->lost(cb->ctx, h.offset, h.size + TRAILER_SIZE, err);
+			r = 0;
+			continue;
+		}
+		if (block_parse(data, n, &b)) {
+			table_msg(t->path, err, sizeof(err),
+			          "block at offset %" PRIu64 ": malformed restart array", h.offset);
+			cb->lost(cb->ctx, h.offset, h.size + TRAILER_SIZE, err);
+		} else {
+			r = salvage_block(t, h, &b, cb, entries);
+		}
+		free(data);
+	}
+	if (!r && iter_status(ix)) {
+		char err[256];
+		table_msg(t->path, err, sizeof(err), "index block: malformed entry");
+		cb->lost(cb->ctx, t->index_h.offset, t->index_h.size, err);
+	}
+	iter_free(ix);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Dumping                                                                   */
 
 static int line_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
