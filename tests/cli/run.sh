@@ -259,6 +259,28 @@ test_check_finds_flipped_log_byte() {
 	expect_exit 1 cairn check && check "names the log" grep -q "$(basename "$log"):16: " "$T/out"
 }
 
+# repair brings back a database whose CURRENT and manifest are gone, keeps
+# the replaced files in lost/, and says what it lost when a table is damaged.
+test_repair_rebuilds_and_reports() {
+	fresh_db
+	put_keys r1 r2 r3
+	cairn flush >/dev/null && put_keys r4 && cairn del r2 >/dev/null || return 1
+	local man
+	man=$(cat "$DB/CURRENT")
+	rm "$DB/CURRENT" "$DB/$man"
+	expect_exit 0 "$CAIRN" repair "$DB" && check "summary" grep -q '^kept 3 keys' "$T/out" &&
+		check "old files aside" [ -n "$(ls "$DB/lost")" ] &&
+		expect_exit 0 cairn scan && check "the keys" [ "$(cat "$T/out")" = "$(printf 'r1\nr3\nr4')" ] &&
+		expect_exit 0 cairn check || return 1
+	local sst
+	sst=$(ls "$DB"/*.sst | head -1)
+	flip_byte "$sst" 20
+	expect_exit 1 cairn repair && check "names the lost block" grep -q "$(basename "$sst"):.*lost" "$T/out" &&
+		check "says what was lost" grep -q 'lost .* bytes in 1 damaged' "$T/err" &&
+		check "damaged table aside" [ -f "$DB/lost/$(basename "$sst")" ] &&
+		expect_exit 0 cairn check
+}
+
 test_dump_each_kind() {
 	fresh_db
 	put_keys d1 d2
