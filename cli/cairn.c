@@ -819,7 +819,8 @@ static const char stats_help[] =
 	X(bloom_checks) X(bloom_negatives) X(bloom_false_positives) X(flushes) \
 	X(flush_bytes_written) X(compactions) X(compaction_bytes_read) \
 	X(compaction_bytes_written) X(pending_compaction_bytes) X(slowdowns) X(slowdown_micros) \
-	X(stops) X(stop_micros) X(table_bytes) X(wal_bytes) X(total_disk_bytes)
+	X(stops) X(stop_micros) X(table_bytes) X(wal_bytes) X(total_disk_bytes) \
+	X(compactions_damaged)
 // clang-format on
 
 static void stats_json(const struct cairn_stats *st)

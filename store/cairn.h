@@ -512,8 +512,9 @@ struct cairn_repair_callbacks {
  * options; read_only must be 0. cb (may be NULL) receives notes; *rep (may
  * be NULL) the counts. The database must not be open (the LOCK is taken).
  * Errors: CAIRN_ENOENT (no directory, or no database file in it),
- * CAIRN_EBUSY, CAIRN_EIO, CAIRN_ENOSPC, CAIRN_ENOMEM; errbuf says what. On an
- * error the old files stay where they were and repair can run again. */
+ * CAIRN_EBUSY, CAIRN_EIO, CAIRN_ENOSPC, CAIRN_ENOMEM; errbuf says what. An
+ * error leaves every file it had read in dir or in lost/, never deleted, and
+ * repair can run again. */
 CAIRN_EXPORT int cairn_repair(const char *dir, const struct cairn_options *opts,
                               const struct cairn_repair_callbacks *cb,
                               struct cairn_repair_report *rep, char *errbuf, size_t errlen);
@@ -566,7 +567,11 @@ struct cairn_stats {
 	 * the bytes of live values they moved (counters) */
 	uint64_t blob_files, blob_bytes_live, blob_bytes_garbage;
 	uint64_t blob_collections, blob_bytes_moved;
-	uint64_t reserved[11];
+	/* compactions stopped by a damaged input table (counter); the handle's
+	 * message (cairn_errmsg) names the table and block; writes stop and
+	 * reads go on: `cairn repair` salvages the database */
+	uint64_t compactions_damaged;
+	uint64_t reserved[10];
 };
 
 /* Fills *st with the current figures. Cheap: takes one short lock. */

@@ -425,6 +425,38 @@ static int compact_entries(struct compaction_state *cs)
 	return r;
 }
 
+static void first_problem(void *ctx, uint64_t off, const char *what)
+{
+	char *out = ctx;
+	(void)off;
+	if (!out[0])
+		fmt_msg(out, 300, "%s", what);
+}
+
+/* A damaged input stops the compaction, and would stop it again at every
+ * retry and every reopen. The input tables were read without the caches, so
+ * their read errors are gone: the inputs are verified again to name the
+ * table and block in the message, with the way out. */
+static void damaged_input(struct cairn_db *db, struct compaction *c, char *err, size_t errlen)
+{
+	char what[300] = "", was[512];
+	fmt_msg(was, sizeof(was), "%s", err);
+	for (int w = 0; w < 2 && !what[0]; w++)
+		for (int i = 0; i < c->ninputs[w] && !what[0]; i++) {
+			struct file_meta *f = c->inputs[w][i];
+			struct table *t;
+			struct cache_handle *h;
+			if (tcache_get(db->tc, f->number, f->size, &t, &h, what, sizeof(what)))
+				break;
+			table_verify(t, first_problem, what);
+			tcache_release(db->tc, h);
+		}
+	atomic_fetch_add(&db->st.compactions_damaged, 1);
+	fmt_msg(err, errlen,
+	        "%s; writes stop, reads go on; run `cairn repair` on the closed database",
+	        what[0] ? what : was);
+}
+
 int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 {
 	int r, aborted = 0;
@@ -473,6 +505,8 @@ int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual)
 		}
 		edit_unpend(db, &c->edit);
 	}
+	if (r == CAIRN_ECORRUPT)
+		damaged_input(db, c, err, sizeof(err));
 	compaction_free(c);
 	db->running_compactions--;
 	if (r && aborted) {

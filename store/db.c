@@ -2011,6 +2011,7 @@ CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st)
 	        blob_bytes > st->blob_bytes_garbage ? blob_bytes - st->blob_bytes_garbage : 0;
 	st->blob_collections = LOAD(blob_collections);
 	st->blob_bytes_moved = LOAD(blob_bytes_moved);
+	st->compactions_damaged = LOAD(compactions_damaged);
 	env_mutex_unlock(&db->mu);
 
 	/* false positives: the filter said maybe, the table had no such key;

@@ -58,6 +58,7 @@ struct db_counters {
 	atomic_uint_fast64_t level_bytes_read[NUM_LEVELS];
 	atomic_uint_fast64_t level_bytes_written[NUM_LEVELS];
 	atomic_uint_fast64_t blob_collections, blob_bytes_moved;
+	atomic_uint_fast64_t compactions_damaged;
 };
 
 /* A collected blob file that readers older than seq may still read. */

@@ -1,6 +1,6 @@
 #!/bin/sh
 # damage.sh - `make check`'s share of the damaged-file trials (tests/damage.c,
-# issue 17 Acceptance): DAMAGE_TRIALS trials (default 300, about 25 s) from
+# issue 17 Acceptance): DAMAGE_TRIALS trials (default 240, about 20 s) from
 # DAMAGE_SEED (default 1). Every trial must end in a refused open naming the
 # file, or in an open after which every read is right or an error and check
 # reported the damage. A failed trial fails this test unless its class
