@@ -1123,12 +1123,13 @@ static const char repair_help[] =
         "Rebuilds a database that will not open (CURRENT or the manifest missing or\n"
         "damaged, a damaged table, log or blob file) from what its files still hold,\n"
         "as LevelDB's RepairDB does: every table is read (a damaged one block by\n"
-        "block), every log is replayed up to its first damage, the newest version\n"
-        "of each key found wins, and a new manifest and CURRENT are written. Nothing\n"
-        "is deleted: the replaced files (old CURRENT, manifests, logs and tables,\n"
-        "blob files no key refers to) move into DBDIR/lost/. Prints what was read,\n"
-        "each byte range lost and a summary; exits 1 if anything was lost. The\n"
-        "database must not be open. DBDIR may also be given as an argument.\n\n"
+        "block), every whole log record is replayed (damaged ones are skipped), the\n"
+        "newest version of each key found wins, and a new manifest and CURRENT are\n"
+        "written. Nothing is deleted: the replaced files (old CURRENT, manifests,\n"
+        "logs and tables, blob files no key refers to) move into DBDIR/lost/.\n"
+        "Prints what was read, each byte range lost and a summary; exits 1 if\n"
+        "anything was lost. The database must not be open. DBDIR may also be given\n"
+        "as an argument.\n\n"
         "  -h, --help     show this help\n";
 
 static void repair_note(void *ctx, const char *file, uint64_t off, uint64_t len, const char *what)

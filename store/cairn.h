@@ -500,8 +500,11 @@ struct cairn_repair_callbacks {
  * refuses it (CURRENT or the manifest missing or damaged, a damaged table,
  * log or blob file). It works like LevelDB's RepairDB: the old manifest is
  * not trusted; every table is read (a damaged one block by block, keeping
- * every block whose checksum holds), every log is replayed up to its first
- * damage, the newest version of each key found anywhere wins, and the live
+ * every block whose checksum holds, found by their checksums when the footer
+ * or index is gone), every log record whose checksums hold is replayed (the
+ * bytes of damaged ones are skipped and reported), a file is read for what
+ * its magic number says it is whatever its name, the newest version of each
+ * key found anywhere wins, and the live
  * keys are written as new tables on one level, recorded with the blob files
  * they refer to in a new manifest, which a new CURRENT names. Nothing is
  * deleted: the old CURRENT, manifests, logs and tables and every blob file no

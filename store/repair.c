@@ -41,7 +41,8 @@ enum rp_kind { RP_OTHER, RP_CURRENT, RP_MANIFEST, RP_LOG, RP_TABLE, RP_BLOB };
 
 struct rp_file {
 	char name[RP_NAME];
-	enum rp_kind kind;
+	enum rp_kind kind;    /* by its name */
+	enum rp_kind content; /* by its magic number; RP_OTHER: none */
 	uint64_t number;
 	uint64_t size;
 	int damaged;
@@ -121,6 +122,12 @@ static void rp_path(const struct repair *rp, const char *name, char *out, size_t
 
 /* ---- listing ---------------------------------------------------------- */
 
+static const char *kind_name(enum rp_kind k)
+{
+	static const char *names[] = {"file", "CURRENT", "manifest", "log", "table", "blob file"};
+	return names[k];
+}
+
 static int parse_number(const char *s, const char *suffix, uint64_t *n)
 {
 	size_t digits = strspn(s, "0123456789");
@@ -182,18 +189,47 @@ static int cmp_files(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+/* What a file holds by its magic number: a table ends in one, the other
+ * kinds start with one. Files get swapped or renamed; their contents are
+ * read for what they are. */
+static int rp_sniff(struct repair *rp, struct rp_file *f)
+{
+	char path[RP_PATH], head[8], tail[8];
+	struct env_file *fh = NULL;
+	size_t got = 0;
+	rp_path(rp, f->name, path, sizeof(path));
+	f->content = RP_OTHER;
+	int r = env_file_size(rp->env, path, &f->size);
+	if (!r)
+		r = env_open_read(rp->env, path, &fh);
+	if (r)
+		return rp_fail(rp, r, "cannot read '%s': %s", path, cairn_strerror(r));
+	if (f->size >= 16 && !env_pread(fh, 0, head, 8, &got) && got == 8) {
+		if (memcmp(head, "cairnlog", 8) == 0)
+			f->content = RP_LOG;
+		else if (memcmp(head, "cairnman", 8) == 0)
+			f->content = RP_MANIFEST;
+		else if (memcmp(head, "cairnblb", 8) == 0)
+			f->content = RP_BLOB;
+	}
+	if (f->content == RP_OTHER && f->size >= 64 && !env_pread(fh, f->size - 8, tail, 8, &got) &&
+	    got == 8 && memcmp(tail, "CAIRNSST", 8) == 0)
+		f->content = RP_TABLE;
+	env_close(fh);
+	if (f->content != RP_OTHER && f->content != f->kind)
+		rp_note(rp, f->name, 0, 0, "holds a %s", kind_name(f->content));
+	return 0;
+}
+
 static int rp_list(struct repair *rp)
 {
 	int r = env_list_dir(rp->env, rp->dir, collect, rp);
 	if (r)
 		return rp_fail(rp, r, "cannot list '%s': %s", rp->dir, cairn_strerror(r));
 	qsort(rp->files, rp->nfiles, sizeof(*rp->files), cmp_files);
-	for (size_t i = 0; i < rp->nfiles; i++) {
-		char path[RP_PATH];
-		rp_path(rp, rp->files[i].name, path, sizeof(path));
-		env_file_size(rp->env, path, &rp->files[i].size);
-	}
-	return 0;
+	for (size_t i = 0; !r && i < rp->nfiles; i++)
+		r = rp_sniff(rp, &rp->files[i]);
+	return r;
 }
 
 /* ---- salvaging entries -------------------------------------------------- */
@@ -257,6 +293,32 @@ static int rp_keep_table(struct repair *rp, struct table *t)
 	return 0;
 }
 
+/* A table whose footer or index cannot be read: its data blocks are found
+ * by their checksums from offset 0. */
+static int rp_table_raw(struct repair *rp, struct rp_file *f, const char *path, const char *why)
+{
+	struct env_file *fh = NULL;
+	uint64_t n = 0;
+	f->damaged = 1;
+	rp->rep->tables_damaged++;
+	rp_note(rp, f->name, 0, 0, "damaged: %s; looking for its blocks one by one", why);
+	int r = env_open_read(rp->env, path, &fh);
+	if (r) {
+		rp->rep->bytes_lost += f->size;
+		rp_note(rp, f->name, 0, f->size, "lost: cannot open it: %s", cairn_strerror(r));
+		return 0;
+	}
+	struct table_salvage_cb cb = {salvage_entry, salvage_lost, rp};
+	r = table_salvage_raw(fh, path, f->size, &cb, &n);
+	env_close(fh);
+	if (r == CAIRN_ENOMEM)
+		return rp_fail(rp, r, "salvaging '%s': %s", path, cairn_strerror(r));
+	if (r)
+		salvage_lost(rp, 0, 0, cairn_strerror(r));
+	rp_note(rp, f->name, 0, 0, "salvaged %" PRIu64 " entries", n);
+	return 0;
+}
+
 static int rp_table(struct repair *rp, struct rp_file *f)
 {
 	char path[RP_PATH], err[512] = "";
@@ -271,14 +333,8 @@ static int rp_table(struct repair *rp, struct rp_file *f)
 		r = table_open(fh, path, f->size, NULL, &t, err, sizeof(err));
 	if (r == CAIRN_ENOMEM)
 		return rp_fail(rp, r, "out of memory reading '%s'", path);
-	if (r) {
-		f->damaged = 1;
-		rp->rep->tables_damaged++;
-		rp->rep->bytes_lost += f->size;
-		rp_note(rp, f->name, 0, f->size, "lost: the whole table cannot be read: %s",
-		        err[0] ? err : cairn_strerror(r));
-		return 0;
-	}
+	if (r)
+		return rp_table_raw(rp, f, path, err[0] ? err : cairn_strerror(r));
 	const struct table_props *p = table_properties(t);
 	if (table_verify(t, verify_problem, rp) == 0) {
 		rp_see_seq(rp, p->max_seq);
@@ -312,58 +368,110 @@ static int replay_entry(void *ctx, uint64_t seq, enum value_type type, struct sl
 	return rp_add(ctx, seq, type, key, time_ns, value);
 }
 
-static void rp_log_lost(struct repair *rp, struct rp_file *f, uint64_t from, const char *why)
+/* 1 if a whole record with both checksums right starts at pos; *len is its
+ * payload length. */
+static int rec_ok(const char *d, uint64_t size, uint64_t pos, uint64_t *len)
 {
-	if (from >= f->size)
-		return;
-	f->damaged = 1;
-	rp->rep->logs_damaged++;
-	rp->rep->bytes_lost += f->size - from;
-	rp_note(rp, f->name, from, f->size - from, "lost: bytes %" PRIu64 "..%" PRIu64 ": %s", from,
-	        f->size, why);
+	if (pos + WAL_RECORD_HEADER > size ||
+	    crc32c_unmask(dec_fixed32(d + pos + 8)) != crc32c(d + pos, 8))
+		return 0;
+	*len = dec_fixed32(d + pos);
+	return *len <= WAL_MAX_RECORD && *len <= size - pos - WAL_RECORD_HEADER &&
+	       crc32c_unmask(dec_fixed32(d + pos + 4)) ==
+	               crc32c(d + pos + WAL_RECORD_HEADER, (size_t)*len);
 }
 
+static int all_zero(const char *d, uint64_t from, uint64_t to)
+{
+	for (uint64_t i = from; i < to; i++)
+		if (d[i])
+			return 0;
+	return 1;
+}
+
+static void rp_log_lost(struct repair *rp, struct rp_file *f, uint64_t from, uint64_t to,
+                        const char *why)
+{
+	if (!f->damaged)
+		rp->rep->logs_damaged++;
+	f->damaged = 1;
+	rp->rep->bytes_lost += to - from;
+	rp_note(rp, f->name, from, to - from, "lost: bytes %" PRIu64 "..%" PRIu64 ": %s", from, to,
+	        why);
+}
+
+static int rp_read_whole(struct repair *rp, const char *path, uint64_t size, char **out)
+{
+	struct env_file *fh = NULL;
+	size_t got = 0;
+	char *d = size < SIZE_MAX ? malloc(size ? (size_t)size : 1) : NULL;
+	if (!d)
+		return rp_fail(rp, CAIRN_ENOMEM, "out of memory reading '%s'", path);
+	int r = env_open_read(rp->env, path, &fh);
+	if (!r)
+		r = env_pread(fh, 0, d, (size_t)size, &got);
+	if (fh)
+		env_close(fh);
+	if (r || got != size) {
+		free(d);
+		return rp_fail(rp, r ? r : CAIRN_EIO, "cannot read '%s': %s", path,
+		               cairn_strerror(r ? r : CAIRN_EIO));
+	}
+	*out = d;
+	return 0;
+}
+
+/* Replays every record whose checksums hold. The log's own reader stops at
+ * the first damage, since recovery must not apply writes past a hole as if
+ * nothing were missing; repair instead looks for the next whole record (its
+ * header checksum makes a false match unlikely), reports the bytes between as
+ * lost and goes on, as LevelDB's repair does. */
 static int rp_log(struct repair *rp, struct rp_file *f)
 {
-	char path[RP_PATH], err[512] = "";
-	struct wal_reader *rd = NULL;
+	char path[RP_PATH], *d = NULL;
+	uint64_t records = 0, pos = WAL_FILE_HEADER, len;
 	rp_path(rp, f->name, path, sizeof(path));
 	rp->rep->logs++;
-	int r = wal_reader_open(rp->env, path, WAL_KIND_LOG, &rd, err, sizeof(err));
-	if (r) {
-		rp_log_lost(rp, f, 0, err[0] ? err : cairn_strerror(r));
+	int r = rp_read_whole(rp, path, f->size, &d);
+	if (r)
+		return r;
+	if (f->size < WAL_FILE_HEADER) {
+		if (!all_zero(d, 0, f->size))
+			rp_log_lost(rp, f, 0, f->size, "shorter than the file header");
+		free(d);
 		return 0;
 	}
-	uint64_t records = 0;
-	for (;;) {
-		struct slice rec;
-		r = wal_next(rd, &rec, err, sizeof(err));
-		if (r != WAL_RECORD)
-			break;
-		r = batch_iterate(rec, replay_entry, rp);
-		if (r == CAIRN_ENOMEM)
-			break;
-		if (r) {
-			/* the record's checksums held: a bad batch is a writer's
-			 * error, and the records after it are still whole */
-			rp->rep->bytes_lost += rec.len;
-			f->damaged = 1;
-			rp_note(rp, f->name, wal_good_offset(rd) - rec.len - WAL_RECORD_HEADER,
-			        rec.len + WAL_RECORD_HEADER,
-			        "lost: a record that is no write batch");
+	if (memcmp(d, "cairnlog", 8) != 0 || crc32c_unmask(dec_fixed32(d + 12)) != crc32c(d, 12))
+		rp_note(rp, f->name, 0, WAL_FILE_HEADER, "damaged: bad file header");
+	while (pos < f->size) {
+		if (rec_ok(d, f->size, pos, &len)) {
+			struct slice rec = slice_make(d + pos + WAL_RECORD_HEADER, (size_t)len);
+			r = batch_iterate(rec, replay_entry, rp);
+			if (r == CAIRN_ENOMEM)
+				break;
+			if (r)
+				rp_log_lost(rp, f, pos, pos + WAL_RECORD_HEADER + len,
+				            "a record that is no write batch");
+			else
+				records++;
+			r = 0;
+			pos += WAL_RECORD_HEADER + len;
 			continue;
 		}
-		records++;
+		uint64_t next = pos + 1;
+		while (next < f->size && !rec_ok(d, f->size, next, &len))
+			next++;
+		if (!all_zero(d, pos, next))
+			rp_log_lost(rp, f, pos, next,
+			            next < f->size
+			                    ? "damaged records, skipped"
+			                    : "no whole record (a write cut short, or damage)");
+		pos = next;
 	}
-	uint64_t good = wal_good_offset(rd);
-	wal_reader_close(rd);
-	if (r == CAIRN_ENOMEM || r == CAIRN_EIO)
-		return rp_fail(rp, r, "reading '%s': %s", path, err[0] ? err : cairn_strerror(r));
+	free(d);
+	if (r)
+		return rp_fail(rp, r, "replaying '%s': %s", path, cairn_strerror(r));
 	rp->rep->log_records += records;
-	if (r == WAL_TORN)
-		rp_log_lost(rp, f, good, "the last record is incomplete");
-	else if (r < 0)
-		rp_log_lost(rp, f, good, err);
 	rp_note(rp, f->name, 0, 0, "replayed %" PRIu64 " records", records);
 	return 0;
 }
@@ -423,12 +531,14 @@ static int rp_read_all(struct repair *rp)
 		return rp_fail(rp, CAIRN_ENOMEM, "out of memory");
 	for (size_t i = 0; i < rp->nfiles; i++) {
 		struct rp_file *f = &rp->files[i];
+		/* the magic number decides; without one, the name */
+		enum rp_kind k = f->content != RP_OTHER ? f->content : f->kind;
 		int r = 0;
-		if (f->kind == RP_TABLE)
+		if (k == RP_TABLE)
 			r = rp_table(rp, f);
-		else if (f->kind == RP_LOG)
+		else if (k == RP_LOG)
 			r = rp_log(rp, f);
-		else if (f->kind == RP_BLOB)
+		else if (k == RP_BLOB && f->kind == RP_BLOB)
 			r = rp_blob(rp, f, &rp->blobs[rp->nblobs++]);
 		if (r)
 			return r;
@@ -708,6 +818,10 @@ static int rp_set_aside(struct repair *rp, const char *name, const char *why)
 
 static const char *rp_aside_reason(const struct repair *rp, const struct rp_file *f)
 {
+	if (f->content != RP_OTHER && f->content != f->kind && f->kind != RP_OTHER)
+		return f->content == RP_TABLE || f->content == RP_LOG
+		               ? "misnamed; its entries are in the new tables"
+		               : "misnamed";
 	switch (f->kind) {
 	case RP_CURRENT:
 	case RP_MANIFEST:

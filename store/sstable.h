@@ -139,6 +139,13 @@ struct table_salvage_cb {
 	void *ctx;
 };
 int table_salvage(struct table *t, struct table_salvage_cb *cb, uint64_t *entries);
+/* The same for a table whose footer or index cannot be read (cut short, grown,
+ * damaged at its end): data blocks start at offset 0 with no gaps, so each
+ * is found by its checksum, up to the first byte range that holds no whole
+ * block (reported lost) or the first block that is not data (the filter,
+ * index or properties). f stays the caller's. */
+int table_salvage_raw(struct env_file *f, const char *path, uint64_t size,
+                      struct table_salvage_cb *cb, uint64_t *entries);
 
 /* Prints the table's footer, properties, index and entries, one line each,
  * through fn. For `cairn dump`. A damaged block is printed as an error line

@@ -1198,6 +1198,131 @@ int table_salvage(struct table *t, struct table_salvage_cb *cb, uint64_t *entrie
 	return r;
 }
 
+/* The end of the block that starts at p: the first type byte (0 or 1) whose
+ * following 4 bytes hold the checksum of everything from p through it. The
+ * checksum grows a byte at a time, so the search costs one pass over the
+ * bytes it covers. Returns 0 with *end (the type byte's offset), or 1 when
+ * no block ends before the end of the data. */
+static int raw_block_end(const char *data, uint64_t size, uint64_t p, uint64_t *end)
+{
+	uint32_t crc = 0;
+	for (uint64_t e = p; e + TRAILER_SIZE <= size; e++) {
+		uint32_t c = crc32c_extend(crc, data + e, 1);
+		if ((unsigned char)data[e] <= COMP_LZ4 &&
+		    crc32c_unmask(dec_fixed32(data + e + 1)) == c) {
+			*end = e;
+			return 0;
+		}
+		crc = c;
+	}
+	return 1;
+}
+
+/* 1 if every entry of b is a well-formed data entry above *prev (updated):
+ * the first block that is not is the filter, index or properties block. */
+static int raw_block_is_data(const struct block *b, struct buf *prev, int *have_prev)
+{
+	struct iter *it = block_iter_new(b);
+	if (!it)
+		return -1;
+	int ok = 1, n = 0;
+	for (iter_seek_first(it); ok && iter_valid(it); iter_next(it), n++) {
+		struct slice k = iter_key(it);
+		ok = ikey_valid(k) && ival_valid(iter_value(it)) &&
+		     (!*have_prev || ikey_cmp(buf_slice(prev), k) < 0);
+		if (ok && buf_set(prev, k.data, k.len)) {
+			ok = -1;
+			break;
+		}
+		*have_prev = 1;
+	}
+	if (ok == 1 && (iter_status(it) || n == 0))
+		ok = 0;
+	iter_free(it);
+	return ok;
+}
+
+static int raw_emit(const struct block *b, struct table_salvage_cb *cb, uint64_t *entries)
+{
+	struct iter *it = block_iter_new(b);
+	if (!it)
+		return CAIRN_ENOMEM;
+	int r = 0;
+	for (iter_seek_first(it); !r && iter_valid(it); iter_next(it), (*entries)++)
+		r = cb->entry(cb->ctx, iter_key(it), iter_value(it));
+	iter_free(it);
+	return r;
+}
+
+/* One block found by raw_block_end: 1 when it was data (emitted), 0 when it
+ * was not (the meta blocks begin), or an error. */
+static int raw_block(const char *path, const char *data, uint64_t p, uint64_t e,
+                     struct table_salvage_cb *cb, uint64_t *entries, struct buf *prev,
+                     int *have_prev)
+{
+	char err[256], *u = NULL;
+	size_t n = (size_t)(e - p);
+	struct block b;
+	int r = 0;
+	if ((unsigned char)data[e] == COMP_LZ4) {
+		r = table_lz4(path, p, data + p, n, &u, &n, err, sizeof(err));
+		if (r)
+			return r == CAIRN_ENOMEM ? r : 0;
+	}
+	if (block_parse(u ? u : data + p, n, &b) == 0) {
+		struct buf save = {0};
+		int had = *have_prev;
+		if ((r = buf_set(&save, prev->data, prev->len)) == 0) {
+			r = raw_block_is_data(&b, prev, have_prev);
+			if (r < 0 || (r == 1 && raw_emit(&b, cb, entries)))
+				r = CAIRN_ENOMEM;
+			if (r == 0) { /* not data: the last key stays what it was */
+				buf_set(prev, save.data, save.len);
+				*have_prev = had;
+			}
+		}
+		buf_free(&save);
+	}
+	free(u);
+	return r;
+}
+
+int table_salvage_raw(struct env_file *f, const char *path, uint64_t size,
+                      struct table_salvage_cb *cb, uint64_t *entries)
+{
+	char err[256];
+	*entries = 0;
+	if (size > SIZE_MAX / 2)
+		return CAIRN_ENOMEM;
+	char *data = malloc(size ? (size_t)size : 1);
+	if (!data)
+		return CAIRN_ENOMEM;
+	int r = table_pread(f, path, 0, data, (size_t)size, err, sizeof(err));
+	if (r) {
+		free(data);
+		return r;
+	}
+	struct buf prev = {0};
+	int have_prev = 0;
+	uint64_t p = 0, e;
+	while (p < size) {
+		if (raw_block_end(data, size, p, &e)) {
+			table_msg(path, err, sizeof(err),
+			          "no whole block from offset %" PRIu64 " to the end (%" PRIu64 ")",
+			          p, size);
+			cb->lost(cb->ctx, p, size - p, err);
+			break;
+		}
+		r = raw_block(path, data, p, e, cb, entries, &prev, &have_prev);
+		if (r <= 0)
+			break;
+		p = e + TRAILER_SIZE;
+	}
+	buf_free(&prev);
+	free(data);
+	return r < 0 ? r : 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Dumping                                                                   */
 

@@ -24,7 +24,10 @@
  * (which file, where, how much) comes from the seed; the engine's clock is
  * replaced by a counter so the files are the same bytes on every run.
  *
- * Usage: damage [-s SEED] [-n TRIALS] [-k DIR] [-v]
+ * Usage: damage [-s SEED] [-n TRIALS] [-k DIR] [-r|-R] [-v]
+ * -k keeps the work directory; -r also runs cairn_repair after each trial and
+ * sums up what the repaired databases hold (-R: repair only, no open before
+ * it, so the outcome columns are meaningless); -v prints every trial.
  * Prints the seed, one line "FAIL class detail" per failed trial (class is
  * state:kind:damage:failure, for tests/damage.sh), and a summary table.
  * Exits 0 when the trials ran (whatever they found), 2 on a usage error, 1
@@ -423,10 +426,19 @@ static int apply_damage(const char *dir, struct trial *t)
 
 /* ---- judging --------------------------------------------------------------- */
 
+/* After repair (-r): what the repaired database holds. */
+struct after_repair {
+	int ran, refused, opened, check_clean;
+	unsigned exact, differ, absent, errors, resurrected;
+};
+
 struct verdict {
 	int outcome;
 	char detail[400];
+	struct after_repair ar;
 };
+
+static int with_repair;
 
 static void set_fail(struct verdict *v, int outcome, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -466,16 +478,25 @@ static int key_index(const char *k, size_t len)
 	return i < NKEYS ? i : -1;
 }
 
+/* Reads reference key i into k / *val: cairn_get's result, or 1 for a key
+ * never written. */
+static int get_ref(struct cairn_db *db, int i, char *k, void **val, size_t *len)
+{
+	if (!refs[i].state)
+		return 1;
+	key_of(i, k);
+	return cairn_get(db, NULL, k, strlen(k), val, len);
+}
+
 static void point_reads(struct cairn_db *db, struct verdict *v, int *errors)
 {
 	for (int i = 0; i < NKEYS; i++) {
 		char k[16];
 		void *val = NULL;
 		size_t len = 0;
-		if (!refs[i].state)
+		int r = get_ref(db, i, k, &val, &len);
+		if (r == 1)
 			continue;
-		key_of(i, k);
-		int r = cairn_get(db, NULL, k, strlen(k), &val, &len);
 		if (refs[i].state == 1 && r == CAIRN_ENOTFOUND)
 			set_fail(v, F_MISSING, "get %s: not found, wanted %zu bytes", k,
 			         refs[i].len);
@@ -568,6 +589,49 @@ static void judge(const char *dir, const struct trial *t, struct verdict *v)
 	v->outcome = errors ? O_ERRORS : O_CORRECT;
 }
 
+/* -r: repairs the damaged directory and reads every reference key of the
+ * result. Repair cannot bring back what was lost, so these are figures, not
+ * a verdict: how often it yields a database that opens and checks clean, and
+ * how many keys read exactly as written last. */
+static void judge_repair(const char *dir, struct after_repair *ar)
+{
+	struct cairn_options o;
+	struct cairn_db *db = NULL;
+	char err[1024];
+	uint64_t problems = 1;
+	set_options(&o);
+	ar->ran = 1;
+	if (cairn_repair(dir, &o, NULL, NULL, err, sizeof(err))) {
+		ar->refused = 1;
+		return;
+	}
+	o.create_if_missing = 0;
+	if (cairn_open(dir, &o, &db, err, sizeof(err)))
+		return;
+	ar->opened = 1;
+	for (int i = 0; i < NKEYS; i++) {
+		char k[16];
+		void *val = NULL;
+		size_t len = 0;
+		int r = get_ref(db, i, k, &val, &len);
+		if (r == 1)
+			continue;
+		if (r && r != CAIRN_ENOTFOUND)
+			ar->errors++;
+		else if (refs[i].state == 2)
+			r ? ar->exact++ : ar->resurrected++;
+		else if (r)
+			ar->absent++;
+		else if (len == refs[i].len && memcmp(val, refs[i].val, len) == 0)
+			ar->exact++;
+		else
+			ar->differ++;
+		cairn_free(val);
+	}
+	cairn_close(db);
+	ar->check_clean = cairn_check(dir, NULL, &problems) == 0 && problems == 0;
+}
+
 /* Runs one judged trial in a child: a crash or a hang becomes an outcome. */
 static void run_judged(const char *dir, const struct trial *t, struct verdict *v)
 {
@@ -582,7 +646,10 @@ static void run_judged(const char *dir, const struct trial *t, struct verdict *v
 		close(fd[0]);
 		alarm(TRIAL_TIMEOUT);
 		struct verdict cv = {.outcome = O_CORRECT};
-		judge(dir, t, &cv);
+		if (with_repair < 2)
+			judge(dir, t, &cv);
+		if (with_repair)
+			judge_repair(dir, &cv.ar);
 		ssize_t w = write(fd[1], &cv, sizeof(cv));
 		_exit(w == (ssize_t)sizeof(cv) ? 0 : 1);
 	}
@@ -606,6 +673,20 @@ static void run_judged(const char *dir, const struct trial *t, struct verdict *v
 
 static unsigned counts[NKINDS][NDAMAGES][NOUTCOMES];
 static unsigned totals[NOUTCOMES];
+static struct after_repair rtot;
+
+static void add_repair(const struct after_repair *a)
+{
+	rtot.ran += a->ran;
+	rtot.refused += a->refused;
+	rtot.opened += a->opened;
+	rtot.check_clean += a->check_clean;
+	rtot.exact += a->exact;
+	rtot.differ += a->differ;
+	rtot.absent += a->absent;
+	rtot.errors += a->errors;
+	rtot.resurrected += a->resurrected;
+}
 
 static void print_summary(uint64_t seed, int trials)
 {
@@ -625,11 +706,17 @@ static void print_summary(uint64_t seed, int trials)
 	for (int o = 0; o < NOUTCOMES; o++)
 		printf(" %*u", (int)strlen(outcome_names[o]), totals[o]);
 	printf("\n");
+	if (rtot.ran)
+		printf("after repair: %d trials, %d refused, %d opened, %d checked clean; "
+		       "reference keys: %u exact, %u older value, %u absent, %u errors, "
+		       "%u deleted come back\n",
+		       rtot.ran, rtot.refused, rtot.opened, rtot.check_clean, rtot.exact,
+		       rtot.differ, rtot.absent, rtot.errors, rtot.resurrected);
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: damage [-s SEED] [-n TRIALS] [-k DIR] [-v]\n");
+	fprintf(stderr, "usage: damage [-s SEED] [-n TRIALS] [-k DIR] [-r|-R] [-v]\n");
 	exit(2);
 }
 
@@ -638,7 +725,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 1;
 	int trials = 120, verbose = 0, opt;
 	const char *keep = NULL;
-	while ((opt = getopt(argc, argv, "s:n:k:v")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:k:rRv")) != -1) {
 		switch (opt) {
 		case 's':
 			seed = strtoull(optarg, NULL, 10);
@@ -648,6 +735,12 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			keep = optarg;
+			break;
+		case 'r':
+			with_repair = 1;
+			break;
+		case 'R':
+			with_repair = 2;
 			break;
 		case 'v':
 			verbose = 1;
@@ -698,6 +791,7 @@ int main(int argc, char **argv)
 				run_judged(dir, &t, &v);
 		}
 		counts[t.kind][t.dmg][v.outcome]++;
+		add_repair(&v.ar);
 		totals[v.outcome]++;
 		if (v.outcome >= F_UNNAMED)
 			printf("FAIL %s:%s:%s:%s trial %d: %s %s: %s\n", state_names[t.st],
@@ -707,6 +801,11 @@ int main(int argc, char **argv)
 			printf("ok   %s:%s:%s:%s trial %d: %s %s\n", state_names[t.st],
 			       kind_names[t.kind], damage_names[t.dmg], outcome_names[v.outcome], n,
 			       t.file, t.what);
+		if (verbose && v.ar.ran)
+			printf("     repaired: opened %d, check clean %d; %u exact, %u older, %u "
+			       "absent, %u errors, %u deleted back\n",
+			       v.ar.opened, v.ar.check_clean, v.ar.exact, v.ar.differ, v.ar.absent,
+			       v.ar.errors, v.ar.resurrected);
 		fflush(stdout);
 	}
 	print_summary(seed, trials);

@@ -233,6 +233,43 @@ Test(repair, damaged_log)
 	tu_rmrf(dir);
 }
 
+/* A table cut short has lost its footer and index, not its data blocks:
+ * they are found one by one by their checksums. */
+Test(repair, table_cut_short_keeps_its_blocks)
+{
+	char *dir = tu_tmpdir("repair");
+	struct cairn_repair_report rep;
+	build(dir);
+	char *sst = file_of(dir, ".sst", 0);
+	struct stat st;
+	cr_assert_eq(stat(sst, &st), 0);
+	cr_assert_eq(truncate(sst, st.st_size - 100), 0);
+	repair(dir, &rep);
+	cr_assert_eq(rep.tables_damaged, 1);
+	cr_assert_eq(rep.bytes_lost, 0, "only the footer and meta blocks were cut");
+	verify(dir, 0);
+	free(sst);
+	tu_rmrf(dir);
+}
+
+/* A damaged record costs that record only: the records after it are found
+ * again by their checksums and replayed. */
+Test(repair, log_records_after_a_damaged_one_are_replayed)
+{
+	char *dir = tu_tmpdir("repair");
+	struct cairn_repair_report rep;
+	build(dir);
+	char *log = file_of(dir, ".log", 1);
+	/* the payload of the first record: the deletion of k00000 */
+	flip(log, 16 + 12 + 2);
+	repair(dir, &rep);
+	cr_assert_eq(rep.logs_damaged, 1);
+	live[0] = 1; /* its deletion was in the lost record */
+	verify(dir, 0);
+	free(log);
+	tu_rmrf(dir);
+}
+
 Test(repair, missing_blob_file_keeps_the_key_as_an_error)
 {
 	char *dir = tu_tmpdir("repair");
