@@ -293,6 +293,19 @@ static int rp_keep_table(struct repair *rp, struct table *t)
 	return 0;
 }
 
+/* A file that cannot be read for a reason other than damage (too many open
+ * files, an I/O error, a newer format) stops the repair before it changes
+ * anything: going on would move the file into lost/ with its data. */
+static int rp_cannot_read(struct repair *rp, const char *path, int r, const char *detail)
+{
+	char env_detail[256] = "";
+	if (!detail || !detail[0]) {
+		env_errmsg(rp->env, env_detail, sizeof(env_detail));
+		detail = env_detail[0] ? env_detail : cairn_strerror(r);
+	}
+	return rp_fail(rp, r, "cannot read '%s': %s; nothing was changed", path, detail);
+}
+
 /* A table whose footer or index cannot be read: its data blocks are found
  * by their checksums from offset 0. */
 static int rp_table_raw(struct repair *rp, struct rp_file *f, const char *path, const char *why)
@@ -303,11 +316,8 @@ static int rp_table_raw(struct repair *rp, struct rp_file *f, const char *path, 
 	rp->rep->tables_damaged++;
 	rp_note(rp, f->name, 0, 0, "damaged: %s; looking for its blocks one by one", why);
 	int r = env_open_read(rp->env, path, &fh);
-	if (r) {
-		rp->rep->bytes_lost += f->size;
-		rp_note(rp, f->name, 0, f->size, "lost: cannot open it: %s", cairn_strerror(r));
-		return 0;
-	}
+	if (r)
+		return rp_cannot_read(rp, path, r, NULL);
 	struct table_salvage_cb cb = {salvage_entry, salvage_lost, rp};
 	r = table_salvage_raw(fh, path, f->size, &cb, &n);
 	env_close(fh);
@@ -329,12 +339,13 @@ static int rp_table(struct repair *rp, struct rp_file *f)
 	rp->cur_file = f;
 	rp->rep->tables++;
 	int r = env_open_read(rp->env, path, &fh);
-	if (!r)
-		r = table_open(fh, path, f->size, NULL, &t, err, sizeof(err));
-	if (r == CAIRN_ENOMEM)
-		return rp_fail(rp, r, "out of memory reading '%s'", path);
 	if (r)
-		return rp_table_raw(rp, f, path, err[0] ? err : cairn_strerror(r));
+		return rp_cannot_read(rp, path, r, NULL);
+	r = table_open(fh, path, f->size, NULL, &t, err, sizeof(err));
+	if (r == CAIRN_ECORRUPT)
+		return rp_table_raw(rp, f, path, err);
+	if (r)
+		return rp_cannot_read(rp, path, r, err);
 	const struct table_props *p = table_properties(t);
 	if (table_verify(t, verify_problem, rp) == 0) {
 		rp_see_seq(rp, p->max_seq);
@@ -351,14 +362,13 @@ static int rp_table(struct repair *rp, struct rp_file *f)
 	}
 	rp->rep->tables_damaged++;
 	f->damaged = 1;
-	uint64_t n = 0;
+	uint64_t n = 0, had = p->num_entries;
 	struct table_salvage_cb cb = {salvage_entry, salvage_lost, rp};
 	r = table_salvage(t, &cb, &n);
 	table_close(t);
 	if (r)
 		return rp_fail(rp, r, "salvaging '%s': %s", path, cairn_strerror(r));
-	rp_note(rp, f->name, 0, 0, "salvaged %" PRIu64 " of %" PRIu64 " entries", n,
-	        p ? p->num_entries : 0);
+	rp_note(rp, f->name, 0, 0, "salvaged %" PRIu64 " of %" PRIu64 " entries", n, had);
 	return 0;
 }
 
@@ -441,8 +451,12 @@ static int rp_log(struct repair *rp, struct rp_file *f)
 		free(d);
 		return 0;
 	}
-	if (memcmp(d, "cairnlog", 8) != 0 || crc32c_unmask(dec_fixed32(d + 12)) != crc32c(d, 12))
+	if (memcmp(d, "cairnlog", 8) != 0 || crc32c_unmask(dec_fixed32(d + 12)) != crc32c(d, 12)) {
 		rp_note(rp, f->name, 0, WAL_FILE_HEADER, "damaged: bad file header");
+	} else if (dec_fixed16(d + 8) > 1) {
+		free(d);
+		return rp_cannot_read(rp, path, CAIRN_EVERSION, "written by a newer cairn");
+	}
 	while (pos < f->size) {
 		if (rec_ok(d, f->size, pos, &len)) {
 			struct slice rec = slice_make(d + pos + WAL_RECORD_HEADER, (size_t)len);
@@ -492,8 +506,8 @@ static int rp_blob(struct repair *rp, struct rp_file *f, struct rp_blob *b)
 	b->size = f->size;
 	rp->rep->blob_files++;
 	int r = blob_reader_open(rp->env, path, &b->rd, err, sizeof(err));
-	if (r == CAIRN_ENOMEM)
-		return rp_fail(rp, r, "out of memory reading '%s'", path);
+	if (r && r != CAIRN_ECORRUPT)
+		return rp_cannot_read(rp, path, r, err);
 	if (!r)
 		r = blob_scan(b->rd, f->size, 1, rp_blob_scan_rec, NULL, &good, err, sizeof(err));
 	if (r == CAIRN_ENOMEM || r == CAIRN_EIO)

@@ -5,6 +5,8 @@
  * every key that was readable with its newest value, drops nothing silently
  * (the report counts what was lost) and keeps the replaced files in lost/.
  */
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "testutil.h"
@@ -314,20 +316,17 @@ Test(repair, refuses_an_open_database)
 	tu_rmrf(dir);
 }
 
-/* A compaction whose input has a damaged block names the table and block,
- * counts it in the stats, and leaves reads of everything else working. */
-Test(repair, damaged_compaction_input_is_named)
+/* ntables level-0 tables of 100 keys each (no compaction runs). */
+static void build_tables(const char *dir, struct cairn_options *o, int ntables)
 {
-	char *dir = tu_tmpdir("repair");
-	struct cairn_options o;
-	tu_small_options(&o, NULL);
-	o.background_threads = 0;
-	o.l0_compaction_trigger = 100;
-	o.l0_slowdown_trigger = 100;
-	o.l0_stop_trigger = 100;
-	struct cairn_db *db = tu_open(dir, &o);
+	tu_small_options(o, NULL);
+	o->background_threads = 0;
+	o->l0_compaction_trigger = 100;
+	o->l0_slowdown_trigger = 100;
+	o->l0_stop_trigger = 100;
+	struct cairn_db *db = tu_open(dir, o);
 	char k[16], v[64];
-	for (int t = 0; t < 3; t++) {
+	for (int t = 0; t < ntables; t++) {
 		for (int i = t * 100; i < t * 100 + 100; i++) {
 			key_of(i, k);
 			int n = snprintf(v, sizeof(v), "value-%d", i);
@@ -336,6 +335,43 @@ Test(repair, damaged_compaction_input_is_named)
 		cr_assert_eq(cairn_flush(db), 0);
 	}
 	cairn_close(db);
+}
+
+/* Out of file descriptors, repair must stop before it changes anything:
+ * going on would set tables it could not open aside with their data. */
+Test(repair, stops_unchanged_when_files_cannot_be_opened)
+{
+	char *dir = tu_tmpdir("repair");
+	struct cairn_options o;
+	build_tables(dir, &o, 8);
+	int open_fds = 0;
+	for (int fd = 0; fd < 1024; fd++)
+		open_fds += fcntl(fd, F_GETFD) != -1;
+	struct rlimit old, low;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)open_fds + 4;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	char err[512];
+	int r = cairn_repair(dir, NULL, NULL, NULL, err, sizeof(err));
+	setrlimit(RLIMIT_NOFILE, &old);
+	cr_assert_neq(r, 0, "repair went on without its tables");
+	cr_assert(strstr(err, "nothing was changed"), "%s", err);
+	char cur[300];
+	snprintf(cur, sizeof(cur), "%s/CURRENT", dir);
+	cr_assert_eq(access(cur, F_OK), 0);
+	tu_rmrf(dir);
+}
+
+/* A compaction whose input has a damaged block names the table and block,
+ * counts it in the stats, and leaves reads of everything else working. */
+Test(repair, damaged_compaction_input_is_named)
+{
+	char *dir = tu_tmpdir("repair");
+	struct cairn_options o;
+	build_tables(dir, &o, 3);
+	char k[16];
+	struct cairn_db *db;
 	char *sst = file_of(dir, ".sst", 0);
 	flip(sst, 30);
 	db = tu_open(dir, &o);
