@@ -446,7 +446,8 @@ static void damaged_input(struct cairn_db *db, struct compaction *c, char *err, 
 			struct file_meta *f = c->inputs[w][i];
 			struct table *t;
 			struct cache_handle *h;
-			if (tcache_get(db->tc, f->number, f->size, &t, &h, what, sizeof(what)))
+			struct table_expect x = {.number = f->number, .size = f->size};
+			if (tcache_get(db->tc, &x, &t, &h, what, sizeof(what)))
 				break;
 			table_verify(t, first_problem, what);
 			tcache_release(db->tc, h);

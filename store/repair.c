@@ -584,7 +584,8 @@ static int rp_out_open(struct repair *rp, struct rp_writer *w)
 	char path[RP_PATH];
 	table_file_name(path, sizeof(path), rp->dir, w->out->number);
 	struct table_options o = {rp->opts->block_size, rp->opts->block_restart_interval,
-	                          rp->opts->bloom_bits_per_key, rp->opts->compression};
+	                          rp->opts->bloom_bits_per_key, rp->opts->compression,
+	                          w->out->number};
 	int r = env_open_write(rp->env, path, &w->f);
 	if (!r)
 		r = tb_new(&o, w->f, &w->tb);
