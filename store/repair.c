@@ -934,7 +934,7 @@ CAIRN_EXPORT int cairn_repair(const char *dir, const struct cairn_options *opts,
                               struct cairn_repair_report *rep, char *errbuf, size_t errlen)
 {
 	struct cairn_options defaults;
-	struct cairn_repair_report scratch;
+	struct cairn_repair_report scratch = {0};
 	struct repair rp = {.dir = dir, .cb = cb, .err = errbuf, .errlen = errlen};
 	if (errbuf && errlen)
 		errbuf[0] = 0;
