@@ -167,7 +167,7 @@ struct cairnfs {
 	uint64_t wgen;         /* writes so far: a listing older than this is stale */
 	struct cfs_dir lcache; /* the listing of lcache_ino, when opendir is off */
 	fuse_ino_t lcache_ino;
-	int any_xattr;     /* whether some "\0x" key may exist (cfs_may_have_xattrs) */
+	int any_xattr;     /* whether some attribute key may exist (cfs_may_have_xattrs) */
 	unsigned ntrunc;   /* nodes with a deferred truncation (trunc_at) */
 	pthread_t sweeper; /* commits deferred truncations no write followed */
 	pthread_cond_t sweep_cv;

@@ -325,18 +325,26 @@ static int cfs_dir_nonempty(struct cairnfs *fs, const char *dir, size_t dlen, in
 	return rc ? -cfs_errno(rc, EIO) : 0;
 }
 
-/* Whether some extended attribute may exist: learned with one seek the
+/* Whether some extended attribute may exist: learned with a few seeks the
  * first time it is asked, and set by setxattr (nothing else makes one), so
- * removals on a mount without attributes skip the attribute scan. */
+ * removals on a mount without attributes skip the attribute scan. A file
+ * with links or an orphan keeps its attributes under "\0h" or "\0o" keys:
+ * any such key counts, or those attributes would vanish after a remount. */
 int cfs_may_have_xattrs(struct cairnfs *fs, struct cairn_iter *it)
 {
-	static const char pfx[2] = {'\0', PK_TAG_XATTR};
+	static const char tags[] = {PK_TAG_XATTR, PK_TAG_LINK, PK_TAG_ORPHAN};
 
-	if (fs->any_xattr == CFS_XATTR_UNKNOWN && it) {
+	if (fs->any_xattr != CFS_XATTR_UNKNOWN || !it)
+		return fs->any_xattr == CFS_XATTR_SOME;
+	fs->any_xattr = CFS_XATTR_NONE;
+	for (size_t i = 0; i < sizeof(tags); i++) {
+		const char pfx[2] = {'\0', tags[i]};
+
 		cfs_seek_within(it, pfx, sizeof(pfx), pfx, sizeof(pfx));
-		fs->any_xattr = CFS_XATTR_NONE;
-		if (cairn_iter_valid(it) || cairn_iter_status(it))
+		if (cairn_iter_valid(it) || cairn_iter_status(it)) {
 			fs->any_xattr = CFS_XATTR_SOME;
+			break;
+		}
 	}
 	return fs->any_xattr == CFS_XATTR_SOME;
 }

@@ -213,8 +213,13 @@ for opts in "" "open=1" "flush=1"; do
 	control "$o" "${opts%%=*}"
 	dirtimes "$o"
 	sparse "$o"
+	# the only attributes of a mount belong to a file with links (its keys
+	# "\0h" INO "x" NAME): the daemon must still look for them after a remount
+	python3 -c 'import os, sys; open(sys.argv[1], "w").close(); os.setxattr(sys.argv[1], "user.k", b"v"); os.link(sys.argv[1], sys.argv[2])' "$MNT/xl" "$MNT/xl2"
 	check "unmount ($o)" umount_fs
 	mount_fs ${opts:+-o "$opts"} || { bad "remount ($o)"; continue; }
+	check "an attribute of a file with links after a remount ($o)" \
+		python3 -c 'import os, sys; assert os.getxattr(sys.argv[1], "user.k") == b"v"' "$MNT/xl2"
 	mkdir -p "$MNT/r/a" "$MNT/r/b"
 	check "link counts after a remount ($o)" test "$(stat -c %h "$MNT/r")" = 4
 	syncfs_kill "$o"
