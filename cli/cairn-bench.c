@@ -818,7 +818,7 @@ static void usage(FILE *fp)
 	        "  --benchmarks=LIST    comma-separated workloads, in order (default\n"
 	        "                       " DEFAULT_BENCHMARKS ")\n"
 	        "  --num=N              keys (default 1000000)\n"
-	        "  --key_size=N         bytes per key, 9 to 4096 (default 16)\n"
+	        "  --key_size=N         bytes per key, 9 to 4608 (default 16)\n"
 	        "  --value_size=N       bytes per value (default 100)\n"
 	        "  --db=DIR             parent directory; the engine uses DIR/ENGINE\n"
 	        "                       (default /tmp/cairn-bench)\n"

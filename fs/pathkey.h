@@ -46,12 +46,18 @@
 
 /* Longest name of one path component (NAME_MAX). */
 #define PK_NAME_MAX 255
-/* Longest path: its metadata key "\0m" PATH must fit in one key. */
-#define PK_PATH_MAX (CAIRN_MAX_KEY_SIZE - 2)
+/* Longest path: PATH_MAX less its NUL, the longest path a system call
+ * takes, so every path below the mount point a program can name from the
+ * mount's root works. Deeper entries, reached through a relative path from
+ * a directory below, are refused (ENAMETOOLONG). */
+#define PK_PATH_MAX 4095
 /* A buffer that holds any key these functions build, plus a NUL. */
 #define PK_KEY_BUF (CAIRN_MAX_KEY_SIZE + 8)
 /* Longest extended attribute name (XATTR_NAME_MAX). */
 #define PK_XATTR_NAME_MAX 255
+/* Every key built from a path fits: the longest is an attribute's. */
+_Static_assert(2 + PK_PATH_MAX + 1 + PK_XATTR_NAME_MAX <= CAIRN_MAX_KEY_SIZE,
+               "\\0x PATH \\0 NAME must fit in one key");
 
 /* Second byte of a system key: which table of the system keyspace. */
 #define PK_TAG_META    'm'

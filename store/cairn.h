@@ -76,7 +76,14 @@ CAIRN_EXPORT const char *cairn_strerror(int code);
 /* ------------------------------------------------------------------------ */
 /* Limits, enforced with CAIRN_ETOOBIG                                       */
 
-#define CAIRN_MAX_KEY_SIZE   4096u                /* bytes in one key */
+/* Bytes in one key: 4096 plus 512, so a key built from a Linux path of
+ * PATH_MAX - 1 (4095) bytes, a separator, a 255-byte name and a few bytes
+ * of prefix fits (cairnfs's attribute key "\0x" PATH "\0" NAME is the
+ * longest, 4353 bytes). Every format stores key lengths as varints or
+ * 32-bit fields, so the figure is a check, not a layout; a libcairn built
+ * with the earlier limit (4096) reports a longer key in a log, MANIFEST or
+ * blob file as corruption (docs/format.md). */
+#define CAIRN_MAX_KEY_SIZE   4608u
 #define CAIRN_MAX_VALUE_SIZE (64u * 1024 * 1024)  /* bytes in one value put */
 #define CAIRN_MAX_BATCH_SIZE (256u * 1024 * 1024) /* encoded bytes in a batch */
 

@@ -122,8 +122,14 @@ Test(pathkey, system_keys_have_the_documented_layout)
 	n = pk_xattr_key("a", 1, NULL, 0, out);
 	cr_assert_eq(n, 4);
 	memset(big, 'p', sizeof(big));
-	cr_assert_eq(pk_sys_key(PK_TAG_META, big, PK_PATH_MAX, out), CAIRN_MAX_KEY_SIZE);
-	cr_assert_eq(pk_sys_key(PK_TAG_META, big, PK_PATH_MAX + 1, out), -ENAMETOOLONG);
+	/* the keys of the longest path Linux takes (PATH_MAX - 1) fit, its
+	 * longest attribute name too */
+	cr_assert_eq(PK_PATH_MAX, 4095);
+	cr_assert_eq(pk_sys_key(PK_TAG_META, big, PK_PATH_MAX, out), PK_PATH_MAX + 2);
+	cr_assert_eq(pk_xattr_key(big, PK_PATH_MAX, big, PK_XATTR_NAME_MAX, out),
+	             PK_PATH_MAX + 3 + PK_XATTR_NAME_MAX);
+	cr_assert_eq(pk_sys_key(PK_TAG_META, big, CAIRN_MAX_KEY_SIZE - 2, out), CAIRN_MAX_KEY_SIZE);
+	cr_assert_eq(pk_sys_key(PK_TAG_META, big, CAIRN_MAX_KEY_SIZE - 1, out), -ENAMETOOLONG);
 	cr_assert_eq(pk_xattr_key("a", 1, big, PK_XATTR_NAME_MAX + 1, out), -ERANGE);
 }
 

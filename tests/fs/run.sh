@@ -160,7 +160,7 @@ deep_path_too_long() {
 		done
 	)
 }
-check_err "path over 4094 bytes" "File name too long" deep_path_too_long
+check_err "path over 4095 bytes" "File name too long" deep_path_too_long
 rm -rf "${M:?}/$NAME255"
 
 # ---- control file -------------------------------------------------------------
