@@ -30,7 +30,15 @@
  * no table: reads of unbuffered data, the log sync of fsync, control
  * commands. One thread of the daemon's own, the sweeper (commit.c), started
  * with the first deferred truncation, takes fs->mu once a second to commit
- * the truncations no write followed.
+ * the truncations no write followed. A read done outside it takes a
+ * snapshot (or an iterator) under it together with the path, so it reads
+ * the key as it was when the path named that inode, never what a rename
+ * put there since.
+ *
+ * Every walk with an iterator checks cairn_iter_status() once it ends and
+ * before any later seek (a seek starts afresh and would hide the error),
+ * and a value it cannot read (cairn_iter_value() NULL) fails the operation:
+ * nothing acts on part of what it meant to read.
  */
 #ifndef CFS_H
 #define CFS_H
@@ -227,7 +235,8 @@ int cfs_iter(struct cairnfs *fs, struct cairn_iter **it);
 int cfs_iter_is(struct cairn_iter *it, const void *k, size_t kl);
 void cfs_seek_within(struct cairn_iter *it, const char *key, size_t klen, const char *pfx,
                      size_t plen);
-void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe *p, char *mbuf);
+int cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe *p, char *mbuf);
+int cfs_iter_check(struct cairnfs *fs, struct cairn_iter *it, const char *what);
 int cfs_probe_with(struct cairnfs *fs, struct cairn_iter *it, const char *path, size_t plen,
                    struct meta_probe *p, char *mbuf);
 int cfs_probe_point(struct cairnfs *fs, const char *path, size_t plen, struct meta_probe *p,

@@ -99,9 +99,11 @@ static int cfs_dir_scan(struct cairnfs *fs, struct cairn_iter *it, struct cfs_di
 			cairn_iter_seek(it, end, (size_t)rc);
 			continue;
 		}
-		if (e && sys)
-			cfs_take_meta(fs, it, &e->p, NULL);
-		else if (e) {
+		if (e && sys) {
+			rc = cfs_take_meta(fs, it, &e->p, NULL);
+			if (rc)
+				return rc;
+		} else if (e) {
 			e->p.data_file = 1;
 			cairn_iter_info(it, &e->p.data);
 		}

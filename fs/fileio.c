@@ -134,14 +134,18 @@ out:
 
 /* Reads a file whose layout is inline or not yet known, outside fs->mu: the
  * key PATH first (small files, the common case, cost one lookup); only when
- * it is missing is the layout learned, and a file stored as pieces read. */
-static int cfs_read_inline(struct cairnfs *fs, fuse_ino_t ino, const char *path, size_t plen,
-                           uint64_t off, char *buf, size_t size, size_t *got)
+ * it is missing is the layout learned, and a file stored as pieces read.
+ * snap was taken under fs->mu together with path, so the key is read as it
+ * was when path named this file: a rename that moves another file to path
+ * meanwhile cannot make this read return that file's bytes. */
+static int cfs_read_inline(struct cairnfs *fs, fuse_ino_t ino, const struct cairn_snapshot *snap,
+                           const char *path, size_t plen, uint64_t off, char *buf, size_t size,
+                           size_t *got)
 {
 	char cur[PK_KEY_BUF];
 	struct cfs_node *n;
 	size_t clen;
-	int rc = cairn_get_range(fs->db, NULL, path, plen, off, buf, size, got);
+	int rc = cairn_get_range(fs->db, snap, path, plen, off, buf, size, got);
 
 	if (rc && rc != CAIRN_ENOTFOUND)
 		cfs_log_engine(fs, "read", rc);
@@ -174,6 +178,7 @@ static int cfs_read_inline(struct cairnfs *fs, fuse_ino_t ino, const char *path,
 void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct cairnfs *fs = cfs_of(req);
+	const struct cairn_snapshot *snap = NULL;
 	char path[PK_KEY_BUF];
 	struct cfs_node *n;
 	size_t plen, got = 0;
@@ -202,9 +207,13 @@ void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 	} else if (!rc && n->lay == CFS_LAY_PIECES) {
 		rc = cfs_read_pieces(fs, n, (uint64_t)off, buf, size, &got);
 	} else {
+		if (!rc)
+			rc = -cfs_errno(cairn_snapshot_new(fs->db, &snap), EIO);
 		pthread_mutex_unlock(&fs->mu);
 		if (!rc)
-			rc = cfs_read_inline(fs, ino, path, plen, (uint64_t)off, buf, size, &got);
+			rc = cfs_read_inline(fs, ino, snap, path, plen, (uint64_t)off, buf, size,
+			                     &got);
+		cairn_snapshot_release(fs->db, snap);
 	}
 	if (rc == -ENOENT)
 		rc = 0, got = 0; /* gone: an empty read, as from an unlinked file */

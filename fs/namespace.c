@@ -235,6 +235,18 @@ static uint64_t cfs_record_ext_id(const void *val, size_t vlen)
 	return r.ext_id;
 }
 
+/* The errno of a value the iterator could not read: EXDEV for one over
+ * the engine's value limit (written through the API: mv then copies it
+ * through the mount, which reads it in pieces), EIO for damage. */
+static int cfs_unreadable(struct cairn_iter *it)
+{
+	int rc = cairn_iter_status(it);
+
+	if (rc == CAIRN_ETOOBIG)
+		return -EXDEV;
+	return -cfs_errno(rc ? rc : CAIRN_EIO, EIO);
+}
+
 /* Adds to b, for every key of the entry at path (of the given type), either
  * its delete (CFS_DEL: the entry moves elsewhere), its delete with the
  * pieces of a large file (CFS_DROP: the entry goes away), or a put of its
@@ -266,6 +278,8 @@ static int cfs_batch_entry(struct cairn_iter *it, struct cairn_batch *b, const c
 				break;
 			if (op == CFS_DROP && type == META_FILE && r->exact && r->hlen) {
 				val = cairn_iter_value(it, &vlen);
+				if (!val)
+					return cfs_unreadable(it);
 				drop_id = cfs_record_ext_id(val, vlen);
 			}
 			if (op != CFS_PUT) {
@@ -278,6 +292,10 @@ static int cfs_batch_entry(struct cairn_iter *it, struct cairn_batch *b, const c
 				memcpy(nk + r->hlen, npath, nplen);
 				memcpy(nk + r->hlen + nplen, key + r->hlen + plen, tail);
 				val = cairn_iter_value(it, &vlen);
+				/* a value that cannot be read in one piece fails the
+				 * whole rename: never move it as an empty one */
+				if (!val)
+					return cfs_unreadable(it);
 				rc = cairn_batch_put(b, nk, r->hlen + nplen + tail, val, vlen);
 			}
 			if (rc)
@@ -318,6 +336,8 @@ static int cfs_dir_nonempty(struct cairnfs *fs, const char *dir, size_t dlen, in
 		if (cairn_iter_valid(it)) {
 			key = cairn_iter_key(it, &klen);
 			*nonempty = pk_has_prefix(key, klen, k, kl);
+		} else if (cairn_iter_status(it)) {
+			break; /* before the next seek clears it */
 		}
 	}
 	rc = cairn_iter_status(it);

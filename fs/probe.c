@@ -52,13 +52,14 @@ void cfs_seek_within(struct cairn_iter *it, const char *key, size_t klen, const 
 	cairn_iter_seek(it, key, klen);
 }
 
+/* Returns 1 or 0, or -1 when the iterator failed (its status says why). */
 static int cfs_below(struct cairn_iter *it, const char *k, size_t kl, char *tmp)
 {
 	const char *key;
 	size_t klen;
 
 	if (!cairn_iter_valid(it))
-		return 0;
+		return cairn_iter_status(it) ? -1 : 0;
 	key = cairn_iter_key(it, &klen);
 	if (!pk_has_prefix(key, klen, k, kl))
 		return 0;
@@ -68,7 +69,7 @@ static int cfs_below(struct cairn_iter *it, const char *k, size_t kl, char *tmp)
 	tmp[kl] = '/';
 	cairn_iter_seek(it, tmp, kl + 1);
 	if (!cairn_iter_valid(it))
-		return 0;
+		return cairn_iter_status(it) ? -1 : 0;
 	key = cairn_iter_key(it, &klen);
 	return pk_has_prefix(key, klen, tmp, kl + 1);
 }
@@ -118,14 +119,21 @@ static int cfs_link_resolve(struct cairnfs *fs, struct meta_probe *p, char *mbuf
 /* Decodes the record under the iterator into p; the value is copied into
  * mbuf (META_BUF bytes) when given, so a symlink target outlives the
  * iterator. An undecodable record marks the path bad (meta_decide fails it
- * with EIO) and is counted and logged. */
-void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe *p, char *mbuf)
+ * with EIO) and is counted and logged; one that cannot be read at all is an
+ * error (-EIO), never a missing record. */
+int cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe *p, char *mbuf)
 {
 	struct cairn_key_info info;
 	const void *v;
 	size_t vlen;
 
 	v = cairn_iter_value(it, &vlen);
+	if (!v) {
+		int rc = cairn_iter_status(it);
+
+		cfs_log_engine(fs, "record read", rc ? rc : CAIRN_EIO);
+		return -cfs_errno(rc ? rc : CAIRN_EIO, EIO);
+	}
 	if (mbuf && vlen <= META_BUF) {
 		memcpy(mbuf, v, vlen);
 		v = mbuf;
@@ -140,7 +148,7 @@ void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe 
 		         "cairnfs: the metadata record of '%.*s' (%zu bytes) cannot be decoded: "
 		         "EIO\n",
 		         klen > 2 ? (int)(klen - 2) : 0, k + 2, vlen);
-		return;
+		return 0;
 	}
 	if (!mbuf)
 		p->meta.target = NULL;
@@ -148,7 +156,20 @@ void cfs_take_meta(struct cairnfs *fs, struct cairn_iter *it, struct meta_probe 
 	p->has_meta = 1;
 	p->meta_seq = info.seq;
 	if (p->meta.type == META_LINKED)
-		cfs_link_resolve(fs, p, mbuf);
+		return cfs_link_resolve(fs, p, mbuf);
+	return 0;
+}
+
+/* The iterator's error as a negative errno (logged), or 0. An iterator
+ * error is checked after every move that could end a walk early, before the
+ * next seek: a seek starts afresh and would hide it. */
+int cfs_iter_check(struct cairnfs *fs, struct cairn_iter *it, const char *what)
+{
+	int rc = cairn_iter_status(it);
+
+	if (rc)
+		cfs_log_engine(fs, what, rc);
+	return rc ? -cfs_errno(rc, EIO) : 0;
 }
 
 /* Gathers what the database holds for path (meta.h, struct meta_probe),
@@ -157,7 +178,7 @@ int cfs_probe_with(struct cairnfs *fs, struct cairn_iter *it, const char *path, 
                    struct meta_probe *p, char *mbuf)
 {
 	char mk[PK_KEY_BUF], tmp[PK_KEY_BUF];
-	int mkl, rc, need;
+	int mkl, rc, below;
 
 	memset(p, 0, sizeof(*p));
 	mkl = pk_sys_key(PK_TAG_META, path, plen, mk);
@@ -165,31 +186,34 @@ int cfs_probe_with(struct cairnfs *fs, struct cairn_iter *it, const char *path, 
 		return mkl;
 	cfs_seek_within(it, mk, (size_t)mkl, mk, (size_t)mkl);
 	if (cfs_iter_is(it, mk, (size_t)mkl)) {
-		cfs_take_meta(fs, it, p, mbuf);
+		rc = cfs_take_meta(fs, it, p, mbuf);
+		if (rc)
+			return rc;
 		cairn_iter_next(it);
 	}
-	if (plen == 0) {
+	if ((rc = cfs_iter_check(fs, it, "probe")) || plen == 0) {
 		p->below = 1; /* the root always exists */
-		goto out;
+		return rc;
 	}
 	if (p->has_meta && p->meta.type != META_FILE)
-		goto out;
-	need = !cfs_below(it, mk, (size_t)mkl, tmp);
-	if (!need)
-		p->below = 1;
+		return 0;
+	below = cfs_below(it, mk, (size_t)mkl, tmp);
+	if (below < 0)
+		return cfs_iter_check(fs, it, "probe");
+	p->below = below;
 	cfs_seek_within(it, path, plen, path, plen);
 	if (cfs_iter_is(it, path, plen)) {
 		p->data_file = 1;
 		cairn_iter_info(it, &p->data);
 		cairn_iter_next(it);
 	}
-	if (need && !(p->has_meta && p->data_file))
-		p->below = cfs_below(it, path, plen, tmp);
-out:
-	rc = cairn_iter_status(it);
-	if (rc)
-		cfs_log_engine(fs, "probe", rc);
-	return rc ? -cfs_errno(rc, EIO) : 0;
+	if ((rc = cfs_iter_check(fs, it, "probe")))
+		return rc;
+	if (!below && !(p->has_meta && p->data_file)) {
+		below = cfs_below(it, path, plen, tmp);
+		p->below = below > 0;
+	}
+	return cfs_iter_check(fs, it, "probe");
 }
 
 /* The probe of an entry cairnfs wrote, by point lookups (bloom filters let

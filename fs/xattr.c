@@ -108,6 +108,7 @@ static void cfs_reply_xattr(fuse_req_t req, int rc, const void *buf, size_t len,
 void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct cairnfs *fs = cfs_of(req);
+	const struct cairn_snapshot *snap = NULL;
 	char key[PK_KEY_BUF];
 	void *val = NULL;
 	size_t klen, vlen = 0;
@@ -119,13 +120,17 @@ void cfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	 * on a mount without attributes that costs no lookup */
 	if (!rc && (fs->any_xattr == CFS_XATTR_NONE || cfs_xattr_is_acl(name, strlen(name))))
 		rc = -ENODATA; /* an ACL stored by an older cairnfs is not applied either */
+	/* read as of when the key named this inode (a rename may follow) */
+	if (!rc)
+		rc = -cfs_errno(cairn_snapshot_new(fs->db, &snap), EIO);
 	pthread_mutex_unlock(&fs->mu);
 	if (rc == -ENOTSUP || rc == -ERANGE)
 		rc = -ENODATA;
 	if (!rc) {
-		rc = cairn_get(fs->db, NULL, key, klen, &val, &vlen);
+		rc = cairn_get(fs->db, snap, key, klen, &val, &vlen);
 		rc = rc == CAIRN_ENOTFOUND ? -ENODATA : -cfs_errno(rc, EIO);
 	}
+	cairn_snapshot_release(fs->db, snap);
 	cfs_reply_xattr(req, rc, val, vlen, size);
 	cairn_free(val);
 }
@@ -141,13 +146,14 @@ void cfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	pthread_mutex_lock(&fs->mu);
 	rc = cfs_xattr_key(fs, ino, NULL, key, &klen);
+	/* the iterator reads the state in which key named this inode */
+	if (!rc)
+		rc = cfs_iter(fs, &it);
 	pthread_mutex_unlock(&fs->mu);
 	if (rc == -ENOTSUP) {
 		fuse_reply_xattr(req, 0);
 		return;
 	}
-	if (!rc)
-		rc = cfs_iter(fs, &it);
 	if (!rc)
 		cfs_seek_within(it, key, klen, key, klen);
 	for (; !rc && cairn_iter_valid(it); cairn_iter_next(it)) {

@@ -1,0 +1,147 @@
+#!/bin/bash
+# tests/fs/rename.sh - cairnfs renames on a real mount: a directory rename
+# moves every key exactly or fails as a whole (a value over the engine's
+# 64 MiB limit written through the API, a damaged blob file), and a read
+# racing renames never returns another file's bytes.
+#
+#   CAIRNFS=/path/to/cairnfs CAIRN=/path/to/cairn tests/fs/rename.sh
+#
+# Prints "N passed, M failed"; exits 77 when FUSE cannot be used here.
+set -u
+export LC_ALL=C
+
+CAIRNFS=${CAIRNFS:-$(pwd)/cairnfs}
+CAIRN=${CAIRN:-$(pwd)/cairn}
+T=$(mktemp -d "${TMPDIR:-/tmp}/cairnfs-rename.XXXXXX")
+DB=$T/db
+MNT=$T/mnt
+M=$MNT
+PID=
+pass=0
+fail=0
+mkdir -p "$MNT"
+
+cleanup() {
+	if mountpoint -q "$MNT" 2>/dev/null; then
+		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+	fi
+	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs
+
+if [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
+	echo "skipped: no FUSE here"
+	exit 77
+fi
+mount_fs || { echo "skipped: cannot mount"; exit 77; }
+umount_fs
+
+# py_rename FROM TO: rename(2) through the mount; prints "ok" or the errno name.
+py_rename() {
+	python3 -c '
+import errno, os, sys
+try:
+    os.rename(sys.argv[1], sys.argv[2])
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$1" "$2"
+}
+
+# ---- a value over 64 MiB written through the API ------------------------------------
+head -c $((70 * 1024 * 1024)) /dev/urandom >"$T/huge"
+"$CAIRN" -d "$DB" put big/huge <"$T/huge"
+"$CAIRN" -d "$DB" put big/small 'small value'
+mount_fs
+r=$(py_rename "$M/big" "$M/big2")
+if [ "$r" = ok ]; then
+	check "a 70 MiB API value moves whole with its directory" cmp "$T/huge" "$M/big2/huge"
+	check "... and its neighbour" test "$(cat "$M/big2/small")" = 'small value'
+	check "... and the old name is gone" test ! -e "$M/big"
+else
+	ok "a directory holding a 70 MiB API value: rename refused ($r)"
+	check "... with EXDEV, so mv copies it" test "$r" = EXDEV
+	check "... nothing moved: the new name does not exist" test ! -e "$M/big2"
+	check "... the value is whole under the old name" cmp "$T/huge" "$M/big/huge"
+	check "... and its neighbour" test "$(cat "$M/big/small")" = 'small value'
+fi
+# mv falls back to copy and delete when the kernel says EXDEV
+mv "$M/big"* "$M/big3" 2>"$T/mv.err"
+check "mv of that directory works" test -d "$M/big3"
+check "... the value is exact after mv" cmp "$T/huge" "$M/big3/huge"
+umount_fs
+check "after remount the moved value is exact" sh -c "
+	\"$CAIRN\" -d \"$DB\" get big3/small | grep -qx 'small value'"
+
+# ---- a damaged blob file -------------------------------------------------------------------
+mount_fs
+mkdir "$M/dmg"
+head -c 300000 /dev/urandom >"$T/blobval"
+cp "$T/blobval" "$M/dmg/value"
+echo neighbour >"$M/dmg/note"
+umount_fs
+# flip bytes in the middle of every blob file's data: the value's chunks no
+# longer pass their checksums (the record headers stay whole)
+for f in "$DB"/*.blob; do
+	sz=$(stat -c %s "$f")
+	[ "$sz" -gt 200000 ] || continue
+	printf 'DAMAGEDDAMAGED' | dd of="$f" bs=1 seek=$((sz / 2)) conv=notrunc status=none
+done
+mount_fs
+check "the damaged value reads as an error" sh -c "! cat \"$M/dmg/value\" >/dev/null 2>&1"
+r=$(py_rename "$M/dmg" "$M/dmg2")
+check "renaming a directory holding a damaged value fails (got $r)" test "$r" != ok
+check "... nothing committed: the new name does not exist" test ! -e "$M/dmg2"
+check "... the old name is still there" test -e "$M/dmg/note"
+umount_fs
+mount_fs
+check "... and after remount too" test ! -e "$M/dmg2" -a -e "$M/dmg/note"
+check "... the damaged value was not replaced by an empty one" \
+	sh -c "! cat \"$M/dmg/value\" >/dev/null 2>&1"
+rm -rf "$M/dmg" 2>/dev/null
+
+# ---- a read racing renames never returns another file's bytes ------------------------------
+# Each file holds its own first name; a reader keeps a descriptor on each and
+# reads it with O_DIRECT (every read reaches the daemon) while another
+# process swaps their names through a third one.
+mkdir "$M/race"
+for n in a b; do
+	python3 -c "import sys; open(sys.argv[1], 'w').write(sys.argv[2] * 4096)" "$M/race/$n" "$n"
+done
+python3 - "$M/race" >"$T/race.out" 2>&1 <<'EOF'
+import mmap, os, sys, threading, time
+d = sys.argv[1]
+stop = time.time() + 4
+bad = []
+def renamer():
+    while time.time() < stop:
+        os.rename(d + "/a", d + "/t")
+        os.rename(d + "/b", d + "/a")
+        os.rename(d + "/t", d + "/b")
+fds = {}
+for name in "ab":
+    fds[name] = [os.open(d + "/" + name, os.O_RDONLY | os.O_DIRECT) for _ in range(2)]
+def reader(name, fd):
+    buf = mmap.mmap(-1, 4096)
+    n = 0
+    while time.time() < stop:
+        got = os.preadv(fd, [buf], 0)
+        data = buf[:got]
+        if data != name.encode() * 4096:
+            bad.append((name, data[:8]))
+        n += 1
+    os.close(fd)
+ts = [threading.Thread(target=renamer)]
+ts += [threading.Thread(target=reader, args=(n, fd)) for n in "ab" for fd in fds[n]]
+for t in ts: t.start()
+for t in ts: t.join()
+print("mismatches", len(bad), bad[:3])
+EOF
+check "a read racing renames returns its own file's bytes ($(cat "$T/race.out"))" \
+	grep -q '^mismatches 0 ' "$T/race.out"
+umount_fs
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
