@@ -69,6 +69,7 @@ void cairn_batch_clear(struct cairn_batch *b)
 	memset(b->rep.data, 0, BATCH_HEADER);
 	b->rep.len = BATCH_HEADER;
 	b->count = 0;
+	b->ncopy = 0;
 	b->user_bytes = 0;
 }
 
@@ -138,6 +139,19 @@ int cairn_batch_delete(struct cairn_batch *b, const void *key, size_t klen)
 	return batch_add(b, TYPE_DELETION, key, klen, NULL, 0);
 }
 
+int cairn_batch_copy(struct cairn_batch *b, const void *from, size_t flen, const void *to,
+                     size_t tlen)
+{
+	if (!from && flen)
+		return CAIRN_EINVAL;
+	if (flen > CAIRN_MAX_KEY_SIZE)
+		return CAIRN_ETOOBIG;
+	int r = batch_add(b, (enum value_type)BATCH_TYPE_COPY, to, tlen, from, flen);
+	if (!r)
+		b->ncopy++;
+	return r;
+}
+
 int batch_append(struct cairn_batch *dst, const struct cairn_batch *src)
 {
 	size_t n = src->rep.len - BATCH_HEADER;
@@ -150,6 +164,7 @@ int batch_append(struct cairn_batch *dst, const struct cairn_batch *src)
 	if (r)
 		return r;
 	dst->count += src->count;
+	dst->ncopy += src->ncopy;
 	dst->user_bytes += src->user_bytes;
 	enc_fixed32(dst->rep.data + 8, dst->count);
 	return 0;
@@ -158,7 +173,7 @@ int batch_append(struct cairn_batch *dst, const struct cairn_batch *src)
 /* Decodes one entry from *in, advancing it. Returns 0, or -1 when the entry
  * is malformed: an unknown type, a length running past the end, or a key or
  * value over the limits no writer exceeds. */
-static int batch_next_entry(struct slice *in, enum value_type *type, struct slice *key,
+static int batch_next_entry(struct slice *in, int user, enum value_type *type, struct slice *key,
                             struct slice *val)
 {
 	unsigned char t;
@@ -168,7 +183,8 @@ static int batch_next_entry(struct slice *in, enum value_type *type, struct slic
 	t = (unsigned char)in->data[0];
 	in->data++;
 	in->len--;
-	if (t != TYPE_DELETION && t != TYPE_VALUE && t != TYPE_BLOB)
+	if (t != TYPE_DELETION && t != TYPE_VALUE && t != TYPE_BLOB &&
+	    !(user && t == BATCH_TYPE_COPY))
 		return -1;
 	*type = (enum value_type)t;
 	if (slice_get_lenprefixed(in, key) || key->len > CAIRN_MAX_KEY_SIZE)
@@ -181,7 +197,7 @@ static int batch_next_entry(struct slice *in, enum value_type *type, struct slic
 }
 
 /* Checks the whole encoding, so that replay applies a batch all or nothing. */
-static int batch_validate(struct slice rep)
+static int batch_validate(struct slice rep, int user)
 {
 	struct slice in, key, val;
 	enum value_type type;
@@ -196,15 +212,15 @@ static int batch_validate(struct slice rep)
 		return CAIRN_ECORRUPT;
 	in = slice_make(rep.data + BATCH_HEADER, rep.len - BATCH_HEADER);
 	for (i = 0; i < count; i++)
-		if (batch_next_entry(&in, &type, &key, &val))
+		if (batch_next_entry(&in, user, &type, &key, &val))
 			return CAIRN_ECORRUPT;
 	return in.len == 0 ? 0 : CAIRN_ECORRUPT;
 }
 
-int batch_iterate(struct slice rep,
-                  int (*fn)(void *ctx, uint64_t seq, enum value_type type, struct slice key,
-                            struct slice value, int64_t time_ns),
-                  void *ctx)
+static int iterate(struct slice rep, int user,
+                   int (*fn)(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                             struct slice value, int64_t time_ns),
+                   void *ctx)
 {
 	struct slice in, key, val;
 	enum value_type type;
@@ -213,7 +229,7 @@ int batch_iterate(struct slice rep,
 	uint32_t count, i;
 	int r;
 
-	r = batch_validate(rep);
+	r = batch_validate(rep, user);
 	if (r)
 		return r;
 	seq = batch_seq(rep);
@@ -221,11 +237,27 @@ int batch_iterate(struct slice rep,
 	time_ns = batch_time(rep);
 	in = slice_make(rep.data + BATCH_HEADER, rep.len - BATCH_HEADER);
 	for (i = 0; i < count; i++) {
-		r = batch_next_entry(&in, &type, &key, &val);
+		r = batch_next_entry(&in, user, &type, &key, &val);
 		assert(r == 0);
 		r = fn(ctx, seq + i, type, key, val, time_ns);
 		if (r)
 			return r;
 	}
 	return 0;
+}
+
+int batch_iterate(struct slice rep,
+                  int (*fn)(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                            struct slice value, int64_t time_ns),
+                  void *ctx)
+{
+	return iterate(rep, 0, fn, ctx);
+}
+
+int batch_iterate_user(const struct cairn_batch *b,
+                       int (*fn)(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                                 struct slice value, int64_t time_ns),
+                       void *ctx)
+{
+	return iterate(buf_slice(&b->rep), 1, fn, ctx);
 }

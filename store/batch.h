@@ -18,10 +18,16 @@
 #include "util.h"
 
 #define BATCH_HEADER 20
+/* An entry type only a user's batch holds (cairn_batch_copy): key is the
+ * destination, value the source key. The write path resolves it into a put
+ * or a blob reference before the batch reaches the log, so a log record
+ * never holds one (batch_iterate refuses it). */
+#define BATCH_TYPE_COPY 3
 
 struct cairn_batch {
 	struct buf rep; /* header + entries; always at least BATCH_HEADER bytes */
 	uint32_t count;
+	uint32_t ncopy;      /* entries of BATCH_TYPE_COPY */
 	uint64_t user_bytes; /* sum of key and value lengths */
 };
 
@@ -59,5 +65,10 @@ int batch_iterate(struct slice rep,
                   int (*fn)(void *ctx, uint64_t seq, enum value_type type, struct slice key,
                             struct slice value, int64_t time_ns),
                   void *ctx);
+/* The same over a user's batch, which may hold BATCH_TYPE_COPY entries. */
+int batch_iterate_user(const struct cairn_batch *b,
+                       int (*fn)(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                                 struct slice value, int64_t time_ns),
+                       void *ctx);
 
 #endif

@@ -47,8 +47,10 @@ int blob_ref_encode(const struct blob_ref *ref, struct buf *out)
 		r = buf_put_varint64(out, ref->size);
 	if (!r)
 		r = buf_put_fixed32(out, ref->hcrc);
-	if (!r && ref->has_time)
+	if (!r && (ref->has_time || ref->moved))
 		r = buf_put_fixed64(out, (uint64_t)ref->time_ns);
+	if (!r && ref->moved)
+		r = buf_put_varint32(out, ref->rklen);
 	return r;
 }
 
@@ -59,9 +61,14 @@ int blob_ref_decode(struct slice in, struct blob_ref *ref)
 	    slice_get_varint64(&in, &ref->size) || slice_get_fixed32(&in, &ref->hcrc))
 		return CAIRN_ECORRUPT;
 	ref->has_time = in.len > 0;
-	if (ref->has_time && (slice_get_fixed64(&in, &t) || in.len))
+	if (ref->has_time && slice_get_fixed64(&in, &t))
 		return CAIRN_ECORRUPT;
 	ref->time_ns = (int64_t)t;
+	ref->moved = in.len > 0;
+	ref->rklen = 0;
+	if (ref->moved &&
+	    (slice_get_varint32(&in, &ref->rklen) || in.len || ref->rklen > CAIRN_MAX_KEY_SIZE))
+		return CAIRN_ECORRUPT;
 	if (ref->offset < BLOB_FILE_HEADER)
 		return CAIRN_ECORRUPT;
 	return 0;
@@ -75,6 +82,11 @@ static uint64_t chunk_count(uint64_t vlen)
 uint64_t blob_record_size(uint64_t klen, uint64_t vlen)
 {
 	return 8 + klen + vlen + chunk_count(vlen) * CHUNK_OVERHEAD;
+}
+
+uint64_t blob_ref_record_size(const struct blob_ref *ref, uint64_t klen)
+{
+	return blob_record_size(ref->moved ? ref->rklen : klen, ref->size);
 }
 
 void blob_file_name(char *out, size_t len, const char *dir, uint64_t number)
@@ -261,6 +273,8 @@ int blob_writer_end(struct blob_writer *w, struct blob_ref *ref)
 	 * collector's copy carries the original one (it sets it itself) */
 	ref->has_time = 0;
 	ref->time_ns = 0;
+	ref->moved = 0;
+	ref->rklen = 0;
 	return 0;
 }
 
@@ -433,15 +447,17 @@ static int check_header(struct blob_reader *rd, const struct blob_ref *ref, stru
                         char *err, size_t errlen)
 {
 	char h[8 + CAIRN_MAX_KEY_SIZE];
-	if (key.len > CAIRN_MAX_KEY_SIZE || ref->offset < BLOB_FILE_HEADER ||
-	    ref->offset > rd->size || ref->size > UINT64_MAX / 2 ||
-	    blob_record_size(key.len, ref->size) > rd->size - ref->offset)
+	/* a moved reference names a record written under another key: the
+	 * header checksum, which covers R and that key, identifies it */
+	size_t rkl = ref->moved ? ref->rklen : key.len;
+	if (rkl > CAIRN_MAX_KEY_SIZE || ref->offset < BLOB_FILE_HEADER || ref->offset > rd->size ||
+	    ref->size > UINT64_MAX / 2 || blob_record_size(rkl, ref->size) > rd->size - ref->offset)
 		return corrupt(err, errlen, rd, ref->offset, "runs past the end of the file");
-	int r = read_exact(rd, ref->offset, h, 8 + key.len, err, errlen);
+	int r = read_exact(rd, ref->offset, h, 8 + rkl, err, errlen);
 	if (r)
 		return r;
 	uint32_t klen = dec_fixed32(h), stored = dec_fixed32(h + 4);
-	if (klen != key.len || (key.len && memcmp(h + 8, key.data, key.len)))
+	if (klen != rkl || (!ref->moved && rkl && memcmp(h + 8, key.data, rkl)))
 		return corrupt(err, errlen, rd, ref->offset, "holds another key");
 	if (stored != header_crc(ref->offset, klen, h + 8))
 		return corrupt(err, errlen, rd, ref->offset, "header checksum mismatch");
@@ -483,7 +499,7 @@ int blob_read(struct blob_reader *rd, const struct blob_ref *ref, struct slice k
 	if (r || off >= ref->size || len == 0)
 		return r;
 	uint64_t end = ref->size - off < len ? ref->size : off + len;
-	uint64_t data = ref->offset + 8 + key.len;
+	uint64_t data = ref->offset + 8 + (ref->moved ? ref->rklen : key.len);
 	uint64_t j = off / BLOB_CHUNK, last = (end - 1) / BLOB_CHUNK;
 	char *out = buf;
 	while (j <= last) {

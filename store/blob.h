@@ -46,16 +46,23 @@ struct blob_ref {
 	 * write time, which its new entry's commit time would otherwise hide. */
 	int has_time;
 	int64_t time_ns;
+	/* A reference made by cairn_batch_copy: the record was written under
+	 * another key, of rklen bytes (always with has_time). Its identity is
+	 * then checked by its header checksum alone, not by the key. */
+	int moved;
+	uint32_t rklen;
 };
 
 /* Reference encoding: varint64 file, varint64 offset, varint64 size,
- * fixed32 hcrc, then (has_time only) fixed64 time_ns, nothing after. decode
- * returns 0 or CAIRN_ECORRUPT. */
+ * fixed32 hcrc, then (has_time only) fixed64 time_ns, then (moved only)
+ * varint32 rklen, nothing after. decode returns 0 or CAIRN_ECORRUPT. */
 int blob_ref_encode(const struct blob_ref *ref, struct buf *out);
 int blob_ref_decode(struct slice in, struct blob_ref *ref);
 
 /* Bytes a record of a klen-byte key and a vlen-byte value takes on disk. */
 uint64_t blob_record_size(uint64_t klen, uint64_t vlen);
+/* Bytes of the record ref points at, found under a klen-byte key. */
+uint64_t blob_ref_record_size(const struct blob_ref *ref, uint64_t klen);
 
 /* "dir/NNNNNN.blob" */
 void blob_file_name(char *out, size_t len, const char *dir, uint64_t number);
@@ -109,8 +116,9 @@ uint64_t blob_reader_file_size(const struct blob_reader *rd);
 
 /* Reads up to len bytes of the value ref points at, from byte off, into buf;
  * *got is the count (0 at or past the end). key is the user key the
- * reference was found under: the record header must hold it and its
- * checksum must equal ref->hcrc. Only the chunks that hold the range are read
+ * reference was found under: the record header must hold it (or, for a
+ * moved reference, a key of ref->rklen bytes) and its checksum must equal
+ * ref->hcrc. Only the chunks that hold the range are read
  * and verified. Errors: CAIRN_ECORRUPT with a message naming the file and
  * offset, CAIRN_EIO, CAIRN_ENOMEM. */
 int blob_read(struct blob_reader *rd, const struct blob_ref *ref, struct slice key, uint64_t off,

@@ -267,6 +267,24 @@ CAIRN_EXPORT void cairn_batch_clear(struct cairn_batch *b);
 CAIRN_EXPORT int cairn_batch_put(struct cairn_batch *b, const void *key, size_t klen,
                                  const void *val, size_t vlen);
 CAIRN_EXPORT int cairn_batch_delete(struct cairn_batch *b, const void *key, size_t klen);
+/* Appends a copy: when the batch is applied, to_key takes the value that
+ * from_key holds in the state the batch is applied to (entries earlier in
+ * the same batch are not seen, so "delete from_key, copy from_key to
+ * to_key" is a move, and two crossed copies swap). A value kept in a blob
+ * file is not copied: to_key gets a new reference to the same bytes, which
+ * stay until no key refers to them, so a copy costs the same whatever the
+ * value's size. A smaller value is copied. The record a blob reference
+ * points at is checked (present, whole, its header checksum) but the value
+ * is not read: damage inside it travels with the reference, as with any
+ * copy of the reference. The whole write fails, and nothing of it is
+ * applied, when from_key has no value (CAIRN_ENOTFOUND) or its blob record
+ * is missing or damaged (CAIRN_ECORRUPT), or on a read error (CAIRN_EIO).
+ * A batch with copies is written alone (never grouped with other writers'
+ * batches), and each copy costs a point lookup while other writers wait.
+ * Errors here: CAIRN_ETOOBIG (a key over its limit, the batch full),
+ * CAIRN_ENOMEM. */
+CAIRN_EXPORT int cairn_batch_copy(struct cairn_batch *b, const void *from_key, size_t flen,
+                                  const void *to_key, size_t tlen);
 /* Number of operations in the batch. */
 CAIRN_EXPORT uint32_t cairn_batch_count(const struct cairn_batch *b);
 

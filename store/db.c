@@ -1145,7 +1145,8 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 	}
 
 	/* This writer leads the group. */
-	int filter_r = 0;
+	int filter_r = 0, shared = 0;
+	struct cairn_batch resolved = {0};
 	if (flags & DB_GC) {
 		/* As leader, nobody else can write: decide now which of the
 		 * collection's entries still refer to what it copied. */
@@ -1153,11 +1154,20 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		filter_r = db_blob_gc_filter(db, gc, &b);
 		env_mutex_lock(&db->mu);
 		w.batch = b;
+	} else if (flags & DB_COPY) {
+		/* Copies read the state the batch applies to: as leader,
+		 * nothing can change it until this batch is in. */
+		env_mutex_unlock(&db->mu);
+		filter_r = db_blob_resolve_copies(db, b, &resolved, &shared);
+		env_mutex_lock(&db->mu);
+		w.batch = b = &resolved;
 	}
 	size_t first = b ? b->rep.len : 0;
 	int has_batch = b && b->count;
 	int r;
-	if (filter_r)
+	if (filter_r && (flags & DB_COPY))
+		r = filter_r; /* the message names the key */
+	else if (filter_r)
 		r = db_err(db, filter_r, "blob collection: cannot check the current values");
 	else if (flags & DB_FREEZE)
 		r = freeze_for_flush(db);
@@ -1181,7 +1191,8 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 			/* A leader that made no room carries no batches; a freeze
 			 * must lead its own group. */
 			if (x != &w && ((!has_batch && x->batch && x->batch->count) ||
-			                (x->flags & (DB_FREEZE | DB_GC)) || (flags & DB_GC)))
+			                (x->flags & (DB_FREEZE | DB_GC | DB_COPY)) ||
+			                (flags & (DB_GC | DB_COPY))))
 				break;
 			total += n;
 			sync |= (x->flags & CAIRN_SYNC) != 0;
@@ -1298,8 +1309,12 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		env_cond_signal(&db->wq_head->cv);
 	else
 		db->wq_tail = NULL;
+	if (shared)
+		db->blob_copies_done++;
 	env_mutex_unlock(&db->mu);
 	env_cond_destroy(&w.cv);
+	if (flags & DB_COPY)
+		batch_destroy(&resolved);
 	return r;
 }
 
@@ -1314,7 +1329,7 @@ static int write_user_batch(struct cairn_db *db, const struct cairn_batch *b, un
 	const struct cairn_batch *use = b;
 	int r = db_blob_convert(db, b, &priv, &use);
 	if (!r)
-		r = do_write(db, use, flags);
+		r = do_write(db, use, use->ncopy ? flags | DB_COPY : flags);
 	if (use != b)
 		batch_destroy(&priv);
 	return r;
@@ -2004,7 +2019,7 @@ CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st)
 		if (!blobs[i].sealed && active > size)
 			size = active; /* the shared file, still taking values */
 		blob_bytes += size;
-		st->blob_bytes_garbage += blobs[i].garbage;
+		st->blob_bytes_garbage += blob_net_garbage(&blobs[i]);
 	}
 	st->blob_files = (uint64_t)nblobs;
 	st->blob_bytes_live =

@@ -130,12 +130,19 @@ struct cairn_db {
 	size_t nblob_gc_skip;
 	struct db_blob_zombie *zombies;
 	size_t nzombies, cap_zombies;
+	/* writes whose copies made shared references (cairn_batch_copy):
+	 * begun (manifest updated) and finished. A collection starts only when
+	 * they are equal and gives up if one begins before it commits, so a
+	 * reference it has not seen never outlives the file. */
+	uint64_t blob_copies_begun, blob_copies_done;
 
 	struct db_counters st;
 };
 
 /* Internal write flag of a collection's conditional write (db_blob.c). */
 #define DB_GC (1u << 30)
+/* Internal write flag of a batch with copies, resolved by its leader. */
+#define DB_COPY (1u << 29)
 
 /* Records code and a formatted message as the handle's last error and
  * returns code, so callers write `return db_err(db, r, "...")`. */
@@ -222,6 +229,13 @@ int db_blob_seal_active(struct cairn_db *db);
 int db_blob_collect(struct cairn_db *db, int all);
 /* With mu held: whether a collection is due. */
 int db_blob_gc_due(struct cairn_db *db);
+/* The leader's resolution of a DB_COPY write, run without mu: writes b with
+ * every copy replaced by a put or a reference into out (initialised here;
+ * the caller destroys it). When references were shared the manifest has
+ * recorded it and *shared is set: the caller counts blob_copies_done once
+ * the write is over. */
+int db_blob_resolve_copies(struct cairn_db *db, const struct cairn_batch *b,
+                           struct cairn_batch *out, int *shared);
 /* The leader's filter of a DB_GC write, run without mu (it reads). */
 int db_blob_gc_filter(struct cairn_db *db, struct db_gc_filter *gc,
                       const struct cairn_batch **batch);

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "dbiter.h"
 
 #define GC_COPY_BUF (1u << 20)
 
@@ -79,7 +80,7 @@ int db_blob_note_garbage(struct version_edit *e, struct slice ukey, struct slice
 	struct blob_ref ref;
 	if (db_blob_ref(ival, &ref))
 		return 0; /* a damaged reference frees nothing it could name */
-	return edit_add_garbage(e, ref.file, blob_record_size(ukey.len, ref.size));
+	return edit_add_garbage(e, ref.file, blob_ref_record_size(&ref, ukey.len));
 }
 
 /* With mu held: records blob file number in the manifest. A failed manifest
@@ -286,6 +287,8 @@ static int convert_entry(void *ctx, uint64_t seq, enum value_type type, struct s
 	(void)seq, (void)time_ns;
 	if (type == TYPE_DELETION)
 		return cairn_batch_delete(c->out, key.data, key.len);
+	if (type == (enum value_type)BATCH_TYPE_COPY)
+		return cairn_batch_copy(c->out, value.data, value.len, key.data, key.len);
 	if (value.len < c->db->opts.blob_threshold)
 		return cairn_batch_put(c->out, key.data, key.len, value.data, value.len);
 	struct blob_ref ref;
@@ -309,7 +312,7 @@ int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cai
 	if (!db->opts.blob_threshold || !b->count)
 		return 0;
 	struct convert_ctx c = {.db = db, .out = priv};
-	int r = batch_iterate(buf_slice(&b->rep), find_large, &c);
+	int r = batch_iterate_user(b, find_large, &c);
 	if (r < 0)
 		return r;
 	if (!c.large)
@@ -318,7 +321,7 @@ int db_blob_convert(struct cairn_db *db, const struct cairn_batch *b, struct cai
 	if (r)
 		return r;
 	env_mutex_lock(&db->blob_mu);
-	r = batch_iterate(buf_slice(&b->rep), convert_entry, &c);
+	r = batch_iterate_user(b, convert_entry, &c);
 	env_mutex_unlock(&db->blob_mu);
 	if (r) {
 		batch_destroy(priv);
@@ -360,6 +363,130 @@ int db_blob_read(struct cairn_db *db, struct slice key, struct slice ival, uint6
 	if (r)
 		return db_err(db, r, "key '%s': %s", k, err);
 	return 0;
+}
+
+/* ---- copies (cairn_batch_copy) ---- */
+
+struct copy_ctx {
+	struct cairn_db *db;
+	struct cairn_batch *out;
+	struct version_edit edit; /* the shared bytes per file */
+	struct blob_reader *rd;   /* the blob file last checked */
+	uint64_t rd_file;
+};
+
+/* Checks that the record ref points at is there and whole (not its value),
+ * keeping the file open for the next copy from it. */
+static int copy_check(struct copy_ctx *c, struct slice from, const struct blob_ref *ref)
+{
+	struct cairn_db *db = c->db;
+	char path[4096], k[300], err[512] = "";
+	int r = 0;
+	fmt_key(k, sizeof(k), from);
+	if (!c->rd || c->rd_file != ref->file) {
+		blob_reader_close(c->rd);
+		c->rd = NULL;
+		blob_file_name(path, sizeof(path), db->dir, ref->file);
+		r = blob_reader_open(db->env, path, &c->rd, err, sizeof(err));
+		c->rd_file = ref->file;
+		if (r && env_exists(db->env, path) == 0)
+			return db_err(db, CAIRN_ECORRUPT,
+			              "copy of key '%s': blob file %06llu.blob is missing", k,
+			              (unsigned long long)ref->file);
+	}
+	if (!r)
+		r = blob_check(c->rd, ref, from, err, sizeof(err));
+	return r ? db_err(db, r, "copy of key '%s': %s", k, err) : 0;
+}
+
+/* Puts to the value from holds: its bytes, or a new reference to its blob
+ * record that keeps the value's write time and the record's key length. */
+static int copy_one(struct copy_ctx *c, struct slice from, struct slice to)
+{
+	struct cairn_db *db = c->db;
+	struct buf ival = {0}, enc = {0};
+	enum value_type type;
+	struct blob_ref ref;
+	char k[300];
+	int r = db_lookup_latest(db, from, &type, &ival);
+	if (r == CAIRN_ENOTFOUND || (!r && !ival_valid(buf_slice(&ival)))) {
+		fmt_key(k, sizeof(k), from);
+		r = db_err(db, r ? r : CAIRN_ECORRUPT, "copy of key '%s': %s", k,
+		           r ? "it has no value" : "malformed entry");
+	} else if (r) {
+		fmt_key(k, sizeof(k), from);
+		r = db_err(db, r, "copy of key '%s': cannot read it", k);
+	} else if (type == TYPE_VALUE) {
+		struct slice v = ival_value(buf_slice(&ival));
+		r = cairn_batch_put(c->out, to.data, to.len, v.data, v.len);
+	} else if (db_blob_ref(buf_slice(&ival), &ref)) {
+		fmt_key(k, sizeof(k), from);
+		r = db_err(db, CAIRN_ECORRUPT, "copy of key '%s': malformed blob reference", k);
+	} else if (!(r = copy_check(c, from, &ref))) {
+		uint64_t rec = blob_ref_record_size(&ref, from.len);
+		ref.time_ns = db_blob_time(buf_slice(&ival));
+		ref.has_time = 1;
+		if (!ref.moved) {
+			ref.moved = 1;
+			ref.rklen = (uint32_t)from.len;
+		}
+		r = blob_ref_encode(&ref, &enc);
+		if (!r)
+			r = batch_put_blob(c->out, to, buf_slice(&enc));
+		if (!r)
+			r = edit_add_shared(&c->edit, ref.file, rec);
+	}
+	buf_free(&ival);
+	buf_free(&enc);
+	return r;
+}
+
+static int copy_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
+                      struct slice value, int64_t time_ns)
+{
+	struct copy_ctx *c = ctx;
+	(void)seq, (void)time_ns;
+	if (type == TYPE_DELETION)
+		return cairn_batch_delete(c->out, key.data, key.len);
+	if (type == TYPE_VALUE)
+		return cairn_batch_put(c->out, key.data, key.len, value.data, value.len);
+	if (type == TYPE_BLOB)
+		return batch_put_blob(c->out, key, value);
+	return copy_one(c, value, key); /* BATCH_TYPE_COPY: key is the destination */
+}
+
+int db_blob_resolve_copies(struct cairn_db *db, const struct cairn_batch *b,
+                           struct cairn_batch *out, int *shared)
+{
+	struct copy_ctx c = {.db = db, .out = out};
+	char err[512] = "";
+	*shared = 0;
+	edit_init(&c.edit);
+	int r = batch_init(out);
+	if (!r)
+		r = batch_iterate_user(b, copy_entry, &c);
+	blob_reader_close(c.rd);
+	if (!r)
+		out->user_bytes = b->user_bytes;
+	if (!r && c.edit.nshared) {
+		/* Recorded before any reference can reach the log: a collection
+		 * must know that a record may be reached under another key. A
+		 * write that fails afterwards leaves the count too high, which
+		 * only makes collection look at the file later. */
+		env_mutex_lock(&db->mu);
+		db->blob_copies_begun++;
+		*shared = 1;
+		r = db->bg_error ? CAIRN_EFAILED
+		                 : vset_log_and_apply(db->vs, &c.edit, err, sizeof(err));
+		if (r && r != CAIRN_EINVAL && r != CAIRN_ENOMEM && r != CAIRN_EFAILED)
+			db_set_bg_error(db, r, err);
+		env_mutex_unlock(&db->mu);
+		if (r)
+			db_err(db, r, "copy: manifest write failed: %s",
+			       err[0] ? err : cairn_strerror(r));
+	}
+	edit_free(&c.edit);
+	return r;
 }
 
 /* ---- open and close ---- */
@@ -467,7 +594,7 @@ int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, i
 		if (v)
 			r = v;
 		else
-			*lost = ref.offset + blob_record_size(key.len, ref.size) > end;
+			*lost = ref.offset + blob_ref_record_size(&ref, key.len) > end;
 	}
 	blob_reader_close(rd);
 	/* Any other mismatch is damage, not a power loss (a file is created
@@ -669,6 +796,7 @@ CAIRN_EXPORT void cairn_stream_abort(struct cairn_stream *s)
 struct db_gc_filter {
 	struct cairn_db *db;
 	uint64_t old_file;
+	uint64_t copies_begun;   /* db->blob_copies_begun when the collection began */
 	struct cairn_batch cand; /* key -> new reference, for every value copied */
 	uint64_t *old_offset;    /* per candidate: its record in the old file */
 	uint64_t *new_bytes;     /* per candidate: its record size in the new file */
@@ -705,7 +833,13 @@ static int filter_entry(void *ctx, uint64_t seq, enum value_type type, struct sl
 
 int db_blob_gc_filter(struct cairn_db *db, struct db_gc_filter *f, const struct cairn_batch **batch)
 {
-	(void)db;
+	env_mutex_lock(&db->mu);
+	int copied = db->blob_copies_begun != f->copies_begun;
+	env_mutex_unlock(&db->mu);
+	*batch = &f->out;
+	cairn_batch_clear(&f->out);
+	if (copied)
+		return CAIRN_EBUSY; /* a copy may have made a reference not scanned */
 	f->at = 0;
 	f->moved = f->rejected = 0;
 	cairn_batch_clear(&f->out);
@@ -729,7 +863,7 @@ static uint64_t gc_pick(struct cairn_db *db, uint64_t *sealed_size)
 		int skip = 0;
 		for (size_t j = 0; j < db->nblob_gc_skip; j++)
 			skip |= db->blob_gc_skip[j] == b->number;
-		double share = (double)b->garbage / (double)(b->size - BLOB_FILE_HEADER);
+		double share = (double)blob_net_garbage(b) / (double)(b->size - BLOB_FILE_HEADER);
 		if (skip || share < db->opts.blob_gc_ratio || (best && share <= best_share))
 			continue;
 		best = b->number;
@@ -831,8 +965,34 @@ static int gc_record(void *ctx, const struct blob_record *rec)
 	return r;
 }
 
-/* Collects file number (sealed, size bytes). Runs without mu. */
-static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size)
+/* Finds the references into the file by a scan of the whole tree, for a
+ * file some of whose records cairn_batch_copy made reachable under other
+ * keys: the record's own key no longer finds them all. Each referring key
+ * gets its own copy of the value. */
+static int gc_scan_tree(struct gc_run *g)
+{
+	struct cairn_iter *it;
+	int r = cairn_iter_new(g->db, NULL, &it);
+	for (cairn_iter_seek_first(it); !r && cairn_iter_valid(it); cairn_iter_next(it)) {
+		enum value_type type;
+		struct slice ival, key;
+		struct blob_ref ref;
+		if (!dbiter_raw(it, &type, &ival) || type != TYPE_BLOB || db_blob_ref(ival, &ref) ||
+		    ref.file != g->f.old_file)
+			continue;
+		key.data = cairn_iter_key(it, &key.len);
+		r = gc_copy(g, key, &ref, db_blob_time(ival));
+	}
+	if (!r && it)
+		r = cairn_iter_status(it);
+	cairn_iter_free(it);
+	return r;
+}
+
+/* Collects file number (sealed, size bytes; shared: some records have
+ * references under other keys). Runs without mu. */
+static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size, int shared,
+                  uint64_t copies_begun)
 {
 	struct gc_run g = {.db = db};
 	char path[4096];
@@ -841,13 +1001,16 @@ static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size)
 		r = batch_init(&g.f.out);
 	g.f.db = db;
 	g.f.old_file = number;
+	g.f.copies_begun = copies_begun;
 	g.copy = malloc(GC_COPY_BUF);
 	if (!r && !g.copy)
 		r = CAIRN_ENOMEM;
 	blob_file_name(path, sizeof(path), db->dir, number);
 	if (!r)
 		r = blob_reader_open(db->env, path, &g.rd, g.err, sizeof(g.err));
-	if (!r) {
+	if (!r && shared) {
+		r = gc_scan_tree(&g);
+	} else if (!r) {
 		r = blob_scan(g.rd, size, 0, gc_record, &g, NULL, g.err, sizeof(g.err));
 		if (r == BLOB_SCAN_TORN)
 			r = 0; /* past the last whole record nothing was referred to */
@@ -911,7 +1074,7 @@ static int gc_one(struct cairn_db *db, uint64_t number, uint64_t size)
 		} /* else: no room to wait; the next open deletes it */
 		atomic_fetch_add(&db->st.blob_collections, 1);
 		atomic_fetch_add(&db->st.blob_bytes_moved, g.f.moved);
-	} else {
+	} else if (r != CAIRN_EBUSY) {
 		db_err(db, r, "collection of blob file %06llu failed: %s",
 		       (unsigned long long)number, g.err[0] ? g.err : cairn_strerror(r));
 	}
@@ -929,12 +1092,19 @@ int db_blob_collect(struct cairn_db *db, int all)
 {
 	int done = 0;
 	while (db_blob_gc_due(db) && !db->shutting_down) {
+		/* a write whose copies are not all in the tree yet: later */
+		if (db->blob_copies_begun != db->blob_copies_done)
+			break;
 		uint64_t size = 0, number = gc_pick(db, &size);
+		int shared = vset_find_blob(db->vs, number)->shared != 0;
+		uint64_t begun = db->blob_copies_begun;
 		db->blob_gc_running = 1;
 		env_mutex_unlock(&db->mu);
-		int r = gc_one(db, number, size);
+		int r = gc_one(db, number, size, shared, begun);
 		env_mutex_lock(&db->mu);
 		db->blob_gc_running = 0;
+		if (r == CAIRN_EBUSY)
+			break; /* a copy raced it: retried at the next chance */
 		if (r) {
 			/* do not spin on a damaged file: it waits for a reopen */
 			uint64_t *p =

@@ -512,3 +512,12 @@ CAIRN_EXPORT int cairn_iter_status(const struct cairn_iter *d)
 {
 	return d->status ? d->status : iter_status(d->iter);
 }
+
+int dbiter_raw(const struct cairn_iter *d, enum value_type *type, struct slice *ival)
+{
+	if (!d->valid)
+		return 0;
+	*type = dbiter_type(d);
+	*ival = dbiter_ival(d);
+	return 1;
+}

@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "dbformat.h"
 #include "iter.h"
 #include "util.h"
 
@@ -35,5 +36,10 @@ void dbiter_set_blob_loader(struct cairn_iter *d,
                             int (*load)(void *ctx, struct slice key, struct slice ival,
                                         struct buf *out),
                             void *ctx);
+
+/* The type and internal value (write time first) of the entry the
+ * iterator is on: 1, or 0 when it is not valid. For the engine's own scans
+ * (blob collection), which need a reference rather than the value. */
+int dbiter_raw(const struct cairn_iter *d, enum value_type *type, struct slice *ival);
 
 #endif

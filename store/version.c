@@ -54,6 +54,7 @@ enum edit_tag {
 	TAG_BLOB_FILE = 7,
 	TAG_BLOB_GARBAGE = 8,
 	TAG_DELETED_BLOB = 9,
+	TAG_BLOB_SHARED = 10,
 };
 
 /* The blob files the manifest knows, sorted by number. */
@@ -189,6 +190,7 @@ void edit_free(struct version_edit *e)
 	free(e->deleted_blobs);
 	free(e->blobs);
 	free(e->garbage);
+	free(e->shared);
 	edit_init(e);
 }
 
@@ -288,21 +290,31 @@ int edit_add_blob(struct version_edit *e, uint64_t number, uint64_t size, int se
 	return 0;
 }
 
-int edit_add_garbage(struct version_edit *e, uint64_t number, uint64_t bytes)
+static int add_bytes(struct edit_garbage **a, int *n, int *cap, uint64_t number, uint64_t bytes)
 {
-	for (int i = 0; i < e->ngarbage; i++) {
-		if (e->garbage[i].number == number) {
-			e->garbage[i].bytes += bytes;
+	for (int i = 0; i < *n; i++) {
+		if ((*a)[i].number == number) {
+			(*a)[i].bytes += bytes;
 			return 0;
 		}
 	}
-	int r = grow((void **)&e->garbage, e->ngarbage, &e->cap_garbage, sizeof(*e->garbage));
+	int r = grow((void **)a, *n, cap, sizeof(**a));
 	if (r)
 		return r;
-	e->garbage[e->ngarbage].number = number;
-	e->garbage[e->ngarbage].bytes = bytes;
-	e->ngarbage++;
+	(*a)[*n].number = number;
+	(*a)[*n].bytes = bytes;
+	(*n)++;
 	return 0;
+}
+
+int edit_add_shared(struct version_edit *e, uint64_t number, uint64_t bytes)
+{
+	return add_bytes(&e->shared, &e->nshared, &e->cap_shared, number, bytes);
+}
+
+int edit_add_garbage(struct version_edit *e, uint64_t number, uint64_t bytes)
+{
+	return add_bytes(&e->garbage, &e->ngarbage, &e->cap_garbage, number, bytes);
 }
 
 int edit_delete_blob(struct version_edit *e, uint64_t number)
@@ -384,6 +396,11 @@ int edit_encode(const struct version_edit *e, struct buf *out)
 		r = put_tag_u64(out, TAG_BLOB_GARBAGE, e->garbage[i].number);
 		if (!r)
 			r = buf_put_varint64(out, e->garbage[i].bytes);
+	}
+	for (int i = 0; !r && i < e->nshared; i++) {
+		r = put_tag_u64(out, TAG_BLOB_SHARED, e->shared[i].number);
+		if (!r)
+			r = buf_put_varint64(out, e->shared[i].bytes);
 	}
 	return r;
 }
@@ -472,6 +489,12 @@ static const char *decode_field(uint32_t tag, struct slice *in, struct version_e
 		if (slice_get_varint64(in, &v) || slice_get_varint64(in, &bytes))
 			return "bad blob garbage";
 		return edit_add_garbage(e, v, bytes) ? "out of memory" : NULL;
+	}
+	case TAG_BLOB_SHARED: {
+		uint64_t bytes;
+		if (slice_get_varint64(in, &v) || slice_get_varint64(in, &bytes))
+			return "bad blob shared bytes";
+		return edit_add_shared(e, v, bytes) ? "out of memory" : NULL;
 	}
 	case TAG_DELETED_BLOB:
 		if (slice_get_varint64(in, &v))
@@ -589,6 +612,12 @@ void edit_dump(const struct version_edit *e, void (*fn)(void *ctx, const char *l
 		        (unsigned long long)e->garbage[i].bytes);
 		fn(ctx, line);
 	}
+	for (int i = 0; i < e->nshared; i++) {
+		fmt_msg(line, sizeof(line), "blob_shared #%llu +%llu",
+		        (unsigned long long)e->shared[i].number,
+		        (unsigned long long)e->shared[i].bytes);
+		fn(ctx, line);
+	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -667,6 +696,11 @@ static int blobs_apply(struct blob_set *bs, const struct version_edit *e)
 		if (at == bs->n || bs->files[at].number != e->garbage[i].number)
 			continue; /* collected already: its garbage went with it */
 		bs->files[at].garbage += e->garbage[i].bytes;
+	}
+	for (int i = 0; i < e->nshared; i++) {
+		int at = blob_find(bs, e->shared[i].number);
+		if (at < bs->n && bs->files[at].number == e->shared[i].number)
+			bs->files[at].shared += e->shared[i].bytes;
 	}
 	return r;
 }
@@ -1099,6 +1133,8 @@ static int snapshot_edit(struct version_set *vs, const struct version *v, uint64
 		r = edit_add_blob(e, b->number, b->size, b->sealed);
 		if (!r && b->garbage)
 			r = edit_add_garbage(e, b->number, b->garbage);
+		if (!r && b->shared)
+			r = edit_add_shared(e, b->number, b->shared);
 	}
 	if (r)
 		edit_free(e);

@@ -92,8 +92,19 @@ struct edit_pointer {
  * bytes of records no entry can reach any more. */
 struct blob_file_meta {
 	uint64_t number, size, garbage;
+	/* bytes of the extra references cairn_batch_copy made to its records
+	 * (each counts a record once more; garbage counts each reference
+	 * dropped). Nonzero: some record may be reached under a key other than
+	 * its own, so collection finds references by a scan of the tree. */
+	uint64_t shared;
 	int sealed;
 };
+/* The bytes of a blob file's records no key refers to: each dropped
+ * reference counts its record once as garbage, each shared one once more. */
+static inline uint64_t blob_net_garbage(const struct blob_file_meta *b)
+{
+	return b->garbage > b->shared ? b->garbage - b->shared : 0;
+}
 struct edit_blob {
 	uint64_t number, size;
 	int sealed;
@@ -120,6 +131,8 @@ struct version_edit {
 	int nblobs, cap_blobs;
 	struct edit_garbage *garbage;
 	int ngarbage, cap_garbage;
+	struct edit_garbage *shared; /* bytes of references added by copies */
+	int nshared, cap_shared;
 };
 
 void edit_init(struct version_edit *e);
@@ -134,6 +147,8 @@ int edit_set_pointer(struct version_edit *e, int level, struct slice ikey);
 int edit_add_blob(struct version_edit *e, uint64_t number, uint64_t size, int sealed);
 /* Adds bytes of garbage to a blob file (ignored if the file is gone). */
 int edit_add_garbage(struct version_edit *e, uint64_t number, uint64_t bytes);
+/* Adds bytes of shared references to a blob file (ignored if it is gone). */
+int edit_add_shared(struct version_edit *e, uint64_t number, uint64_t bytes);
 /* Forgets a blob file; it must be known. */
 int edit_delete_blob(struct version_edit *e, uint64_t number);
 /* Encoding: docs/format.md, "Manifest". decode validates every field and

@@ -227,7 +227,7 @@ static int decode_bytes(const char *bytes, size_t n)
 Test(edit, decode_rejects_bad_fields)
 {
 	/* unknown tag */
-	cr_assert_eq(decode_bytes("\x0a\x01", 2), CAIRN_ECORRUPT);
+	cr_assert_eq(decode_bytes("\x7f\x01", 2), CAIRN_ECORRUPT);
 	cr_assert(strstr(err, "unknown"), "%s", err);
 	/* deleted file at level 7 (NUM_LEVELS) */
 	cr_assert_eq(decode_bytes("\x05\x07\x01", 3), CAIRN_ECORRUPT);
