@@ -24,16 +24,22 @@
  * writes a small file's value whole, or only the pieces a large file's
  * writes touched, together with its record in one cairn_write batch.
  *
- * One mutex (fs->mu) guards the node table and the buffers and is held
- * across every namespace change, so a path computed under it is the path
- * the database holds. It is released around what may take long and needs
- * no table: reads of unbuffered data, the log sync of fsync, control
- * commands. One thread of the daemon's own, the sweeper (commit.c), started
- * with the first deferred truncation, takes fs->mu once a second to commit
- * the truncations no write followed. A read done outside it takes a
- * snapshot (or an iterator) under it together with the path, so it reads
- * the key as it was when the path named that inode, never what a rename
- * put there since.
+ * Locking rule. One mutex (fs->mu) guards the node table and the buffers
+ * and is held across every namespace change, its probes and its engine
+ * write included, so a path computed under it is the path the database
+ * holds and two changes never interleave. What it covers must therefore
+ * cost in proportion to names, never to file sizes: a rename lists the
+ * subtree's keys and lets the engine move the values (cairn_batch_copy:
+ * a blob value by reference), so renaming a directory of 200 files of
+ * 1 MiB holds it for milliseconds and holds no file data in memory. It is
+ * released around what may take long and needs no table: reads of
+ * unbuffered data, the log sync of fsync, control commands. One thread of
+ * the daemon's own, the sweeper (commit.c), started with the first
+ * deferred truncation, takes fs->mu once a second to commit the
+ * truncations no write followed. A read done outside it takes a snapshot
+ * (or an iterator) under it together with the path, so it reads the key as
+ * it was when the path named that inode, never what a rename put there
+ * since.
  *
  * Every walk with an iterator checks cairn_iter_status() once it ends and
  * before any later seek (a seek starts afresh and would hide the error),

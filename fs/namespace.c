@@ -235,15 +235,11 @@ static uint64_t cfs_record_ext_id(const void *val, size_t vlen)
 	return r.ext_id;
 }
 
-/* The errno of a value the iterator could not read: EXDEV for one over
- * the engine's value limit (written through the API: mv then copies it
- * through the mount, which reads it in pieces), EIO for damage. */
+/* The errno of a value the iterator could not read. */
 static int cfs_unreadable(struct cairn_iter *it)
 {
 	int rc = cairn_iter_status(it);
 
-	if (rc == CAIRN_ETOOBIG)
-		return -EXDEV;
 	return -cfs_errno(rc ? rc : CAIRN_EIO, EIO);
 }
 
@@ -291,12 +287,11 @@ static int cfs_batch_entry(struct cairn_iter *it, struct cairn_batch *b, const c
 				memcpy(nk, r->head, r->hlen);
 				memcpy(nk + r->hlen, npath, nplen);
 				memcpy(nk + r->hlen + nplen, key + r->hlen + plen, tail);
-				val = cairn_iter_value(it, &vlen);
-				/* a value that cannot be read in one piece fails the
-				 * whole rename: never move it as an empty one */
-				if (!val)
-					return cfs_unreadable(it);
-				rc = cairn_batch_put(b, nk, r->hlen + nplen + tail, val, vlen);
+				/* the engine moves the value: a value in a blob file
+				 * by reference (no byte read or copied), so the cost
+				 * follows the entries, not their size; one it cannot
+				 * move fails the whole write */
+				rc = cairn_batch_copy(b, key, klen, nk, r->hlen + nplen + tail);
 			}
 			if (rc)
 				return -cfs_errno(rc, EXDEV);

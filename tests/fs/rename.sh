@@ -75,32 +75,52 @@ umount_fs
 check "after remount the moved value is exact" sh -c "
 	\"$CAIRN\" -d \"$DB\" get big3/small | grep -qx 'small value'"
 
-# ---- a damaged blob file -------------------------------------------------------------------
+# ---- a damaged or missing blob file ----------------------------------------------------
+# blob_files: the blob files holding at least 200 KB (the test's values)
+blob_files() { find "$DB" -name '*.blob' -size +200k; }
 mount_fs
-mkdir "$M/dmg"
+mkdir "$M/dmg" "$M/cut"
 head -c 300000 /dev/urandom >"$T/blobval"
 cp "$T/blobval" "$M/dmg/value"
 echo neighbour >"$M/dmg/note"
 umount_fs
-# flip bytes in the middle of every blob file's data: the value's chunks no
-# longer pass their checksums (the record headers stay whole)
-for f in "$DB"/*.blob; do
+# flip bytes in the middle of the value: its chunks fail their checksums
+# while the record's header stays whole
+for f in $(blob_files); do
 	sz=$(stat -c %s "$f")
-	[ "$sz" -gt 200000 ] || continue
 	printf 'DAMAGEDDAMAGED' | dd of="$f" bs=1 seek=$((sz / 2)) conv=notrunc status=none
 done
 mount_fs
 check "the damaged value reads as an error" sh -c "! cat \"$M/dmg/value\" >/dev/null 2>&1"
 r=$(py_rename "$M/dmg" "$M/dmg2")
-check "renaming a directory holding a damaged value fails (got $r)" test "$r" != ok
-check "... nothing committed: the new name does not exist" test ! -e "$M/dmg2"
-check "... the old name is still there" test -e "$M/dmg/note"
+# A rename moves the reference, not the bytes: the damage moves with it and
+# reads still report it. What must never happen is an empty file.
+if [ "$r" = ok ]; then
+	check "renaming a directory with a damaged value moves it as it is" test ! -e "$M/dmg"
+	check "... the moved value still reads as an error, never empty" \
+		sh -c "! cat \"$M/dmg2/value\" >/dev/null 2>&1"
+	check "... its size is kept" test "$(stat -c %s "$M/dmg2/value")" = 300000
+	check "... its neighbour moved" test "$(cat "$M/dmg2/note")" = neighbour
+else
+	ok "renaming a directory with a damaged value fails ($r)"
+	check "... nothing committed: the new name does not exist" test ! -e "$M/dmg2"
+fi
+rm -rf "$M/dmg" "$M/dmg2" 2>/dev/null
+cp "$T/blobval" "$M/cut/value"
+echo neighbour >"$M/cut/note"
+umount_fs
+# now remove the blob file that holds the value: the reference points nowhere
+for f in $(blob_files); do rm -f "$f"; done
+mount_fs
+r=$(py_rename "$M/cut" "$M/cut2")
+check "renaming a directory whose blob file is gone fails (got $r)" test "$r" != ok
+check "... nothing committed: the new name does not exist" test ! -e "$M/cut2"
+check "... the old name is still there" test -e "$M/cut/note"
 umount_fs
 mount_fs
-check "... and after remount too" test ! -e "$M/dmg2" -a -e "$M/dmg/note"
-check "... the damaged value was not replaced by an empty one" \
-	sh -c "! cat \"$M/dmg/value\" >/dev/null 2>&1"
-rm -rf "$M/dmg" 2>/dev/null
+check "... and after remount too" test ! -e "$M/cut2" -a -e "$M/cut/note"
+check "... the value was not replaced by an empty one" \
+	sh -c "! cat \"$M/cut/value\" >/dev/null 2>&1"
 
 # ---- a read racing renames never returns another file's bytes ------------------------------
 # Each file holds its own first name; a reader keeps a descriptor on each and
