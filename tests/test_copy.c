@@ -3,7 +3,8 @@
  * batch, a small one by copy, one in a blob file by a new reference to the
  * same bytes; the whole write fails when the source is missing or its blob
  * record damaged; the bytes stay live while either key refers to them, are
- * collected once neither does, and survive a reopen.
+ * collected once neither does, and survive a reopen and a power loss at
+ * any write point of a move and of the collection that follows.
  */
 #include "testutil.h"
 
@@ -279,4 +280,101 @@ Test(copy, collection_keeps_a_value_reached_only_through_a_moved_reference, .tim
 	}
 	cairn_close(db);
 	tu_rmrf(dir);
+}
+
+/* ---- power loss at every write point of a move and its collection ---- */
+
+static void sim_opts(struct cairn_options *o, struct cairn_env *env)
+{
+	tu_small_options(o, env);
+	o->blob_file_size = 1u << 20;
+}
+
+/* The value of key, or NULL (caller frees with cairn_free). */
+static void *value_of(struct cairn_db *db, const char *key, size_t *vl)
+{
+	void *v = NULL;
+	int r = cairn_get(db, NULL, key, strlen(key), &v, vl);
+	cr_assert(r == 0 || r == CAIRN_ENOTFOUND, "get %s: %s", key, cairn_strerror(r));
+	return r ? NULL : v;
+}
+
+/* After any crash: the moved value is under exactly one of its names,
+ * whole, and the value that stays put is intact. */
+static void check_moved(struct cairn_db *db, const char *when)
+{
+	size_t la = 0, lb = 0;
+	void *a = value_of(db, "v1", &la), *b = value_of(db, "w1", &lb);
+	char want[150000];
+	fill(want, sizeof(want), 1);
+	cr_assert((a != NULL) != (b != NULL), "%s: v1 %s, w1 %s", when, a ? "set" : "gone",
+	          b ? "set" : "gone");
+	void *v = a ? a : b;
+	size_t l = a ? la : lb;
+	cr_assert(l == sizeof(want) && !memcmp(v, want, l), "%s: the moved value differs", when);
+	cairn_free(a);
+	cairn_free(b);
+	expect(db, "v4", 150000, 4);
+}
+
+static struct cairn_db *sim_setup(struct cairn_env **env, struct cairn_options *o)
+{
+	cr_assert_eq(env_sim_new(5, 1000, env), 0);
+	sim_opts(o, *env);
+	struct cairn_db *db = tu_open("/db", o);
+	for (unsigned i = 1; i <= 4; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "v%u", i);
+		put_big(db, k, 150000, i);
+	}
+	cairn_close(db); /* seals the blob file */
+	return tu_open("/db", o);
+}
+
+static void sim_work(struct cairn_db *db)
+{
+	struct cairn_batch *b;
+	move(db, "v1", "w1");
+	cr_assert_eq(cairn_batch_new(&b), 0);
+	cr_assert_eq(cairn_batch_delete(b, "v2", 2), 0);
+	cr_assert_eq(cairn_batch_delete(b, "v3", 2), 0);
+	cairn_write(db, b, CAIRN_SYNC);
+	cairn_batch_free(b);
+	cairn_compact_range(db, NULL, 0, NULL, 0);
+}
+
+Test(copy, power_loss_at_every_point_of_a_move_and_its_collection, .timeout = 120)
+{
+	struct cairn_env *env;
+	struct cairn_options o;
+	struct cairn_db *db = sim_setup(&env, &o);
+	uint64_t before = env_sim_write_points(env);
+	sim_work(db);
+	uint64_t points = env_sim_write_points(env) - before;
+	cr_assert_eq(stats(db).blob_collections, 1);
+	cr_assert_gt(points, 5);
+	check_moved(db, "no crash");
+	cairn_close(db);
+	env_sim_free(env);
+
+	for (uint64_t k = 1; k <= points; k++) {
+		char when[64];
+		db = sim_setup(&env, &o);
+		env_sim_arm(env, k, SIM_FAULT_CRASH);
+		sim_work(db);
+		cairn_close(db);
+		env_sim_crash(env);
+		env_sim_reboot(env);
+		snprintf(when, sizeof(when), "crash at point %llu of %llu", (unsigned long long)k,
+		         (unsigned long long)points);
+		db = tu_open("/db", &o);
+		check_moved(db, when);
+		cr_assert_eq(cairn_compact_range(db, NULL, 0, NULL, 0), 0);
+		check_moved(db, when);
+		cairn_close(db);
+		db = tu_open("/db", &o);
+		check_moved(db, when);
+		cairn_close(db);
+		env_sim_free(env);
+	}
 }
