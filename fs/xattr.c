@@ -76,9 +76,11 @@ void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *
 	pthread_mutex_lock(&fs->mu);
 	rc = cfs_xattr_key(fs, ino, name, key, &klen);
 	if (!rc) {
-		int found = cairn_key_info(fs->db, NULL, key, klen, &info) == CAIRN_OK;
+		int got = cairn_key_info(fs->db, NULL, key, klen, &info), found = got == CAIRN_OK;
 
-		if ((flags & XATTR_CREATE) && found)
+		if (got && got != CAIRN_ENOTFOUND)
+			rc = -cfs_errno(got, EIO); /* unknown is not absent */
+		else if ((flags & XATTR_CREATE) && found)
 			rc = -EEXIST;
 		else if ((flags & XATTR_REPLACE) && !found)
 			rc = -ENODATA;
@@ -210,8 +212,10 @@ void cfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	rc = cfs_xattr_key(fs, ino, name, key, &klen);
 	if (rc == -ERANGE)
 		rc = -ENODATA;
-	if (!rc && cairn_key_info(fs->db, NULL, key, klen, &info) != CAIRN_OK)
-		rc = -ENODATA;
+	if (!rc) {
+		rc = cairn_key_info(fs->db, NULL, key, klen, &info);
+		rc = rc == CAIRN_ENOTFOUND ? -ENODATA : -cfs_errno(rc, EIO);
+	}
 	if (!rc)
 		rc = -cfs_errno(cairn_delete(fs->db, key, klen, 0), EIO);
 	pthread_mutex_unlock(&fs->mu);
