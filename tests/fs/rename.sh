@@ -122,6 +122,35 @@ check "... and after remount too" test ! -e "$M/cut2" -a -e "$M/cut/note"
 check "... the value was not replaced by an empty one" \
 	sh -c "! cat \"$M/cut/value\" >/dev/null 2>&1"
 
+# ---- moves by reference: exchange, replace, and the database does not grow --------------
+mkdir "$M/x" "$M/y"
+head -c 1048576 /dev/urandom >"$T/x1"
+head -c 300000 /dev/urandom >"$T/y1"
+cp "$T/x1" "$M/x/f"
+cp "$T/y1" "$M/y/f"
+echo small-x >"$M/x/s"
+sync -f "$M/x/f"
+du0=$(du -sk "$DB" | cut -f1)
+for _ in 1 2 3 4 5; do mv "$M/x" "$M/x2" && mv "$M/x2" "$M/x"; done
+du1=$(du -sk "$DB" | cut -f1)
+check "ten renames of a directory with 1 MiB in it add under 512 KiB ($du0 -> $du1 KiB)" \
+	test $((du1 - du0)) -lt 512
+r=$(python3 -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2)
+print("ok" if r == 0 else os.strerror(ctypes.get_errno()))' "$M/x" "$M/y")
+check "RENAME_EXCHANGE of two directories (got $r)" test "$r" = ok
+check "... each holds the other's files" sh -c "cmp -s \"$T/y1\" \"$M/x/f\" && cmp -s \"$T/x1\" \"$M/y/f\""
+check "... and the small one moved along" test "$(cat "$M/y/s" 2>/dev/null)" = small-x
+mv "$M/y/f" "$M/x/f"
+check "a 1 MiB file renamed over a 300 KB one" cmp "$T/x1" "$M/x/f"
+check "... the source name is gone" test ! -e "$M/y/f"
+umount_fs
+mount_fs
+check "... after remount: content kept" cmp "$T/x1" "$M/x/f"
+rm -rf "$M/x" "$M/y"
+
 # ---- a read racing renames never returns another file's bytes ------------------------------
 # Each file holds its own first name; a reader keeps a descriptor on each and
 # reads it with O_DIRECT (every read reaches the daemon) while another
