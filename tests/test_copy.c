@@ -378,3 +378,90 @@ Test(copy, power_loss_at_every_point_of_a_move_and_its_collection, .timeout = 12
 		env_sim_free(env);
 	}
 }
+
+/* ---- moves racing writers and background collection ---- */
+
+#define TH_N    4
+#define TH_KEYS 12
+#define TH_SIZE 100000
+
+struct th_arg {
+	struct cairn_db *db;
+	int id;
+	int where[TH_KEYS];        /* 0: under "a", 1: under "b" */
+	unsigned version[TH_KEYS]; /* the seed of its current value */
+};
+
+static void th_name(char *out, int id, int k, int where)
+{
+	sprintf(out, "t%d/k%02d/%c", id, k, where ? 'b' : 'a');
+}
+
+static void *th_mover(void *p)
+{
+	struct th_arg *a = p;
+	char from[32], to[32];
+	for (int round = 0; round < 60; round++) {
+		int k = (round * 7 + a->id) % TH_KEYS;
+		th_name(from, a->id, k, a->where[k]);
+		th_name(to, a->id, k, !a->where[k]);
+		if (round % 5 == 4) {
+			/* an overwrite makes the old bytes garbage */
+			a->version[k] = (unsigned)(a->id * 1000 + round);
+			put_big(a->db, from, TH_SIZE, a->version[k]);
+			continue;
+		}
+		int r = move(a->db, from, to);
+		cr_assert_eq(r, 0, "move %s: %s", from, cairn_strerror(r));
+		a->where[k] = !a->where[k];
+	}
+	return NULL;
+}
+
+Test(copy, moves_racing_writers_and_background_collection_lose_nothing, .timeout = 120)
+{
+	char *dir = tu_tmpdir("copy");
+	struct cairn_options o;
+	cairn_options_init(&o);
+	o.sync_interval_ms = 0;
+	o.background_threads = 2;
+	o.blob_file_size = 1u << 20;
+	o.blob_gc_ratio = 0.2;
+	o.memtable_size = 256u << 10;
+	struct cairn_db *db = tu_open(dir, &o);
+	struct th_arg args[TH_N];
+	pthread_t th[TH_N];
+	char name[32];
+	for (int t = 0; t < TH_N; t++) {
+		args[t].db = db;
+		args[t].id = t;
+		for (int k = 0; k < TH_KEYS; k++) {
+			args[t].where[k] = 0;
+			args[t].version[k] = (unsigned)(t * 100 + k);
+			th_name(name, t, k, 0);
+			put_big(db, name, TH_SIZE, args[t].version[k]);
+		}
+	}
+	for (int t = 0; t < TH_N; t++)
+		pthread_create(&th[t], NULL, th_mover, &args[t]);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(cairn_compact_range(db, NULL, 0, NULL, 0), 0);
+	for (int t = 0; t < TH_N; t++)
+		pthread_join(th[t], NULL);
+	cr_assert_eq(cairn_compact_range(db, NULL, 0, NULL, 0), 0);
+	cr_assert_gt(stats(db).blob_collections, 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int t = 0; t < TH_N; t++) {
+			for (int k = 0; k < TH_KEYS; k++) {
+				th_name(name, t, k, args[t].where[k]);
+				expect(db, name, TH_SIZE, args[t].version[k]);
+				th_name(name, t, k, !args[t].where[k]);
+				expect_absent(db, name);
+			}
+		}
+		cairn_close(db);
+		db = tu_open(dir, &o);
+	}
+	cairn_close(db);
+	tu_rmrf(dir);
+}
