@@ -152,12 +152,14 @@ check "... after remount: content kept" cmp "$T/x1" "$M/x/f"
 rm -rf "$M/x" "$M/y"
 
 # ---- a read racing renames never returns another file's bytes ------------------------------
-# Each file holds its own first name; a reader keeps a descriptor on each and
-# reads it with O_DIRECT (every read reaches the daemon) while another
-# process swaps their names through a third one.
+# Each file holds its own first name, as content and as an attribute; a
+# reader keeps a descriptor on each and reads both with O_DIRECT (every read
+# reaches the daemon) while another thread swaps their names through a third.
 mkdir "$M/race"
 for n in a b; do
 	python3 -c "import sys; open(sys.argv[1], 'w').write(sys.argv[2] * 4096)" "$M/race/$n" "$n"
+	setfattr -n user.name -v "$n" "$M/race/$n" 2>/dev/null ||
+		python3 -c "import os, sys; os.setxattr(sys.argv[1], 'user.name', sys.argv[2].encode())" "$M/race/$n" "$n"
 done
 python3 - "$M/race" >"$T/race.out" 2>&1 <<'EOF'
 import mmap, os, sys, threading, time
@@ -180,6 +182,9 @@ def reader(name, fd):
         data = buf[:got]
         if data != name.encode() * 4096:
             bad.append((name, data[:8]))
+        x = os.getxattr(fd, "user.name")
+        if x != name.encode():
+            bad.append((name, "xattr", x))
         n += 1
     os.close(fd)
 ts = [threading.Thread(target=renamer)]
