@@ -54,7 +54,7 @@ enum edit_tag {
 	TAG_BLOB_FILE = 7,
 	TAG_BLOB_GARBAGE = 8,
 	TAG_DELETED_BLOB = 9,
-	TAG_BLOB_SHARED = 10,
+	TAG_BLOB_SHARED = 11,
 };
 
 /* The blob files the manifest knows, sorted by number. */
