@@ -64,14 +64,15 @@ static int cfs_batch_share_xattrs(struct cairnfs *fs, struct cairn_batch *b, con
 		return rc;
 	for (cfs_seek_within(it, k, (size_t)kl, k, (size_t)kl); !rc && cairn_iter_valid(it);
 	     cairn_iter_next(it)) {
-		size_t klen, vlen;
+		size_t klen;
 		const char *key = cairn_iter_key(it, &klen);
-		const void *val = cairn_iter_value(it, &vlen);
 
 		if (!pk_has_prefix(key, klen, k, (size_t)kl))
 			break;
 		memcpy(nk + nkl, key + kl, klen - (size_t)kl);
-		rc = cairn_batch_put(b, nk, (size_t)nkl + klen - (size_t)kl, val, vlen);
+		/* the engine moves the value, or fails the whole write: an
+		 * attribute it cannot read is never shared as an empty one */
+		rc = cairn_batch_copy(b, key, klen, nk, (size_t)nkl + klen - (size_t)kl);
 		if (!rc)
 			rc = cairn_batch_delete(b, key, klen);
 		rc = -cfs_errno(rc, EIO);
@@ -89,8 +90,6 @@ static int cfs_batch_share(struct cairnfs *fs, struct cairn_batch *b, const char
 {
 	char lpath[PK_ORPHAN_LEN];
 	struct meta_rec r;
-	char *val = NULL;
-	size_t got = 0;
 	int rc = 0;
 
 	cfs_meta_of(p, type, st, &r);
@@ -101,17 +100,10 @@ static int cfs_batch_share(struct cairnfs *fs, struct cairn_batch *b, const char
 	if (type == META_FILE && p->data_file) {
 		r.ext_id = 0; /* the key PATH holds the content */
 		r.size = 0;
-		val = malloc(p->data.size ? (size_t)p->data.size : 1);
-		if (!val)
-			return -ENOMEM;
-		if (p->data.size)
-			rc = cairn_get_range(fs->db, NULL, path, plen, 0, val, (size_t)p->data.size,
-			                     &got);
-		if (!rc)
-			rc = cairn_batch_put(b, lpath, PK_ORPHAN_LEN, val, got);
+		/* moved by the engine: a value in a blob file by reference */
+		rc = cairn_batch_copy(b, path, plen, lpath, PK_ORPHAN_LEN);
 		if (!rc)
 			rc = cairn_batch_delete(b, path, plen);
-		free(val);
 		rc = -cfs_errno(rc, EIO);
 	}
 	if (!rc)

@@ -349,8 +349,13 @@ int cfs_orphans_clean(struct cairnfs *fs)
 			continue;
 		orphans++;
 		val = cairn_iter_value(it, &vlen);
-		if (!meta_decode(val, vlen, &r) && r.type == META_FILE && r.ext_id)
+		if (!val) {
+			/* unreadable: its pieces would be left behind unnamed */
+			rc = cfs_iter_check(fs, it, "orphan record");
+			rc = rc ? rc : -EIO;
+		} else if (!meta_decode(val, vlen, &r) && r.type == META_FILE && r.ext_id) {
 			rc = cfs_drop_pieces(pit, b, r.ext_id, 0);
+		}
 	}
 	if (!rc && cairn_iter_status(it))
 		rc = -cfs_errno(cairn_iter_status(it), EIO);
