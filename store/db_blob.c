@@ -382,7 +382,7 @@ static int copy_check(struct copy_ctx *c, struct slice from, const struct blob_r
 	struct cairn_db *db = c->db;
 	char path[4096], k[300], err[512] = "";
 	int r = 0;
-	fmt_key(k, sizeof(k), from);
+	db_fmt_key(k, sizeof(k), from);
 	if (!c->rd || c->rd_file != ref->file) {
 		blob_reader_close(c->rd);
 		c->rd = NULL;
@@ -410,17 +410,17 @@ static int copy_one(struct copy_ctx *c, struct slice from, struct slice to)
 	char k[300];
 	int r = db_lookup_latest(db, from, &type, &ival);
 	if (r == CAIRN_ENOTFOUND || (!r && !ival_valid(buf_slice(&ival)))) {
-		fmt_key(k, sizeof(k), from);
+		db_fmt_key(k, sizeof(k), from);
 		r = db_err(db, r ? r : CAIRN_ECORRUPT, "copy of key '%s': %s", k,
 		           r ? "it has no value" : "malformed entry");
 	} else if (r) {
-		fmt_key(k, sizeof(k), from);
+		db_fmt_key(k, sizeof(k), from);
 		r = db_err(db, r, "copy of key '%s': cannot read it", k);
 	} else if (type == TYPE_VALUE) {
 		struct slice v = ival_value(buf_slice(&ival));
 		r = cairn_batch_put(c->out, to.data, to.len, v.data, v.len);
 	} else if (db_blob_ref(buf_slice(&ival), &ref)) {
-		fmt_key(k, sizeof(k), from);
+		db_fmt_key(k, sizeof(k), from);
 		r = db_err(db, CAIRN_ECORRUPT, "copy of key '%s': malformed blob reference", k);
 	} else if (!(r = copy_check(c, from, &ref))) {
 		uint64_t rec = blob_ref_record_size(&ref, from.len);
