@@ -108,7 +108,9 @@ enum cairn_wal_recovery {
  * every field to its default, then change what you need. */
 struct cairn_options {
 	/* 0: fail with CAIRN_ENOENT when the database is missing.
-	 * 1 (default): create it when missing.
+	 * 1 (default): create it when missing. A directory without CURRENT
+	 *    that holds database files (CURRENT lost) is refused with
+	 *    CAIRN_ECORRUPT, never created over; see `cairn repair`.
 	 * 2: create it, and fail with CAIRN_EEXIST when it already exists. */
 	int create_if_missing;
 

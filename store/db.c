@@ -210,28 +210,58 @@ static enum db_file_kind parse_file_name(const char *name, uint64_t *number)
 }
 
 struct dir_scan {
+	struct cairn_db *db;
 	uint64_t *logs;
 	size_t nlogs, cap;
+	uint64_t next_file; /* the manifest's next file number */
 	int err;
 };
 
+static int push_u64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 8;
+		uint64_t *p = realloc(*arr, c * sizeof(*p));
+		if (!p)
+			return CAIRN_ENOMEM;
+		*arr = p;
+		*cap = c;
+	}
+	(*arr)[(*n)++] = v;
+	return 0;
+}
+
+/* Lists the logs, and makes sure no number present in the directory is ever
+ * handed out again. A file at or above the manifest's next file number was
+ * named by no record that survived: it is left in place (db->unclaimed) for
+ * check and repair, never deleted as obsolete, since the record that named
+ * it may be the one that was lost. */
 static int collect_logs(void *ctx, const char *name)
 {
 	struct dir_scan *s = ctx;
+	struct cairn_db *db = s->db;
 	uint64_t num;
-	if (parse_file_name(name, &num) != FILE_LOG)
+	enum db_file_kind kind = parse_file_name(name, &num);
+	if (kind == FILE_OTHER || kind == FILE_TEMP)
 		return 0;
-	if (s->nlogs == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 8;
-		uint64_t *p = realloc(s->logs, cap * sizeof(*p));
-		if (!p) {
-			s->err = CAIRN_ENOMEM;
-			return 1;
-		}
-		s->logs = p;
-		s->cap = cap;
+	vset_mark_file_number_used(db->vs, num);
+	if ((kind == FILE_TABLE || kind == FILE_BLOB) && num >= s->next_file &&
+	    push_u64(&db->unclaimed, &db->nunclaimed, &db->cap_unclaimed, num)) {
+		s->err = CAIRN_ENOMEM;
+		return 1;
 	}
-	s->logs[s->nlogs++] = num;
+	if (kind == FILE_LOG && push_u64(&s->logs, &s->nlogs, &s->cap, num)) {
+		s->err = CAIRN_ENOMEM;
+		return 1;
+	}
+	return 0;
+}
+
+int db_is_unclaimed(const struct cairn_db *db, uint64_t num)
+{
+	for (size_t i = 0; i < db->nunclaimed; i++)
+		if (db->unclaimed[i] == num)
+			return 1;
 	return 0;
 }
 
@@ -255,7 +285,10 @@ static int collect_obsolete(void *ctx, const char *name)
 	struct cairn_db *db = s->db;
 	uint64_t num;
 	int keep = 1;
-	switch (parse_file_name(name, &num)) {
+	enum db_file_kind kind = parse_file_name(name, &num);
+	if ((kind == FILE_TABLE || kind == FILE_BLOB) && db_is_unclaimed(db, num))
+		return 0;
+	switch (kind) {
 	case FILE_LOG:
 		keep = num >= vset_log_number(db->vs) || num == db->log_number ||
 		       (db->imm && num == db->imm_log_number);
@@ -267,7 +300,9 @@ static int collect_obsolete(void *ctx, const char *name)
 			keep = db->pending_outputs[i] == num;
 		break;
 	case FILE_MANIFEST:
-		keep = num >= vset_manifest_number(db->vs);
+		/* one above the live one is a roll cut short before CURRENT named
+		 * it: never live (rolls and this listing both run under mu) */
+		keep = num == vset_manifest_number(db->vs);
 		break;
 	case FILE_TEMP:
 		keep = 0;
@@ -338,6 +373,8 @@ struct replay_ctx {
 	int torn;             /* the newest log ends in a torn record ... */
 	uint64_t torn_log;    /* ... this one */
 	uint64_t torn_offset; /* ... whose good part ends here */
+	uint64_t *empty;      /* logs that hold no record */
+	size_t nempty, cap_empty;
 };
 
 static int replay_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
@@ -386,11 +423,26 @@ static int check_refs(struct cairn_db *db, struct slice rec, int *lost, char *er
  * the memtable fills. last says whether this is the newest log, the only
  * one where a torn tail is expected. *stop is set when the rest of the logs
  * must be ignored (tolerated corruption). */
+/* A log the manifest marks as synced through strict_to bytes at a clean
+ * close cannot have been torn before that offset: an end there is damage. */
+static int short_of_mark(const char *path, uint64_t good, uint64_t strict_to, char *err,
+                         size_t errlen)
+{
+	fmt_msg(err, errlen,
+	        "log '%s': its records end at offset %llu, but it was synced through offset "
+	        "%llu at a clean close (log mark in the manifest): the log is damaged or cut "
+	        "short",
+	        path, (unsigned long long)good, (unsigned long long)strict_to);
+	return CAIRN_ECORRUPT;
+}
+
 static int replay_log(struct cairn_db *db, uint64_t number, int last, struct replay_ctx *rc,
                       struct version_edit *edit, int *stop, char *err, size_t errlen)
 {
 	char path[4096];
 	struct wal_reader *rd;
+	struct log_mark mark = vset_log_mark(db->vs);
+	uint64_t strict_to = mark.set && mark.log == number ? mark.length : 0;
 	log_file_name(path, sizeof(path), db->dir, number);
 	uint64_t fsize = 0;
 	env_file_size(db->env, path, &fsize);
@@ -403,11 +455,14 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 	}
 	if (r)
 		return r;
+	int any = 0;
 	for (;;) {
 		struct slice rec;
 		uint64_t rec_start = wal_good_offset(rd);
 		int lost = 0;
 		r = wal_next(rd, &rec, err, errlen);
+		if ((r == WAL_EOF || r == WAL_TORN) && wal_good_offset(rd) < strict_to)
+			r = short_of_mark(path, wal_good_offset(rd), strict_to, err, errlen);
 		if (r == WAL_EOF)
 			break;
 		if (r == WAL_TORN) {
@@ -431,6 +486,7 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 			r = CAIRN_ECORRUPT;
 		}
 		if (r == WAL_RECORD) {
+			any = 1;
 			if (rec.len < BATCH_HEADER) {
 				fmt_msg(err, errlen,
 				        "log '%s': record at offset %llu is too short for a batch",
@@ -444,6 +500,8 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 					        path, (unsigned long long)rec_start,
 					        why[0] ? why : cairn_strerror(r));
 			}
+			if (!r && lost && rec_start < strict_to)
+				r = short_of_mark(path, rec_start, strict_to, err, errlen);
 			if (!r && lost && last) {
 				/* its blob bytes never reached the disk, so it
 				 * was never synced, nor anything after it: a torn
@@ -488,6 +546,8 @@ static int replay_log(struct cairn_db *db, uint64_t number, int last, struct rep
 		}
 	}
 	wal_reader_close(rd);
+	if (r >= 0 && !any && push_u64(&rc->empty, &rc->nempty, &rc->cap_empty, number))
+		r = CAIRN_ENOMEM;
 	return r < 0 ? r : 0;
 }
 
@@ -537,6 +597,55 @@ static int new_log(struct cairn_db *db, char *err, size_t errlen)
 	if (!r)
 		use_log(db, number, w);
 	return r;
+}
+
+/* Goes on appending to the newest log when replay found it whole (or cut
+ * its torn tail), so an open creates no file; starts a new one otherwise. */
+static int reuse_or_new_log(struct cairn_db *db, const struct dir_scan *scan, uint64_t min_log,
+                            const struct replay_ctx *rc, char *err, size_t errlen)
+{
+	if (!scan->nlogs)
+		return new_log(db, err, errlen);
+	uint64_t newest = scan->logs[scan->nlogs - 1];
+	if (newest < min_log || (rc->torn && rc->torn_offset < WAL_FILE_HEADER))
+		return new_log(db, err, errlen);
+	char path[4096];
+	struct env_file *f;
+	struct wal_writer *w;
+	log_file_name(path, sizeof(path), db->dir, newest);
+	int r = env_open_append(db->env, path, &f);
+	if (!r)
+		r = wal_writer_reopen(f, &w);
+	if (r) {
+		char detail[256];
+		db_io_detail(db, detail, sizeof(detail), r);
+		fmt_msg(err, errlen, "cannot append to log '%s': %s", path, detail);
+		return r;
+	}
+	use_log(db, newest, w);
+	return 0;
+}
+
+/* Logs that hold no record are dropped once recovery is done: every open
+ * used to leave one behind. */
+static void remove_empty_logs(struct cairn_db *db, const struct replay_ctx *rc)
+{
+	char path[4096];
+	int removed = 0;
+	for (size_t i = 0; i < rc->nempty; i++) {
+		if (rc->empty[i] == db->log_number)
+			continue;
+		log_file_name(path, sizeof(path), db->dir, rc->empty[i]);
+		removed |= env_unlink(db->env, path) == 0;
+	}
+	if (removed)
+		env_sync_dir(db->env, db->dir); /* best effort: they are empty */
+}
+
+static int edit_is_empty(const struct version_edit *e)
+{
+	return !e->has_log_number && !e->nadded && !e->ndeleted && !e->npointers &&
+	       !e->ndeleted_blobs && !e->nblobs && !e->ngarbage;
 }
 
 static int keep_recovered(struct cairn_db *db, const struct replay_ctx *rc)
@@ -592,11 +701,19 @@ static int sync_kept_logs(struct cairn_db *db, const struct dir_scan *scan, uint
                           const struct replay_ctx *rc, char *err, size_t errlen)
 {
 	char path[4096];
+	struct log_mark mark = vset_log_mark(db->vs);
 	for (size_t i = 0; i < scan->nlogs; i++) {
 		/* a torn log was cut (and synced) or removed already */
 		if (scan->logs[i] < min_log || (rc->torn && scan->logs[i] == rc->torn_log))
 			continue;
 		log_file_name(path, sizeof(path), db->dir, scan->logs[i]);
+		/* after a clean close nothing is left unsynced: writing nothing
+		 * lets a full disk open */
+		uint64_t size = 0;
+		if (mark.set && (scan->logs[i] < mark.log ||
+		                 (scan->logs[i] == mark.log &&
+		                  env_file_size(db->env, path, &size) == 0 && size == mark.length)))
+			continue;
 		int r = sync_log_file(db, path, -1);
 		if (r) {
 			char detail[256];
@@ -608,10 +725,30 @@ static int sync_kept_logs(struct cairn_db *db, const struct dir_scan *scan, uint
 	return 0;
 }
 
+/* The log a clean close marked must be there (unless it held nothing). */
+static int check_mark_log(struct cairn_db *db, const struct dir_scan *scan, char *err,
+                          size_t errlen)
+{
+	struct log_mark mark = vset_log_mark(db->vs);
+	if (!mark.set || mark.length <= WAL_FILE_HEADER)
+		return 0;
+	for (size_t i = 0; i < scan->nlogs; i++)
+		if (scan->logs[i] == mark.log)
+			return 0;
+	char path[4096];
+	log_file_name(path, sizeof(path), db->dir, mark.log);
+	fmt_msg(err, errlen,
+	        "log '%s' is missing: the manifest records it synced through offset %llu "
+	        "(sequence %llu) at a clean close",
+	        path, (unsigned long long)mark.length, (unsigned long long)mark.seq);
+	return CAIRN_ECORRUPT;
+}
+
 static int recover(struct cairn_db *db, char *err, size_t errlen)
 {
 	struct version_edit edit;
-	struct dir_scan scan = {0};
+	db->recovered_next_file = vset_next_file(db->vs);
+	struct dir_scan scan = {.db = db, .next_file = db->recovered_next_file};
 	struct replay_ctx rc = {.db = db};
 	int stop = 0;
 	int r = env_list_dir(db->env, db->dir, collect_logs, &scan);
@@ -632,6 +769,8 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 	if (!r)
 		r = mem_new(&rc.mem);
 	uint64_t min_log = vset_log_number(db->vs);
+	if (!r)
+		r = check_mark_log(db, &scan, err, errlen);
 	for (size_t i = 0; !r && !stop && i < scan.nlogs; i++) {
 		if (scan.logs[i] < min_log)
 			continue;
@@ -660,13 +799,16 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 		 * finds a little data (a command-line put, say) leaves no tiny
 		 * table behind. */
 		r = sync_kept_logs(db, &scan, min_log, &rc, err, errlen);
-		if (!r)
+		if (!r && !stop)
+			r = reuse_or_new_log(db, &scan, min_log, &rc, err, errlen);
+		else if (!r)
 			r = new_log(db, err, errlen);
-		if (!r)
+		if (!r && !edit_is_empty(&edit))
 			r = vset_log_and_apply(db->vs, &edit, err, errlen);
 		if (!r) {
 			db->mem = rc.mem;
 			rc.mem = NULL;
+			remove_empty_logs(db, &rc);
 		}
 	} else {
 		/* Everything replayed goes to tables and every old log becomes
@@ -694,6 +836,7 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 		db_pending_remove(db, edit.added[i].f->number);
 	edit_free(&edit);
 	free(scan.logs);
+	free(rc.empty);
 	return r;
 }
 
@@ -719,6 +862,7 @@ static void db_free(struct cairn_db *db)
 	db_blob_free(db);
 	env_mutex_destroy(&db->blob_mu);
 	free(db->pending_outputs);
+	free(db->unclaimed);
 	free(db->threads);
 	env_mutex_destroy(&db->mu);
 	env_mutex_destroy(&db->err_mu);
@@ -726,6 +870,47 @@ static void db_free(struct cairn_db *db)
 	env_cond_destroy(&db->work_cv);
 	free(db->dir);
 	free(db);
+}
+
+struct orphan_scan {
+	int n;
+	char first[64];
+};
+
+static int count_orphan(void *ctx, const char *name)
+{
+	struct orphan_scan *s = ctx;
+	uint64_t num;
+	enum db_file_kind kind = parse_file_name(name, &num);
+	if (kind == FILE_OTHER || kind == FILE_TEMP)
+		return 0;
+	/* a creation cut short before CURRENT leaves only the first manifest,
+	 * which holds nothing */
+	if (kind == FILE_MANIFEST && num == 1)
+		return 0;
+	if (s->n++ == 0)
+		fmt_msg(s->first, sizeof(s->first), "%s", name);
+	return 0;
+}
+
+/* No CURRENT: a database may still lie here, its CURRENT lost. Creating a
+ * new one over its files would delete them as obsolete, so refuse. */
+static int refuse_orphan_files(struct cairn_db *db, char *err, size_t errlen)
+{
+	struct orphan_scan s = {0};
+	int r = env_list_dir(db->env, db->dir, count_orphan, &s);
+	if (r) {
+		fmt_msg(err, errlen, "cannot list '%s'", db->dir);
+		return r;
+	}
+	if (!s.n)
+		return 0;
+	fmt_msg(err, errlen,
+	        "'%s' has no CURRENT file but holds %d database file%s (%s%s): CURRENT was "
+	        "lost or the directory is damaged; refusing to create a database over them. "
+	        "Run 'cairn repair %s' to rebuild the manifest, or move the files away",
+	        db->dir, s.n, s.n == 1 ? "" : "s", s.first, s.n > 1 ? ", ..." : "", db->dir);
+	return CAIRN_ECORRUPT;
 }
 
 static int prepare_dir(struct cairn_db *db, int *created, char *err, size_t errlen)
@@ -784,6 +969,9 @@ static int prepare_dir(struct cairn_db *db, int *created, char *err, size_t errl
 		return CAIRN_EEXIST;
 	}
 	if (!have_current) {
+		int r = refuse_orphan_files(db, err, errlen);
+		if (r)
+			return r;
 		if (db->opts.read_only || db->opts.create_if_missing == 0) {
 			fmt_msg(err, errlen, "'%s' holds no database (no CURRENT file)", db->dir);
 			return CAIRN_ENOENT;
@@ -884,6 +1072,34 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 
 static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags);
 
+/* Records in the manifest that the log is synced through its end, so the
+ * next recovery knows nothing in it can have been torn. Skipped when the
+ * manifest already says so (an open that changed nothing writes nothing);
+ * when it fails the next open simply recovers as after a crash. */
+static void mark_clean_close(struct cairn_db *db)
+{
+	char err[256];
+	pthread_mutex_lock(&db->mu);
+	if (db->log && !db->bg_error && !db->log_unsynced) {
+		struct log_mark now = {.set = 1,
+		                       .log = db->log_number,
+		                       .length = wal_size(db->log),
+		                       .seq = vset_last_sequence(db->vs)};
+		struct log_mark had = vset_log_mark(db->vs);
+		if (!had.set || had.log != now.log || had.length != now.length ||
+		    had.seq != now.seq) {
+			struct version_edit e;
+			edit_init(&e);
+			e.mark = now;
+			vset_log_and_apply(db->vs, &e, err, sizeof(err));
+			edit_free(&e);
+		}
+		/* a close that rolled the manifest leaves no stray one behind */
+		db_delete_obsolete(db);
+	}
+	pthread_mutex_unlock(&db->mu);
+}
+
 CAIRN_EXPORT int cairn_close(struct cairn_db *db)
 {
 	if (!db)
@@ -897,6 +1113,8 @@ CAIRN_EXPORT int cairn_close(struct cairn_db *db)
 		r = do_write(db, NULL, CAIRN_SYNC);
 	}
 	db_bg_stop(db);
+	if (!r && !db->opts.read_only)
+		mark_clean_close(db);
 	db_free(db);
 	return r;
 }

@@ -110,6 +110,11 @@ struct cairn_db {
 	char bg_errmsg[256];
 	uint64_t *pending_outputs; /* table numbers being written */
 	size_t npending, cap_pending;
+	/* files found at open numbered at or above the manifest's next file
+	 * number: named by no surviving record, kept as evidence */
+	uint64_t *unclaimed;
+	size_t nunclaimed, cap_unclaimed;
+	uint64_t recovered_next_file; /* the manifest's next file number at open */
 
 	/* the last error on the handle */
 	struct env_mutex err_mu;
@@ -170,6 +175,9 @@ int db_write_level0(struct cairn_db *db, struct memtable *m, struct version_edit
 int db_run_compaction(struct cairn_db *db, struct compaction *c, int manual);
 /* With mu held: deletes files no live version or pending output needs. */
 void db_delete_obsolete(struct cairn_db *db);
+/* 1 if number is a table or blob file found at open at or above the
+ * manifest's next file number (kept as evidence, db->unclaimed). */
+int db_is_unclaimed(const struct cairn_db *db, uint64_t number);
 /* With mu held, in inline mode: runs compactions while any is needed. */
 int db_compact_inline(struct cairn_db *db);
 /* With mu held: records the failure of a flush or compaction. A full disk

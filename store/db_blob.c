@@ -580,6 +580,18 @@ int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, i
 	if (blob_ref_decode(enc, &ref))
 		return 0; /* damage: its reads report it */
 	const struct blob_file_meta *meta = vset_find_blob(db->vs, ref.file);
+	if (!meta && ref.file >= db->recovered_next_file) {
+		/* Created after the last edit that survived: the edit that
+		 * recorded it (written before any reference) is lost. */
+		fmt_key(k, sizeof(k), key);
+		fmt_msg(err, errlen,
+		        "key '%s' refers to blob file %06llu.blob, which the manifest does not "
+		        "know (numbered at or above its next file number %llu: a manifest record "
+		        "is lost)",
+		        k, (unsigned long long)ref.file,
+		        (unsigned long long)db->recovered_next_file);
+		return CAIRN_ECORRUPT;
+	}
 	if (!meta)
 		return 0; /* collected: a newer entry, synced before, replaces it */
 	if (meta->sealed)

@@ -18,8 +18,10 @@
  * when CURRENT or the size of the manifest changed meanwhile it starts over
  * (a few times at most), so a report describes one state of the directory.
  * Files numbered at or above the manifest's next file number are being
- * written (or were left by a crash, and the engine deletes them at open): they
- * are verified when they are logs and otherwise left alone.
+ * written (or were left by a crash, or named by a manifest record that was
+ * lost; the engine keeps them): they are verified when they are logs and
+ * otherwise left alone. A log the manifest's log mark names (a clean close)
+ * is held to the engine's rule: whole records up to the marked length.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -97,6 +99,7 @@ struct check {
 	int have_manifest;
 	uint64_t manifest_number, manifest_size, log_number, next_file;
 	int has_log_number, has_next_file;
+	struct log_mark mark; /* the manifest's last one */
 	uint64_t done, total;
 };
 
@@ -353,6 +356,8 @@ static int add_live_table(struct check *c, const struct file_meta *f, int level)
 /* Applies one edit to the live set, reporting what cannot be right. */
 static int apply_edit(struct check *c, const char *path, uint64_t off, const struct version_edit *e)
 {
+	if (e->mark.set)
+		c->mark = e->mark;
 	for (int i = 0; i < e->ndeleted; i++) {
 		struct live_file *l = find_live(c, e->deleted[i].number);
 		if (!l) {
@@ -539,10 +544,18 @@ static void verify_log(struct check *c, const struct dir_entry *e, int newest)
 		report(c, path, 0, "%s", err);
 		return;
 	}
+	uint64_t strict_to = c->mark.set && c->mark.log == e->number ? c->mark.length : 0;
 	for (;;) {
 		struct slice rec;
 		uint64_t off = wal_good_offset(rd), entries = 0;
 		r = wal_next(rd, &rec, err, sizeof(err));
+		if ((r == WAL_EOF || r == WAL_TORN) && off < strict_to) {
+			report(c, path, off,
+			       "records end here, but the log was synced through offset %" PRIu64
+			       " at a clean close (log mark in the manifest)",
+			       strict_to);
+			break;
+		}
 		if (r == WAL_EOF)
 			break;
 		if (r == WAL_TORN) {
@@ -691,6 +704,7 @@ static void reset(struct check *c)
 	c->nlive = 0;
 	c->have_manifest = c->has_log_number = c->has_next_file = 0;
 	c->manifest_number = c->manifest_size = c->log_number = c->next_file = 0;
+	memset(&c->mark, 0, sizeof(c->mark));
 	c->done = 0;
 }
 
@@ -708,6 +722,15 @@ static int check_once(struct check *c)
 	}
 	if (c->have_manifest)
 		check_live_files(c);
+	if (c->have_manifest && c->mark.set && c->mark.log >= c->log_number &&
+	    c->mark.length > WAL_FILE_HEADER && !find_entry(c, KIND_LOG, c->mark.log)) {
+		char path[INSPECT_PATH_LEN];
+		log_file_name(path, sizeof(path), c->dir, c->mark.log);
+		report(c, path, 0,
+		       "missing: the manifest records it synced through offset %" PRIu64
+		       " at a clean close",
+		       c->mark.length);
+	}
 	uint64_t newest = newest_log(c);
 	for (size_t i = 0; i < c->nents; i++)
 		check_entry(c, &c->ents[i], newest);

@@ -54,6 +54,7 @@ enum edit_tag {
 	TAG_BLOB_FILE = 7,
 	TAG_BLOB_GARBAGE = 8,
 	TAG_DELETED_BLOB = 9,
+	TAG_LOG_MARK = 10,
 	TAG_BLOB_SHARED = 11,
 };
 
@@ -69,7 +70,11 @@ struct version_set {
 	struct cairn_options opts;
 	struct table_cache *tc;
 	uint64_t next_file, manifest_number, last_seq, log_number;
-	struct wal_writer *manifest;    /* NULL until created / recovered */
+	struct wal_writer *manifest; /* NULL until created or first edited */
+	/* recovered for writing: the first edit starts a new manifest (the old
+	 * one may end in a torn record, after which nothing may be appended) */
+	int roll_pending;
+	struct log_mark mark;           /* the last one recorded */
 	int failed;                     /* a manifest write failed: tail unknown */
 	struct buf pointer[NUM_LEVELS]; /* round-robin compaction pointers */
 	struct version list;            /* dummy head of the live versions */
@@ -402,6 +407,13 @@ int edit_encode(const struct version_edit *e, struct buf *out)
 		if (!r)
 			r = buf_put_varint64(out, e->shared[i].bytes);
 	}
+	if (!r && e->mark.set) {
+		r = put_tag_u64(out, TAG_LOG_MARK, e->mark.log);
+		if (!r)
+			r = buf_put_varint64(out, e->mark.length);
+		if (!r)
+			r = buf_put_varint64(out, e->mark.seq);
+	}
 	return r;
 }
 
@@ -496,6 +508,14 @@ static const char *decode_field(uint32_t tag, struct slice *in, struct version_e
 			return "bad blob shared bytes";
 		return edit_add_shared(e, v, bytes) ? "out of memory" : NULL;
 	}
+	case TAG_LOG_MARK:
+		if (slice_get_varint64(in, &e->mark.log) ||
+		    slice_get_varint64(in, &e->mark.length) ||
+		    slice_get_varint64(in, &e->mark.seq) || e->mark.seq > MAX_SEQUENCE ||
+		    e->mark.length < 16)
+			return "bad log mark";
+		e->mark.set = 1;
+		return NULL;
 	case TAG_DELETED_BLOB:
 		if (slice_get_varint64(in, &v))
 			return "bad deleted blob file";
@@ -616,6 +636,12 @@ void edit_dump(const struct version_edit *e, void (*fn)(void *ctx, const char *l
 		fmt_msg(line, sizeof(line), "blob_shared #%llu +%llu",
 		        (unsigned long long)e->shared[i].number,
 		        (unsigned long long)e->shared[i].bytes);
+		fn(ctx, line);
+	}
+	if (e->mark.set) {
+		fmt_msg(line, sizeof(line), "log_mark #%llu synced through %llu seq %llu",
+		        (unsigned long long)e->mark.log, (unsigned long long)e->mark.length,
+		        (unsigned long long)e->mark.seq);
 		fn(ctx, line);
 	}
 }
@@ -1062,6 +1088,11 @@ uint64_t vset_new_file_number(struct version_set *vs)
 	return vs->next_file++;
 }
 
+uint64_t vset_next_file(const struct version_set *vs)
+{
+	return vs->next_file;
+}
+
 void vset_mark_file_number_used(struct version_set *vs, uint64_t n)
 {
 	if (vs->next_file <= n)
@@ -1083,6 +1114,14 @@ uint64_t vset_log_number(const struct version_set *vs)
 {
 	return vs->log_number;
 }
+struct log_mark vset_log_mark(const struct version_set *vs)
+{
+	struct log_mark m = vs->mark;
+	if (m.log < vs->log_number)
+		m.set = 0;
+	return m;
+}
+
 uint64_t vset_manifest_number(const struct version_set *vs)
 {
 	return vs->manifest_number;
@@ -1136,6 +1175,7 @@ static int snapshot_edit(struct version_set *vs, const struct version *v, uint64
 		if (!r && b->shared)
 			r = edit_add_shared(e, b->number, b->shared);
 	}
+	e->mark = vset_log_mark(vs);
 	if (r)
 		edit_free(e);
 	return r;
@@ -1240,6 +1280,7 @@ static int vset_new_manifest(struct version_set *vs, uint64_t number, const stru
 	}
 	wal_writer_close(vs->manifest);
 	vs->manifest = w;
+	vs->roll_pending = 0;
 	vs->manifest_number = number;
 	vs->manifest_bytes = wal_size(w);
 	return 0;
@@ -1336,6 +1377,8 @@ static int replay_record(struct version_set *vs, struct builder *b, struct repla
 		st->has_last = 1;
 		st->last_seq = e.last_sequence;
 	}
+	if (!r && e.mark.set)
+		vs->mark = e.mark;
 	edit_free(&e);
 	return r;
 }
@@ -1420,9 +1463,10 @@ int vset_recover(struct version_set *vs, char *err, size_t errlen)
 	for (int i = 0; i < vs->blobs.n; i++)
 		vset_mark_file_number_used(vs, vs->blobs.files[i].number);
 	vset_install(vs, v);
-	if (vs->opts.read_only)
-		return 0;
-	return vset_new_manifest(vs, vset_new_file_number(vs), v, NULL, err, errlen);
+	/* Nothing is written until something changes, so an open that changes
+	 * nothing leaves the directory as it was (and works on a full disk). */
+	vs->roll_pending = !vs->opts.read_only;
+	return 0;
 }
 
 /* The version the edit makes of the current one; EINVAL if it cannot apply. */
@@ -1491,7 +1535,7 @@ int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err
 		fmt_msg(err, errlen, "an earlier manifest write failed; reopen the database");
 		return CAIRN_EFAILED;
 	}
-	if (!vs->manifest) {
+	if (!vs->manifest && !vs->roll_pending) {
 		fmt_msg(err, errlen, "no manifest open for writing");
 		return vs->opts.read_only ? CAIRN_EREADONLY : CAIRN_EINVAL;
 	}
@@ -1503,7 +1547,9 @@ int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err
 		return CAIRN_EINVAL;
 	}
 	/* the roll's number is taken first so the edit's next file covers it */
-	uint64_t roll = wal_size(vs->manifest) > VSET_MANIFEST_ROLL ? vset_new_file_number(vs) : 0;
+	uint64_t roll = !vs->manifest || wal_size(vs->manifest) > VSET_MANIFEST_ROLL
+	                        ? vset_new_file_number(vs)
+	                        : 0;
 	if (!e->has_log_number) {
 		e->has_log_number = 1;
 		e->log_number = vs->log_number;
@@ -1544,6 +1590,8 @@ int vset_log_and_apply(struct version_set *vs, struct version_edit *e, char *err
 		return CAIRN_ENOMEM;
 	}
 	vs->log_number = e->log_number;
+	if (e->mark.set)
+		vs->mark = e->mark;
 	vset_install(vs, v);
 	return 0;
 }

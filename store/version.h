@@ -113,8 +113,16 @@ struct edit_garbage {
 	uint64_t number, bytes;
 };
 
+/* A clean close: log `log` was synced through `length` bytes, its records
+ * ending with sequence `seq` (format.md, tag 10). */
+struct log_mark {
+	int set;
+	uint64_t log, length, seq;
+};
+
 struct version_edit {
 	int has_log_number, has_next_file, has_last_seq;
+	struct log_mark mark;
 	uint64_t log_number; /* logs older than this are no longer needed */
 	uint64_t next_file_number;
 	uint64_t last_sequence;
@@ -171,9 +179,9 @@ void vset_free(struct version_set *vs);
 int vset_create(struct version_set *vs, char *err, size_t errlen);
 /* Reads CURRENT and replays the manifest it names. CAIRN_ENOENT when there is
  * no CURRENT; CAIRN_ECORRUPT naming the file and offset on any damage (a torn
- * last record of the manifest is tolerated: it was never acknowledged). After
- * recovery the next edit goes to a new manifest that starts with a snapshot
- * of the current version, and CURRENT is switched to it. */
+ * last record of the manifest is tolerated: it was never acknowledged).
+ * Writes nothing: the next edit goes to a new manifest that starts with a
+ * snapshot of the current version, and CURRENT is switched to it. */
 int vset_recover(struct version_set *vs, char *err, size_t errlen);
 
 /* Appends e to the manifest (filling in log number, next file number and
@@ -191,11 +199,16 @@ void vset_set_mutex(struct version_set *vs, struct env_mutex *mu);
 
 struct version *vset_current(struct version_set *vs); /* no ref taken */
 uint64_t vset_new_file_number(struct version_set *vs);
+/* The number the next vset_new_file_number call returns. */
+uint64_t vset_next_file(const struct version_set *vs);
 /* Makes sure later file numbers are above n (numbers seen while recovering). */
 void vset_mark_file_number_used(struct version_set *vs, uint64_t n);
 uint64_t vset_last_sequence(const struct version_set *vs);
 void vset_set_last_sequence(struct version_set *vs, uint64_t s);
 uint64_t vset_log_number(const struct version_set *vs);
+/* The last log mark recorded, while its log is still needed (set is 0
+ * otherwise). */
+struct log_mark vset_log_mark(const struct version_set *vs);
 uint64_t vset_manifest_number(const struct version_set *vs);
 uint64_t vset_manifest_size(const struct version_set *vs);
 

@@ -23,7 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WAL_VERSION 1
+/* Format versions: a manifest of version 2 may hold log marks (version edit
+ * tag 10), which version 1 readers cannot skip. Logs are still version 1. */
+#define WAL_LOG_VERSION      1
+#define WAL_MANIFEST_VERSION 2
+
+static unsigned wal_version(enum wal_kind kind)
+{
+	return kind == WAL_KIND_MANIFEST ? WAL_MANIFEST_VERSION : WAL_LOG_VERSION;
+}
 /* Records up to this size go out in a single append from the scratch buffer;
  * above it, copying would double the memory for little gain. */
 #define WAL_SINGLE_APPEND_MAX (1u << 20)
@@ -67,7 +75,7 @@ int wal_writer_new(struct env_file *f, enum wal_kind kind, struct wal_writer **w
 	}
 	w->f = f;
 	memcpy(hdr, wal_magic(kind), 8);
-	enc_fixed16(hdr + 8, WAL_VERSION);
+	enc_fixed16(hdr + 8, (uint16_t)wal_version(kind));
 	enc_fixed16(hdr + 10, (uint16_t)kind);
 	enc_fixed32(hdr + 12, crc32c_mask(crc32c(hdr, 12)));
 	r = env_append(f, hdr, sizeof(hdr));
@@ -76,6 +84,26 @@ int wal_writer_new(struct env_file *f, enum wal_kind kind, struct wal_writer **w
 		return r;
 	}
 	w->size = WAL_FILE_HEADER;
+	*wp = w;
+	return 0;
+}
+
+int wal_writer_reopen(struct env_file *f, struct wal_writer **wp)
+{
+	struct wal_writer *w;
+	uint64_t size = 0;
+	int r = env_size(f, &size);
+
+	*wp = NULL;
+	if (!r && size < WAL_FILE_HEADER)
+		r = CAIRN_EINVAL;
+	w = r ? NULL : calloc(1, sizeof(*w));
+	if (!w) {
+		env_close(f);
+		return r ? r : CAIRN_ENOMEM;
+	}
+	w->f = f;
+	w->size = size;
 	*wp = w;
 	return 0;
 }
@@ -329,9 +357,9 @@ static int wal_check_header(struct wal_reader *r, enum wal_kind kind, char *err,
 	}
 	version = dec_fixed16(h + 8);
 	got_kind = dec_fixed16(h + 10);
-	if (version > WAL_VERSION) {
+	if (version > wal_version(kind)) {
 		fmt_msg(err, errlen, "file %s: format version %u is newer than this library (%u)",
-		        r->path, version, WAL_VERSION);
+		        r->path, version, wal_version(kind));
 		return CAIRN_EVERSION;
 	}
 	if (version == 0 || got_kind != (unsigned)kind) {

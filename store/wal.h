@@ -31,6 +31,9 @@ struct wal_writer;
 /* Takes ownership of f (a new empty file opened for writing) and writes the
  * file header. */
 int wal_writer_new(struct env_file *f, enum wal_kind kind, struct wal_writer **wp);
+/* Takes ownership of f (an existing record log opened for appending, that a
+ * reader found to end in a whole record) and appends after its last byte. */
+int wal_writer_reopen(struct env_file *f, struct wal_writer **wp);
 /* Appends one record with a single env append. Not thread-safe: the caller
  * serialises (the group-commit leader, the manifest lock). */
 int wal_add(struct wal_writer *w, const void *data, size_t n);

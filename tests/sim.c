@@ -449,6 +449,7 @@ static void check_with_iter(struct sim *s, const struct cairn_snapshot *snap, co
 struct dir_count {
 	int manifests, tmps, tables, blobs, old_logs, others;
 	uint64_t manifest_number, log_number;
+	struct cairn_db *db;
 	char bad[128];
 };
 
@@ -466,9 +467,10 @@ static int dir_entry(void *ctx, const char *name)
 		c->tmps++;
 		snprintf(c->bad, sizeof(c->bad), "temporary file %s", name);
 	} else if (n > 4 && strcmp(name + n - 4, ".sst") == 0) {
-		c->tables++;
+		/* a file a lost manifest record may have named is kept */
+		c->tables += !db_is_unclaimed(c->db, strtoull(name, NULL, 10));
 	} else if (n > 5 && strcmp(name + n - 5, ".blob") == 0) {
-		c->blobs++;
+		c->blobs += !db_is_unclaimed(c->db, strtoull(name, NULL, 10));
 	} else if (n > 4 && strcmp(name + n - 4, ".log") == 0) {
 		num = strtoull(name, NULL, 10);
 		if (num < c->log_number) {
@@ -505,6 +507,7 @@ static void check_dir(struct sim *s, int strict)
 
 	if (s->verbose)
 		env_list_dir(s->env, DBDIR, dir_print, s);
+	c.db = s->db;
 	c.manifest_number = vset_manifest_number(s->db->vs);
 	c.log_number = vset_log_number(s->db->vs);
 	int r = env_list_dir(s->env, DBDIR, dir_entry, &c);

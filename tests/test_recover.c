@@ -1,0 +1,417 @@
+/*
+ * test_recover.c - what recovery may and may not do with what it finds
+ * (issue 17): never create a database over the files of one whose CURRENT
+ * is lost, never reuse or delete a file a lost manifest record named, be
+ * strict about a log a clean close marked as synced, create nothing when an
+ * open changes nothing, and open a full disk.
+ */
+#include "testutil.h"
+
+#define NKEYS 50
+
+static struct cairn_env *sim(void)
+{
+	struct cairn_env *env;
+	cr_assert_eq(env_sim_new(17, 1700000000000000000LL, &env), 0);
+	return env;
+}
+
+static void put_keys(struct cairn_db *db, int from, int to, const char *tag)
+{
+	char key[32], val[64];
+	for (int i = from; i < to; i++) {
+		int kl = tu_key(key, i);
+		int vl = snprintf(val, sizeof(val), "%s-%d", tag, i);
+		cr_assert_eq(cairn_put(db, key, (size_t)kl, val, (size_t)vl, CAIRN_SYNC), 0);
+	}
+}
+
+static void expect_keys(struct cairn_db *db, int from, int to, const char *tag)
+{
+	char key[32], val[64];
+	for (int i = from; i < to; i++) {
+		void *v;
+		size_t vl;
+		int kl = tu_key(key, i);
+		int wl = snprintf(val, sizeof(val), "%s-%d", tag, i);
+		cr_assert_eq(cairn_get(db, NULL, key, (size_t)kl, &v, &vl), 0, "key %d", i);
+		cr_assert(vl == (size_t)wl && memcmp(v, val, vl) == 0, "key %d", i);
+		cairn_free(v);
+	}
+}
+
+struct names {
+	char list[4096];
+	int n;
+};
+
+static int add_name(void *ctx, const char *name)
+{
+	struct names *s = ctx;
+	if (strcmp(name, "LOCK") == 0)
+		return 0;
+	s->n++;
+	size_t l = strlen(s->list);
+	snprintf(s->list + l, sizeof(s->list) - l, "%s ", name);
+	return 0;
+}
+
+/* The directory's files, sorted, as one string. */
+static struct names dir_names(struct cairn_env *env, const char *dir)
+{
+	struct names s = {.n = 0};
+	char sorted[64][64];
+	cr_assert_eq(env_list_dir(env, dir, add_name, &s), 0);
+	int n = 0;
+	for (char *p = strtok(s.list, " "); p && n < 64; p = strtok(NULL, " "))
+		snprintf(sorted[n++], 64, "%s", p);
+	qsort(sorted, (size_t)n, 64, (int (*)(const void *, const void *))strcmp);
+	s.list[0] = 0;
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(s.list);
+		snprintf(s.list + l, sizeof(s.list) - l, "%s ", sorted[i]);
+	}
+	return s;
+}
+
+static int open_err(const char *dir, const struct cairn_options *o, char *err, size_t len)
+{
+	struct cairn_db *db = NULL;
+	int r = cairn_open(dir, o, &db, err, len);
+	if (!r)
+		cairn_close(db);
+	return r;
+}
+
+/* Item 1: without CURRENT, create_if_missing used to start a new database
+ * over the old files and delete them all as obsolete. */
+Test(recover, missing_current_refuses_to_create_over_files)
+{
+	struct cairn_env *env = sim();
+	struct cairn_options o;
+	tu_small_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	put_keys(db, 0, 3000, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	cr_assert_eq(env_unlink(env, "/db/CURRENT"), 0);
+	struct names before = dir_names(env, "/db");
+
+	char err[512] = "";
+	cr_assert_eq(open_err("/db", &o, err, sizeof(err)), CAIRN_ECORRUPT, "%s", err);
+	cr_assert(strstr(err, "no CURRENT") && strstr(err, "cairn repair"), "%s", err);
+	struct names after = dir_names(env, "/db");
+	cr_assert_str_eq(before.list, after.list);
+	/* read-only says the same, rather than "no database" */
+	o.read_only = 1;
+	cr_assert_eq(open_err("/db", &o, err, sizeof(err)), CAIRN_ECORRUPT, "%s", err);
+	env_sim_free(env);
+}
+
+/* A creation cut short before CURRENT leaves only MANIFEST-000001: that one
+ * holds nothing and may be created over. */
+Test(recover, creation_cut_short_may_be_created_again)
+{
+	struct cairn_env *env = sim();
+	struct cairn_options o;
+	tu_small_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	cr_assert_eq(cairn_close(db), 0);
+	struct names s = dir_names(env, "/db");
+	for (char *p = strtok(s.list, " "); p; p = strtok(NULL, " ")) {
+		char path[128];
+		snprintf(path, sizeof(path), "/db/%s", p);
+		if (strcmp(p, "MANIFEST-000001") != 0)
+			cr_assert_eq(env_unlink(env, path), 0);
+	}
+	db = tu_open("/db", &o);
+	put_keys(db, 0, 5, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	env_sim_free(env);
+}
+
+/* Item 2: the manifest's last record (the one recording a new blob file) is
+ * damaged; the log refers to that blob file. It used to be taken as
+ * collected, deleted, and its number reused for the new manifest. */
+Test(recover, lost_blob_record_is_corruption_and_deletes_nothing)
+{
+	struct cairn_env *env = sim();
+	struct cairn_options o;
+	tu_small_options(&o, env);
+	o.blob_threshold = 1024;
+	struct cairn_db *db = tu_open("/db", &o);
+	put_keys(db, 0, 10, "small");
+	static char big[8192];
+	memset(big, 'b', sizeof(big));
+	cr_assert_eq(cairn_put(db, "big", 3, big, sizeof(big), CAIRN_SYNC), 0);
+	env_sim_crash(env);
+	cairn_close(db);
+	env_sim_reboot(env);
+
+	/* the newest manifest's last record records the blob file */
+	char *cur;
+	size_t cl;
+	cr_assert_eq(env_sim_read_file(env, "/db/CURRENT", &cur, &cl), 0);
+	char mpath[128];
+	snprintf(mpath, sizeof(mpath), "/db/%.*s", (int)cl - 1, cur);
+	free(cur);
+	char *m;
+	size_t ml;
+	cr_assert_eq(env_sim_read_file(env, mpath, &m, &ml), 0);
+	m[ml - 1] ^= 0x10; /* a flipped bit in the last record: read as torn */
+	cr_assert_eq(env_sim_write_file(env, mpath, m, ml), 0);
+	free(m);
+	struct names before = dir_names(env, "/db");
+	cr_assert(strstr(before.list, ".blob"), "%s", before.list);
+
+	char err[512] = "";
+	int r = open_err("/db", &o, err, sizeof(err));
+	cr_assert_eq(r, CAIRN_ECORRUPT, "%s: %s", cairn_strerror(r), err);
+	cr_assert(strstr(err, ".blob") && strstr(err, "manifest"), "%s", err);
+	struct names after = dir_names(env, "/db");
+	cr_assert_str_eq(before.list, after.list);
+	env_sim_free(env);
+}
+
+/* Item 2: files the manifest's surviving records do not reach keep their
+ * numbers: no new file may take the number of one present. */
+Test(recover, numbers_present_in_the_directory_are_never_reused)
+{
+	struct cairn_env *env = sim();
+	struct cairn_options o;
+	tu_small_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	put_keys(db, 0, 10, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	/* a stray table far above the next file number */
+	cr_assert_eq(env_sim_write_file(env, "/db/000040.sst", "x", 1), 0);
+	db = tu_open("/db", &o);
+	put_keys(db, 10, 3000, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	char *data;
+	size_t len;
+	cr_assert_eq(env_sim_read_file(env, "/db/000040.sst", &data, &len), 0);
+	cr_assert(len == 1 && data[0] == 'x', "000040.sst was reused or deleted");
+	free(data);
+	env_sim_free(env);
+}
+
+/* Item 10: 300 `cairn get` calls used to leave 314 files. */
+Test(recover, unchanged_open_creates_nothing)
+{
+	struct cairn_env *env = sim();
+	struct cairn_options o;
+	tu_small_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	put_keys(db, 0, NKEYS, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	struct names first = dir_names(env, "/db");
+	uint64_t points = env_sim_write_points(env);
+	for (int i = 0; i < 20; i++) {
+		db = tu_open("/db", &o);
+		expect_keys(db, 0, NKEYS, "v");
+		cr_assert_eq(cairn_close(db), 0);
+	}
+	struct names now = dir_names(env, "/db");
+	cr_assert_str_eq(first.list, now.list);
+	cr_assert_eq(env_sim_write_points(env), points, "an unchanged open wrote");
+	env_sim_free(env);
+}
+
+/* Item 10: empty logs an older version left behind are removed. */
+Test(recover, stale_empty_logs_are_removed)
+{
+	static const char empty_log[16] = "cairnlog\x01\x00\x01\x00\x0f\x0d\x5d\xda";
+	struct cairn_env *env = sim();
+	struct cairn_options o;
+	tu_small_options(&o, env);
+	struct cairn_db *db = tu_open("/db", &o);
+	put_keys(db, 0, NKEYS, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	cr_assert_eq(env_sim_write_file(env, "/db/000030.log", empty_log, 16), 0);
+	cr_assert_eq(env_sim_write_file(env, "/db/000031.log", empty_log, 16), 0);
+	db = tu_open("/db", &o);
+	expect_keys(db, 0, NKEYS, "v");
+	put_keys(db, NKEYS, NKEYS + 5, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	struct names now = dir_names(env, "/db");
+	cr_assert(!strstr(now.list, "000030.log"), "%s", now.list);
+	db = tu_open("/db", &o);
+	expect_keys(db, 0, NKEYS + 5, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	env_sim_free(env);
+}
+
+/* The newest log, after a clean close. */
+static struct cairn_env *closed_db(char *logpath, size_t len, struct cairn_options *o)
+{
+	struct cairn_env *env = sim();
+	tu_small_options(o, env);
+	struct cairn_db *db = tu_open("/db", o);
+	put_keys(db, 0, NKEYS, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	struct names s = dir_names(env, "/db");
+	logpath[0] = 0;
+	for (char *p = strtok(s.list, " "); p; p = strtok(NULL, " "))
+		if (strstr(p, ".log"))
+			snprintf(logpath, len, "/db/%s", p);
+	cr_assert(logpath[0]);
+	return env;
+}
+
+enum damage { FLIP_NEAR_END, CUT_LAST_RECORD, ZERO_ALL, CUT_5_BYTES };
+
+/* Damages a file of the simulated disk in place. */
+static void damage_file(struct cairn_env *env, const char *path, enum damage how)
+{
+	char *data;
+	size_t len;
+	uint32_t rl;
+	cr_assert_eq(env_sim_read_file(env, path, &data, &len), 0);
+	switch (how) {
+	case FLIP_NEAR_END:
+		data[len - 3] ^= 0x01;
+		break;
+	case CUT_LAST_RECORD: /* every record holds one put of the same size */
+		memcpy(&rl, data + 16, 4);
+		len -= 12 + rl;
+		break;
+	case ZERO_ALL:
+		memset(data, 0, len);
+		break;
+	case CUT_5_BYTES:
+		len -= 5;
+		break;
+	}
+	cr_assert_eq(env_sim_write_file(env, path, data, len), 0);
+	free(data);
+}
+
+static void expect_refused(struct cairn_env *env, struct cairn_options *o, const char *what)
+{
+	char err[512] = "";
+	int r = open_err("/db", o, err, sizeof(err));
+	cr_assert_eq(r, CAIRN_ECORRUPT, "%s: open gave %s (%s)", what, cairn_strerror(r), err);
+	cr_assert(strstr(err, ".log"), "%s: %s", what, err);
+	env_sim_free(env);
+}
+
+/* Item 4: after a clean close nothing can be torn: a flipped bit in the last
+ * record used to read as a torn write and the last synced write reverted. */
+Test(recover, clean_close_flipped_bit_in_last_record_is_corruption)
+{
+	char path[128];
+	struct cairn_options o;
+	struct cairn_env *env = closed_db(path, sizeof(path), &o);
+	damage_file(env, path, FLIP_NEAR_END);
+	expect_refused(env, &o, "flipped bit");
+}
+
+/* Item 3: a log cut exactly at a record boundary, or missing, after a clean
+ * close. */
+Test(recover, clean_close_log_cut_at_record_boundary_is_corruption)
+{
+	char path[128];
+	struct cairn_options o;
+	struct cairn_env *env = closed_db(path, sizeof(path), &o);
+	damage_file(env, path, CUT_LAST_RECORD);
+	expect_refused(env, &o, "cut at a record boundary");
+}
+
+Test(recover, clean_close_missing_log_is_corruption)
+{
+	char path[128];
+	struct cairn_options o;
+	struct cairn_env *env = closed_db(path, sizeof(path), &o);
+	cr_assert_eq(env_unlink(env, path), 0);
+	expect_refused(env, &o, "missing log");
+}
+
+Test(recover, clean_close_zeroed_log_is_corruption)
+{
+	char path[128];
+	struct cairn_options o;
+	struct cairn_env *env = closed_db(path, sizeof(path), &o);
+	damage_file(env, path, ZERO_ALL);
+	expect_refused(env, &o, "all-zero log");
+}
+
+/* After a crash a torn tail is still cut: the mark covers only the prefix a
+ * clean close synced; writes after the reopen may be torn. */
+Test(recover, torn_tail_after_reopen_is_still_cut)
+{
+	char path[128];
+	struct cairn_options o;
+	struct cairn_env *env = closed_db(path, sizeof(path), &o);
+	struct cairn_db *db = tu_open("/db", &o);
+	put_keys(db, NKEYS, NKEYS + 10, "v");
+	env_sim_crash(env);
+	cairn_close(db);
+	env_sim_reboot(env);
+	damage_file(env, path, CUT_5_BYTES);
+	db = tu_open("/db", &o);
+	expect_keys(db, 0, NKEYS + 9, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	env_sim_free(env);
+}
+
+/* Item 11: a database on a full disk opens (after a clean close an open
+ * writes nothing) and its data reads back. */
+Test(recover, full_disk_opens)
+{
+	char path[128];
+	struct cairn_options o;
+	struct cairn_env *env = closed_db(path, sizeof(path), &o);
+	env_sim_fail_all(env, SIM_FAULT_ENOSPC);
+	struct cairn_db *db = tu_open("/db", &o);
+	expect_keys(db, 0, NKEYS, "v");
+	cairn_close(db);
+	env_sim_fail_all(env, SIM_FAULT_NONE);
+	db = tu_open("/db", &o);
+	expect_keys(db, 0, NKEYS, "v");
+	cr_assert_eq(cairn_close(db), 0);
+	env_sim_free(env);
+}
+
+/* Item 8 (in part): check and open agree about a log a clean close marked:
+ * an all-zero log, or one cut at a record boundary, is refused by open and
+ * reported by check (check used to report the first and open accept it). */
+Test(recover, check_and_open_agree_on_a_marked_log)
+{
+	for (int damage = 0; damage < 2; damage++) {
+		char *dir = tu_tmpdir("recover");
+		struct cairn_options o;
+		tu_small_options(&o, NULL);
+		struct cairn_db *db = tu_open(dir, &o);
+		put_keys(db, 0, NKEYS, "v");
+		cr_assert_eq(cairn_close(db), 0);
+		char cmd[512], path[300] = "";
+		snprintf(cmd, sizeof(cmd), "ls %s/*.log | tail -1", dir);
+		FILE *p = popen(cmd, "r");
+		cr_assert(p && fgets(path, sizeof(path), p));
+		pclose(p);
+		path[strcspn(path, "\n")] = 0;
+		FILE *f = fopen(path, "r+b");
+		cr_assert_not_null(f);
+		fseek(f, 0, SEEK_END);
+		long len = ftell(f);
+		if (damage == 0) {
+			static char zeros[1 << 16];
+			fseek(f, 0, SEEK_SET);
+			cr_assert_eq(fwrite(zeros, 1, (size_t)len, f), (size_t)len);
+		} else {
+			uint32_t rl;
+			fseek(f, 16, SEEK_SET);
+			cr_assert_eq(fread(&rl, 4, 1, f), 1);
+			cr_assert_eq(ftruncate(fileno(f), len - 12 - (long)rl), 0);
+		}
+		fclose(f);
+		char err[512] = "";
+		int r = open_err(dir, &o, err, sizeof(err));
+		cr_assert_eq(r, CAIRN_ECORRUPT, "damage %d: %s (%s)", damage, cairn_strerror(r),
+		             err);
+		uint64_t problems = 0;
+		cr_assert_eq(cairn_check(dir, NULL, &problems), 0);
+		cr_assert_gt(problems, 0, "damage %d: check found nothing", damage);
+		tu_rmrf(dir);
+	}
+}
