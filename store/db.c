@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "dbiter.h"
+#include "logscan.h"
 
 #define GROUP_MAX_BYTES   (1u << 20)
 #define GROUP_SMALL_BYTES (128u << 10)
@@ -300,9 +301,11 @@ static int collect_obsolete(void *ctx, const char *name)
 			keep = db->pending_outputs[i] == num;
 		break;
 	case FILE_MANIFEST:
-		/* one above the live one is a roll cut short before CURRENT named
-		 * it: never live (rolls and this listing both run under mu) */
-		keep = num == vset_manifest_number(db->vs);
+		/* One this session made may be named by CURRENT on disk even
+		 * when its roll failed; one above the live manifest that an
+		 * earlier session left is a roll cut short before CURRENT named
+		 * it, never live. */
+		keep = num == vset_manifest_number(db->vs) || num >= db->session_first_file;
 		break;
 	case FILE_TEMP:
 		keep = 0;
@@ -419,136 +422,118 @@ static int check_refs(struct cairn_db *db, struct slice rec, int *lost, char *er
 	return c.r;
 }
 
-/* Replays one log into rc->mem, writing level-0 tables into edit whenever
- * the memtable fills. last says whether this is the newest log, the only
- * one where a torn tail is expected. *stop is set when the rest of the logs
- * must be ignored (tolerated corruption). */
-/* A log the manifest marks as synced through strict_to bytes at a clean
- * close cannot have been torn before that offset: an end there is damage. */
-static int short_of_mark(const char *path, uint64_t good, uint64_t strict_to, char *err,
-                         size_t errlen)
+static int ref_check_cb(void *ctx, struct slice rec, int *lost, char *err, size_t errlen)
 {
-	fmt_msg(err, errlen,
-	        "log '%s': its records end at offset %llu, but it was synced through offset "
-	        "%llu at a clean close (log mark in the manifest): the log is damaged or cut "
-	        "short",
-	        path, (unsigned long long)good, (unsigned long long)strict_to);
-	return CAIRN_ECORRUPT;
+	return check_refs(ctx, rec, lost, err, errlen);
 }
 
-static int replay_log(struct cairn_db *db, uint64_t number, int last, struct replay_ctx *rc,
-                      struct version_edit *edit, int *stop, char *err, size_t errlen)
+/* Replays the records of one log that the scan accepted (those before end)
+ * into rc->mem, writing level-0 tables into edit whenever the memtable
+ * fills. Everything was judged already: a failure here is I/O or memory, or
+ * a log that changed since. */
+static int replay_log(struct cairn_db *db, uint64_t number, uint64_t end, struct replay_ctx *rc,
+                      struct version_edit *edit, char *err, size_t errlen)
 {
 	char path[4096];
 	struct wal_reader *rd;
-	struct log_mark mark = vset_log_mark(db->vs);
-	uint64_t strict_to = mark.set && mark.log == number ? mark.length : 0;
 	log_file_name(path, sizeof(path), db->dir, number);
-	uint64_t fsize = 0;
-	env_file_size(db->env, path, &fsize);
-	int r = wal_reader_open(db->env, path, WAL_KIND_LOG, &rd, err, errlen);
-	if (r == CAIRN_ECORRUPT && db->opts.wal_recovery == CAIRN_WAL_TOLERATE_CORRUPT) {
-		/* a damaged header leaves nothing in this log to trust */
-		atomic_fetch_add(&db->st.wal_bytes_dropped, fsize);
-		*stop = 1;
-		return 0;
-	}
-	if (r)
+	int r = end < WAL_FILE_HEADER
+	                ? 0
+	                : wal_reader_open(db->env, path, WAL_KIND_LOG, &rd, err, errlen);
+	if (r || end < WAL_FILE_HEADER)
 		return r;
-	int any = 0;
-	for (;;) {
+	while (!r && wal_good_offset(rd) < end) {
 		struct slice rec;
-		uint64_t rec_start = wal_good_offset(rd);
-		int lost = 0;
 		r = wal_next(rd, &rec, err, errlen);
-		if ((r == WAL_EOF || r == WAL_TORN) && wal_good_offset(rd) < strict_to)
-			r = short_of_mark(path, wal_good_offset(rd), strict_to, err, errlen);
-		if (r == WAL_EOF)
-			break;
-		if (r == WAL_TORN) {
-			if (last) {
-				rc->torn = 1;
-				rc->torn_log = number;
-				rc->torn_offset = wal_good_offset(rd);
-				break;
-			}
-			/* A log that never got its header written (a switch cut
-			 * short, its removal failed) never held a record: it is
-			 * empty, wherever it stands. */
-			if (wal_good_offset(rd) < WAL_FILE_HEADER) {
-				r = WAL_EOF;
-				break;
-			}
-			fmt_msg(err, errlen,
-			        "log '%s': truncated record at offset %llu in a log that is not "
-			        "the newest",
-			        path, (unsigned long long)wal_good_offset(rd));
-			r = CAIRN_ECORRUPT;
-		}
-		if (r == WAL_RECORD) {
-			any = 1;
-			if (rec.len < BATCH_HEADER) {
-				fmt_msg(err, errlen,
-				        "log '%s': record at offset %llu is too short for a batch",
-				        path, (unsigned long long)wal_good_offset(rd));
-				r = CAIRN_ECORRUPT;
-			} else {
-				char why[512] = "";
-				r = check_refs(db, rec, &lost, why, sizeof(why));
-				if (r)
-					fmt_msg(err, errlen, "log '%s': record at offset %llu: %s",
-					        path, (unsigned long long)rec_start,
-					        why[0] ? why : cairn_strerror(r));
-			}
-			if (!r && lost && rec_start < strict_to)
-				r = short_of_mark(path, rec_start, strict_to, err, errlen);
-			if (!r && lost && last) {
-				/* its blob bytes never reached the disk, so it
-				 * was never synced, nor anything after it: a torn
-				 * tail */
-				rc->torn = 1;
-				rc->torn_log = number;
-				rc->torn_offset = rec_start;
-				break;
-			}
-			/* An older log was synced whole, blob files first: there
-			 * a missing value is damage, replayed for its reads to
-			 * report, never a reason to drop synced writes. */
-			if (!r) {
-				r = batch_iterate(rec, replay_entry, rc);
-				if (r == CAIRN_ECORRUPT)
-					fmt_msg(err, errlen,
-					        "log '%s': batch before offset %llu is malformed",
-					        path, (unsigned long long)wal_good_offset(rd));
-			}
-		}
-		if (r == CAIRN_ECORRUPT && db->opts.wal_recovery == CAIRN_WAL_TOLERATE_CORRUPT) {
-			uint64_t good = wal_good_offset(rd);
-			atomic_fetch_add(&db->st.wal_bytes_dropped,
-			                 fsize > good ? fsize - good : 0);
-			*stop = 1;
-			r = 0;
+		if (r != WAL_RECORD) {
+			if (r >= 0)
+				fmt_msg(err, errlen, "log '%s' changed while it was recovered",
+				        path);
+			r = r >= 0 ? CAIRN_EIO : r;
 			break;
 		}
-		if (r < 0)
-			break;
+		r = batch_iterate(rec, replay_entry, rc);
 		/* Read-only: nothing may be written, so everything stays in
 		 * memory. */
-		if (!db->opts.read_only && mem_usage(rc->mem) >= db->opts.memtable_size) {
+		if (!r && !db->opts.read_only && mem_usage(rc->mem) >= db->opts.memtable_size) {
 			r = db_write_level0(db, rc->mem, edit, err, errlen);
-			if (r)
-				break;
-			rc->flushed = 1;
-			mem_unref(rc->mem);
-			r = mem_new(&rc->mem);
-			if (r)
-				break;
+			if (!r) {
+				rc->flushed = 1;
+				mem_unref(rc->mem);
+				r = mem_new(&rc->mem);
+			}
 		}
 	}
 	wal_reader_close(rd);
-	if (r >= 0 && !any && push_u64(&rc->empty, &rc->nempty, &rc->cap_empty, number))
-		r = CAIRN_ENOMEM;
-	return r < 0 ? r : 0;
+	return r;
+}
+
+/* The verdict on every log recovery needs. */
+struct log_plan {
+	struct logscan_log *logs;
+	size_t n;
+	size_t replay; /* logs to replay: the first `replay` ones */
+	int stop;      /* tolerated corruption: the rest is dropped */
+};
+
+/* Takes a tolerated corruption at log i: its good part is replayed, the
+ * rest of it and every later log dropped. */
+static void tolerate_at(struct cairn_db *db, struct log_plan *p, size_t i, int keep_i)
+{
+	p->stop = 1;
+	p->replay = keep_i ? i + 1 : i;
+	for (size_t j = i; j < p->n; j++) {
+		uint64_t kept = j == i && keep_i ? p->logs[j].good : 0;
+		if (p->logs[j].size > kept)
+			atomic_fetch_add(&db->st.wal_bytes_dropped, p->logs[j].size - kept);
+	}
+}
+
+/* Decides, reading every log from min_log on and changing nothing, what
+ * recovery will replay, cut and keep. Damage is CAIRN_ECORRUPT naming the
+ * file and offset, unless wal_recovery tolerates it. */
+static int plan_logs(struct cairn_db *db, const struct dir_scan *scan, uint64_t min_log,
+                     struct log_plan *p, char *err, size_t errlen)
+{
+	char path[4096], prev[4096] = "";
+	struct log_mark mark = vset_log_mark(db->vs);
+	p->logs = calloc(scan->nlogs ? scan->nlogs : 1, sizeof(*p->logs));
+	if (!p->logs)
+		return CAIRN_ENOMEM;
+	int tolerate = db->opts.wal_recovery == CAIRN_WAL_TOLERATE_CORRUPT;
+	for (size_t i = 0; i < scan->nlogs; i++) {
+		if (scan->logs[i] < min_log)
+			continue;
+		struct logscan_log *l = &p->logs[p->n];
+		l->number = scan->logs[i];
+		l->newest = i + 1 == scan->nlogs;
+		l->strict_to = mark.set && mark.log == l->number ? mark.length : 0;
+		log_file_name(path, sizeof(path), db->dir, l->number);
+		int r = logscan_one(db->env, path, l, ref_check_cb, db, err, errlen);
+		if (r)
+			return r;
+		p->n++;
+		if (l->corrupt) {
+			if (!tolerate)
+				return CAIRN_ECORRUPT;
+			tolerate_at(db, p, p->n - 1, 1);
+			return 0;
+		}
+		size_t before = p->n - 1;
+		while (before > 0 && !p->logs[before - 1].records)
+			before--;
+		if (before > 0 &&
+		    logscan_continues(prev, &p->logs[before - 1], path, l, err, errlen)) {
+			if (!tolerate)
+				return CAIRN_ECORRUPT;
+			tolerate_at(db, p, p->n - 1, 0);
+			return 0;
+		}
+		if (l->records)
+			fmt_msg(prev, sizeof(prev), "%s", path);
+	}
+	p->replay = p->n;
+	return 0;
 }
 
 /* Creates log number as *wp. Touches nothing of db but its directory, so
@@ -648,10 +633,15 @@ static int edit_is_empty(const struct version_edit *e)
 	       !e->ndeleted_blobs && !e->nblobs && !e->ngarbage;
 }
 
+/* Whether the logs may stay, holding the replayed memtable. Not when a
+ * crash lost writes the manifest had counted (its last sequence is past the
+ * logs'): the next write would then start a gap after the logs kept, which
+ * recovery takes for a lost log (tests/sim, seed 130). */
 static int keep_recovered(struct cairn_db *db, const struct replay_ctx *rc)
 {
 	return !rc->flushed && !atomic_load(&db->st.wal_bytes_dropped) &&
-	       mem_usage(rc->mem) < db->opts.memtable_size;
+	       mem_usage(rc->mem) < db->opts.memtable_size &&
+	       (rc->max_seq == 0 || rc->max_seq == vset_last_sequence(db->vs));
 }
 
 /* Makes a log file durable, first cutting it to truncate_to bytes unless
@@ -761,6 +751,7 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 	}
 	if (scan.nlogs)
 		qsort(scan.logs, scan.nlogs, sizeof(uint64_t), cmp_u64);
+	db->session_first_file = vset_next_file(db->vs);
 	edit_init(&edit);
 	/* before replay can make any reference durable (a level-0 table, a
 	 * kept log synced, a cut tail) */
@@ -769,15 +760,28 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 	if (!r)
 		r = mem_new(&rc.mem);
 	uint64_t min_log = vset_log_number(db->vs);
+	/* decide first: every log is judged before anything is replayed, cut,
+	 * written or deleted */
+	struct log_plan plan = {0};
 	if (!r)
 		r = check_mark_log(db, &scan, err, errlen);
-	for (size_t i = 0; !r && !stop && i < scan.nlogs; i++) {
-		if (scan.logs[i] < min_log)
-			continue;
-		vset_mark_file_number_used(db->vs, scan.logs[i]);
-		int last = i + 1 == scan.nlogs;
-		r = replay_log(db, scan.logs[i], last, &rc, &edit, &stop, err, errlen);
+	if (!r)
+		r = plan_logs(db, &scan, min_log, &plan, err, errlen);
+	stop = plan.stop;
+	for (size_t i = 0; !r && i < plan.replay; i++) {
+		const struct logscan_log *l = &plan.logs[i];
+		if (l->torn) {
+			rc.torn = 1;
+			rc.torn_log = l->number;
+			rc.torn_offset = l->good;
+		}
+		if (!l->records && !l->corrupt &&
+		    push_u64(&rc.empty, &rc.nempty, &rc.cap_empty, l->number))
+			r = CAIRN_ENOMEM;
+		if (!r)
+			r = replay_log(db, l->number, l->good, &rc, &edit, err, errlen);
 	}
+	free(plan.logs);
 	if (!r && rc.max_seq > vset_last_sequence(db->vs))
 		vset_set_last_sequence(db->vs, rc.max_seq);
 	if (db->opts.read_only) {
@@ -1086,8 +1090,10 @@ static void mark_clean_close(struct cairn_db *db)
 		                       .length = wal_size(db->log),
 		                       .seq = vset_last_sequence(db->vs)};
 		struct log_mark had = vset_log_mark(db->vs);
-		if (!had.set || had.log != now.log || had.length != now.length ||
-		    had.seq != now.seq) {
+		/* the file header of a log no write synced yet, too */
+		if ((!had.set || had.log != now.log || had.length != now.length ||
+		     had.seq != now.seq) &&
+		    wal_sync(db->log) == 0) {
 			struct version_edit e;
 			edit_init(&e);
 			e.mark = now;

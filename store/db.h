@@ -115,6 +115,7 @@ struct cairn_db {
 	uint64_t *unclaimed;
 	size_t nunclaimed, cap_unclaimed;
 	uint64_t recovered_next_file; /* the manifest's next file number at open */
+	uint64_t session_first_file;  /* files this handle made are numbered from here */
 
 	/* the last error on the handle */
 	struct env_mutex err_mu;

@@ -33,6 +33,7 @@
 #include "blob.h"
 #include "cairn.h"
 #include "env.h"
+#include "logscan.h"
 #include "sstable.h"
 #include "util.h"
 #include "version.h"
@@ -100,6 +101,9 @@ struct check {
 	uint64_t manifest_number, manifest_size, log_number, next_file;
 	int has_log_number, has_next_file;
 	struct log_mark mark; /* the manifest's last one */
+	/* the last log verified that held records (logs go in number order) */
+	struct logscan_log prev_log;
+	char prev_path[INSPECT_PATH_LEN];
 	uint64_t done, total;
 };
 
@@ -228,9 +232,16 @@ static int collect_entry(void *ctx, const char *name)
 	return 0;
 }
 
+/* By kind, then number (logs must be verified in number order, and
+ * 1000000.log sorts before 999999.log by name), then name. */
 static int entry_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct dir_entry *)a)->name, ((const struct dir_entry *)b)->name);
+	const struct dir_entry *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->number != y->number)
+		return x->number < y->number ? -1 : 1;
+	return strcmp(x->name, y->name);
 }
 
 static void free_entries(struct check *c)
@@ -519,67 +530,32 @@ static void verify_table(struct check *c, const struct dir_entry *e)
 	table_close(t);
 }
 
-static int count_entry(void *ctx, uint64_t seq, enum value_type type, struct slice key,
-                       struct slice value, int64_t time_ns)
-{
-	(void)seq;
-	(void)type;
-	(void)key;
-	(void)value;
-	(void)time_ns;
-	(*(uint64_t *)ctx)++;
-	return 0;
-}
-
-/* Reads every record of a log and checks each is a well-formed batch. A torn
- * tail is expected only at the end of the newest log (a write cut short by a
- * crash, or in flight while the database runs). */
+/* Judges a log by the rules open applies (logscan.h): damage, a torn record
+ * where none may be, and sequence numbers that do not run on from the log
+ * before. Logs are visited in increasing number. */
 static void verify_log(struct check *c, const struct dir_entry *e, int newest)
 {
-	char path[INSPECT_PATH_LEN], err[512];
-	struct wal_reader *rd = NULL;
+	char path[INSPECT_PATH_LEN], err[512] = "";
+	struct logscan_log l = {.number = e->number, .newest = newest};
 	path_of(c, e->name, path, sizeof(path));
-	int r = wal_reader_open(c->env, path, WAL_KIND_LOG, &rd, err, sizeof(err));
+	if (c->mark.set && c->mark.log == e->number)
+		l.strict_to = c->mark.length;
+	int r = logscan_one(c->env, path, &l, NULL, NULL, err, sizeof(err));
 	if (r) {
-		report(c, path, 0, "%s", err);
+		report(c, path, 0, "cannot be read: %s", strip_file_prefix(err, path));
 		return;
 	}
-	uint64_t strict_to = c->mark.set && c->mark.log == e->number ? c->mark.length : 0;
-	for (;;) {
-		struct slice rec;
-		uint64_t off = wal_good_offset(rd), entries = 0;
-		r = wal_next(rd, &rec, err, sizeof(err));
-		if ((r == WAL_EOF || r == WAL_TORN) && off < strict_to) {
-			report(c, path, off,
-			       "records end here, but the log was synced through offset %" PRIu64
-			       " at a clean close (log mark in the manifest)",
-			       strict_to);
-			break;
-		}
-		if (r == WAL_EOF)
-			break;
-		if (r == WAL_TORN) {
-			if (!newest)
-				report(c, path, off,
-				       "torn record at the end of a log that is not "
-				       "the newest");
-			break;
-		}
-		if (r < 0) {
-			report(c, path, off, "%s", err);
-			break;
-		}
-		if (rec.len < BATCH_HEADER) {
-			report(c, path, off, "record of %zu bytes is too short for a batch",
-			       rec.len);
-			continue;
-		}
-		if (batch_iterate(rec, count_entry, &entries))
-			report(c, path, off, "record is not a well-formed batch");
-		else if (entries == 0)
-			report(c, path, off, "record holds an empty batch");
+	if (l.corrupt) {
+		report(c, path, l.bad_offset, "%s", strip_file_prefix(err, path));
+		return;
 	}
-	wal_reader_close(rd);
+	if (c->prev_log.records &&
+	    logscan_continues(c->prev_path, &c->prev_log, path, &l, err, sizeof(err)))
+		report(c, path, 0, "%s", err);
+	if (l.records) {
+		c->prev_log = l;
+		fmt_msg(c->prev_path, sizeof(c->prev_path), "%s", path);
+	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -705,6 +681,7 @@ static void reset(struct check *c)
 	c->have_manifest = c->has_log_number = c->has_next_file = 0;
 	c->manifest_number = c->manifest_size = c->log_number = c->next_file = 0;
 	memset(&c->mark, 0, sizeof(c->mark));
+	memset(&c->prev_log, 0, sizeof(c->prev_log));
 	c->done = 0;
 }
 
