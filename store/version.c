@@ -1345,6 +1345,7 @@ static int read_current(struct version_set *vs, uint64_t *number, char *err, siz
 struct replay {
 	int has_log, has_next, has_last;
 	uint64_t log_number, next_file, last_seq;
+	int ends_in_mark; /* the last record was a clean close's log mark */
 };
 
 static int replay_record(struct version_set *vs, struct builder *b, struct replay *st,
@@ -1379,6 +1380,7 @@ static int replay_record(struct version_set *vs, struct builder *b, struct repla
 	}
 	if (!r && e.mark.set)
 		vs->mark = e.mark;
+	st->ends_in_mark = !r && e.mark.set;
 	edit_free(&e);
 	return r;
 }
@@ -1466,6 +1468,21 @@ int vset_recover(struct version_set *vs, char *err, size_t errlen)
 	/* Nothing is written until something changes, so an open that changes
 	 * nothing leaves the directory as it was (and works on a full disk). */
 	vs->roll_pending = !vs->opts.read_only;
+	/* A process that died between appending an edit and syncing it leaves
+	 * the edit readable but not durable; open acts on it (deletes the files
+	 * it dropped), so it is made durable first (tests/sim, seed 462). After
+	 * a clean close, whose last edit was synced, there is nothing to do. */
+	if (!vs->opts.read_only && !st.ends_in_mark) {
+		struct env_file *f;
+		r = env_open_append(vs->env, path, &f);
+		if (!r) {
+			r = env_sync(f);
+			int c = env_close(f);
+			r = r ? r : c;
+		}
+		if (r)
+			return io_fail(vs, r, err, errlen, base_name(path));
+	}
 	return 0;
 }
 
