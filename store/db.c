@@ -1083,7 +1083,7 @@ static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned f
 static void mark_clean_close(struct cairn_db *db)
 {
 	char err[256];
-	pthread_mutex_lock(&db->mu);
+	env_mutex_lock(&db->mu);
 	if (db->log && !db->bg_error && !db->log_unsynced) {
 		struct log_mark now = {.set = 1,
 		                       .log = db->log_number,
@@ -1103,7 +1103,7 @@ static void mark_clean_close(struct cairn_db *db)
 		/* a close that rolled the manifest leaves no stray one behind */
 		db_delete_obsolete(db);
 	}
-	pthread_mutex_unlock(&db->mu);
+	env_mutex_unlock(&db->mu);
 }
 
 CAIRN_EXPORT int cairn_close(struct cairn_db *db)

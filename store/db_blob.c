@@ -583,7 +583,7 @@ int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, i
 	if (!meta && ref.file >= db->recovered_next_file) {
 		/* Created after the last edit that survived: the edit that
 		 * recorded it (written before any reference) is lost. */
-		fmt_key(k, sizeof(k), key);
+		db_fmt_key(k, sizeof(k), key);
 		fmt_msg(err, errlen,
 		        "key '%s' refers to blob file %06llu.blob, which the manifest does not "
 		        "know (numbered at or above its next file number %llu: a manifest record "
