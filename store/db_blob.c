@@ -585,10 +585,11 @@ int db_blob_check_ref(struct cairn_db *db, struct slice key, struct slice enc, i
 		 * recorded it (written before any reference) is lost. */
 		db_fmt_key(k, sizeof(k), key);
 		fmt_msg(err, errlen,
-		        "key '%s' refers to blob file %06llu.blob, which the manifest does not "
-		        "know (numbered at or above its next file number %llu: a manifest record "
-		        "is lost)",
+		        "key '%s' refers to blob file %06llu.blob, which MANIFEST-%06llu does not "
+		        "know (numbered at or above its next file number %llu): a record of the "
+		        "manifest is lost or damaged",
 		        k, (unsigned long long)ref.file,
+		        (unsigned long long)vset_manifest_number(db->vs),
 		        (unsigned long long)db->recovered_next_file);
 		return CAIRN_ECORRUPT;
 	}

@@ -1122,6 +1122,11 @@ struct log_mark vset_log_mark(const struct version_set *vs)
 	return m;
 }
 
+int vset_failed(const struct version_set *vs)
+{
+	return vs->failed;
+}
+
 uint64_t vset_manifest_number(const struct version_set *vs)
 {
 	return vs->manifest_number;

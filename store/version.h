@@ -210,6 +210,8 @@ uint64_t vset_log_number(const struct version_set *vs);
  * otherwise). */
 struct log_mark vset_log_mark(const struct version_set *vs);
 uint64_t vset_manifest_number(const struct version_set *vs);
+/* 1 once a manifest write failed: its tail is unknown, no edit may follow. */
+int vset_failed(const struct version_set *vs);
 uint64_t vset_manifest_size(const struct version_set *vs);
 
 /* Adds every file number referenced by a live version to *nums (a growable
