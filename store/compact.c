@@ -577,10 +577,14 @@ static void *bg_main(void *arg)
 			r = db_run_compaction(db, c, 0);
 		/* blob files are collected once the tree is compacted: its
 		 * compactions are what count their garbage */
-		else if (!db->manual_compaction && db_blob_gc_due(db))
-			db_blob_collect(db, 0);
-		else
+		else if (!db->manual_compaction && db_blob_gc_due(db)) {
+			/* a collection that could not run (a copy in flight, a
+			 * file that failed) waits for a signal, not a spin */
+			if (!db_blob_collect(db, 0))
+				env_cond_wait(&db->work_cv, &db->mu);
+		} else {
 			env_cond_wait(&db->work_cv, &db->mu);
+		}
 		if (r == CAIRN_ENOSPC && !db->shutting_down)
 			bg_backoff(db);
 	}

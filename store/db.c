@@ -1537,8 +1537,10 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		env_cond_signal(&db->wq_head->cv);
 	else
 		db->wq_tail = NULL;
-	if (shared)
+	if (shared) {
 		db->blob_copies_done++;
+		env_cond_signal(&db->work_cv); /* a collection may wait for it */
+	}
 	env_mutex_unlock(&db->mu);
 	env_cond_destroy(&w.cv);
 	if (flags & DB_COPY)
