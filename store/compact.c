@@ -579,8 +579,9 @@ static void *bg_main(void *arg)
 		 * compactions are what count their garbage */
 		else if (!db->manual_compaction && db_blob_gc_due(db)) {
 			/* a collection that could not run (a copy in flight, a
-			 * file that failed) waits for a signal, not a spin */
-			if (!db_blob_collect(db, 0))
+			 * file that failed) waits for a signal, not a spin; it
+			 * dropped mu, so a close may have signalled meanwhile */
+			if (!db_blob_collect(db, 0) && !db->shutting_down)
 				env_cond_wait(&db->work_cv, &db->mu);
 		} else {
 			env_cond_wait(&db->work_cv, &db->mu);
