@@ -1213,14 +1213,23 @@ static int switch_memtable(struct cairn_db *db)
 	return 0;
 }
 
-/* With mu held: waits until imm is gone (flushing it inline when there are
- * no background threads). */
+/* With mu held, as the leader: whether waiting for the background thread
+ * could wait forever. A blob collection's write queues behind the leader;
+ * while the background thread runs one, it cannot flush or compact until
+ * the leader is done, so the leader must do the work it would wait for. */
+static int bg_cannot_help(const struct cairn_db *db)
+{
+	return db->opts.background_threads == 0 || db->blob_gc_running;
+}
+
+/* With mu held: waits until imm is gone (flushing it inline when the
+ * background thread cannot). */
 static int wait_for_imm(struct cairn_db *db)
 {
 	while (db->imm) {
 		if (db->bg_error)
 			return db_err(db, CAIRN_EFAILED, "writes stopped: %s", db->bg_errmsg);
-		if (db->opts.background_threads == 0) {
+		if (bg_cannot_help(db) && !db->flushing) {
 			int r = db_flush_imm(db);
 			if (r)
 				return r;
@@ -1273,10 +1282,14 @@ static int make_room(struct cairn_db *db, size_t size, int gc)
 		if (mem_entries(db->mem) == 0 ||
 		    mem_usage(db->mem) + size <= db->opts.memtable_size)
 			return 0;
-		if (gc && !inline_mode && (db->imm || l0 >= db->opts.l0_stop_trigger)) {
+		if ((gc || db->blob_gc_running) && !inline_mode &&
+		    (db->imm || l0 >= db->opts.l0_stop_trigger)) {
 			/* A collection's write may run on the background thread
 			 * that would make the room: it flushes itself and never
-			 * waits for level 0, or it would wait for itself. */
+			 * waits for level 0, or it would wait for itself. So does
+			 * any leader while a collection runs, since that
+			 * collection's write may be queued behind it (fsstress
+			 * -p 8 on cairnfs hung this way). */
 			if (db->imm && !db->flushing) {
 				int r = db_flush_imm(db);
 				if (r)

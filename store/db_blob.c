@@ -1112,6 +1112,8 @@ int db_blob_collect(struct cairn_db *db, int all)
 		int shared = vset_find_blob(db->vs, number)->shared != 0;
 		uint64_t begun = db->blob_copies_begun;
 		db->blob_gc_running = 1;
+		/* a leader waiting for this thread must now do the work itself */
+		env_cond_broadcast(&db->bg_cv);
 		env_mutex_unlock(&db->mu);
 		int r = gc_one(db, number, size, shared, begun);
 		env_mutex_lock(&db->mu);
