@@ -11,7 +11,12 @@
 #   the kill may also hold part of its new version: its bytes as far as the
 #   kernel had written them back, zeros where it had not (the write was cut,
 #   as on any file system); nothing else, in particular never a mix of two
-#   versions.
+#   versions. A new file whose creation was committed before the kill but
+#   whose write-back was not is empty: that is the prefix of length 0.
+# A write counts as done only when close(2) succeeded: the kernel writes the
+# pages back at close, and a kill during that write-back makes close fail
+# (EIO, ECONNABORTED). A shell's ">" ignores that failure, so small files
+# are written with dd, which reports it.
 # Cycles continue on the same database, from the state the check found.
 #
 #   CAIRNFS=/path/to/cairnfs tests/fs/crash.sh [CYCLES]     default 3
@@ -92,7 +97,7 @@ workload() {
 		r=$((RANDOM % 40))
 		if [ $r -lt 27 ]; then
 			echo "B $f $txt" >>"$J"
-			echo "$txt" >"$M/$f" || return
+			echo "$txt" | dd of="$M/$f" status=none || return
 			echo "D $f $txt" >>"$J"
 		elif [ $r -lt 31 ]; then
 			echo "B $f $txt" >>"$J"

@@ -84,20 +84,27 @@ dirtimes() {
 # ---- item 18: sync(1) / syncfs(2) --------------------------------------------
 # syncfs writes the dirty pages back and the daemon commits them to its log,
 # so they survive the daemon's death at once (power loss: within
-# sync_interval_ms, docs/cairnfs.md)
+# sync_interval_ms, docs/cairnfs.md). With flush=1 they go to the file's
+# buffer, which the control file's sync commits; syncfs alone promises
+# nothing there (the SETATTR of times that often commits the buffer may
+# overtake the writes).
 syncfs_kill() {
-	local o=$1
-	python3 - "$MNT/s" <<'PY' &
+	local o=$1 ctl=
+	[ "$opts" = flush=1 ] && ctl=$MNT/.cairn/control
+	python3 - "$MNT/s" "$ctl" <<'PY' &
 import ctypes, os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
 os.write(fd, b"synced\n" * 1000)
 if ctypes.CDLL(None, use_errno=True).syncfs(fd):
     sys.exit(1)
+if sys.argv[2]:
+    with open(sys.argv[2], "w") as c:
+        c.write("sync\n")
 open(sys.argv[1] + ".done", "w").close()
-time.sleep(30)  # killed with the mount: the file is never closed
+time.sleep(300)  # killed with the mount: the file is never closed
 PY
 	local py=$!
-	for _ in $(seq 100); do [ -e "$MNT/s.done" ] && break; sleep 0.1; done
+	for _ in $(seq 600); do [ -e "$MNT/s.done" ] && break; sleep 0.1; done
 	kill -9 "$PID"
 	wait "$PID" 2>/dev/null
 	PID=
