@@ -4,6 +4,7 @@
  * backslash as three octal digits (\040); they are decoded before use.
  */
 #include "mount.h"
+#include "../fs/selfpath.h" /* sp_unescape */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,22 +14,6 @@
 #include <unistd.h>
 
 #define MOUNT_TYPE "fuse.cairnfs"
-
-/* Decodes the octal escapes of a field of /proc/self/mounts in place. */
-static void unescape_octal(char *s)
-{
-	char *o = s;
-	for (char *p = s; *p;) {
-		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
-		    p[3] >= '0' && p[3] <= '7') {
-			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-			p += 4;
-		} else {
-			*o++ = *p++;
-		}
-	}
-	*o = 0;
-}
 
 /* Reads MOUNT/.cairn/dbdir (one line) into out. */
 static int read_dbdir(const char *mnt, char *out, size_t len)
@@ -62,7 +47,7 @@ int mount_find(const char *dbdir, char *mnt, size_t len)
 		char *type = dir ? strtok_r(NULL, " ", &save) : NULL;
 		if (!type || strcmp(type, MOUNT_TYPE) != 0)
 			continue;
-		unescape_octal(dir);
+		sp_unescape(dir);
 		if (read_dbdir(dir, have, sizeof(have)) == 0 && strcmp(have, want) == 0 &&
 		    strlen(dir) < len) {
 			strcpy(mnt, dir);

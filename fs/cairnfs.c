@@ -445,6 +445,11 @@ const char *cairnfs_dbdir(struct cairnfs *fs)
 	return fs->dbdir;
 }
 
+const char *cairnfs_mountpoint(struct cairnfs *fs)
+{
+	return fs->cfg.mountpoint;
+}
+
 void cairnfs_counters(struct cairnfs *fs, struct cairnfs_counters *c)
 {
 	pthread_mutex_lock(&fs->mu);

@@ -10,7 +10,8 @@
  * commit.c, setattr.c, namespace.c, fileio.c, dir.c, xattr.c, cairnfs.c)
  * around the internal header cfs.h; control.c renders the files under
  * MOUNT/.cairn/;
- * pathkey.c, meta.c and wbuf.c the pure parts (mapping, records, buffers).
+ * pathkey.c, meta.c and wbuf.c the pure parts (mapping, records, buffers);
+ * selfpath.c tells whether a path leads into the mount itself.
  */
 #ifndef CAIRNFS_H
 #define CAIRNFS_H
@@ -27,6 +28,7 @@
 
 struct cairnfs_config {
 	const char *dbdir;         /* absolute path of the database directory */
+	const char *mountpoint;    /* absolute path of the mount point, or NULL */
 	int read_only;             /* -o ro */
 	size_t memtable_size;      /* -o memtable_size=SIZE (engine default if 0) */
 	size_t cache_size;         /* -o cache_size=SIZE: block cache */
@@ -84,6 +86,8 @@ struct cairnfs_counters {
 
 struct cairn_db *cairnfs_db(struct cairnfs *fs);
 const char *cairnfs_dbdir(struct cairnfs *fs);
+/* The mount point (cfg.mountpoint), or NULL when not known. */
+const char *cairnfs_mountpoint(struct cairnfs *fs);
 
 /* The outcome of the last control command, shown in .cairn/result: with
  * open=0 the kernel's writeback cache sends a command's write only at

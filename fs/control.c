@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cairnfs.h"
+#include "selfpath.h"
 
 static const char *const ctl_names[CTL_NFILES] = {
         [CTL_STATS] = "stats", [CTL_STATS_JSON] = "stats.json", [CTL_METRICS] = "metrics",
@@ -334,6 +335,32 @@ static int ctl_commit(struct cairnfs *fs, struct ctl_res *r, const char *what)
 	return rc ? ctl_fail(r, -rc, "%s: committing buffered writes: %s", what, strerror(-rc)) : 0;
 }
 
+/* Refuses a checkpoint into this very mount: its files would be written
+ * through the daemon, whose requests wait for the engine the checkpoint
+ * holds, and the daemon would stop (selfpath.h). */
+static int ctl_outside_mount(struct cairnfs *fs, struct ctl_res *r, const char *path, const char *q)
+{
+	const char *mnt = cairnfs_mountpoint(fs);
+	struct sp_points pts;
+	int rc;
+
+	if (!mnt)
+		return 0;
+	rc = sp_points_load("/proc/self/mountinfo", mnt, &pts);
+	if (rc)
+		return ctl_fail(r, -rc, "checkpoint: reading the mount table: %s", strerror(-rc));
+	rc = sp_path_inside(path, &pts);
+	sp_points_free(&pts);
+	if (rc == 1)
+		return ctl_fail(r, EINVAL,
+		                "checkpoint target '%s' is inside this mount (%s): the daemon "
+		                "cannot write into its own mount; choose a directory outside it",
+		                q, mnt);
+	if (rc < 0)
+		return ctl_fail(r, -rc, "checkpoint target '%s': %s", q, strerror(-rc));
+	return 0;
+}
+
 /* Runs one command line (without its newline). */
 static int ctl_run(struct cairnfs *fs, struct ctl_res *r, const char *cmd, size_t len)
 {
@@ -365,7 +392,9 @@ static int ctl_run(struct cairnfs *fs, struct ctl_res *r, const char *cmd, size_
 			return ctl_fail(r, EINVAL, "checkpoint path too long: '%s...'", q);
 		memcpy(path, cmd, len);
 		path[len] = '\0';
-		rc = ctl_commit(fs, r, "checkpoint");
+		rc = ctl_outside_mount(fs, r, path, q);
+		if (!rc)
+			rc = ctl_commit(fs, r, "checkpoint");
 		return rc ? rc : ctl_engine(fs, r, "checkpoint", cairn_checkpoint(db, path));
 	}
 	ctl_quote(cmd, len, q);

@@ -508,6 +508,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	m.cfg.dbdir = main_abs(m.dbdir);
+	m.cfg.mountpoint = co.mountpoint; /* libfuse made it absolute (realpath) */
 	if (!m.cfg.dbdir || main_check_paths(m.cfg.dbdir, co.mountpoint, m.create))
 		goto out;
 	/* the kernel checks every access and the rules of chown and chmod */

@@ -35,6 +35,21 @@ umount_fs() {
 	return $rc
 }
 
+# fs_abort: ends the mount at $MNT when its daemon hangs in requests to its
+# own mount: kill -9 cannot end a thread that waits for the kernel, so the
+# FUSE connection is aborted first (fusectl), then the daemon killed and the
+# mount detached.
+fs_abort() {
+	local dev c=/sys/fs/fuse/connections
+	dev=$(awk -v m="$MNT" '$5 == m {print $3}' /proc/self/mountinfo | tail -n 1)
+	[ -d "$c" ] && [ ! -e "$c/${dev#*:}" ] && mount -t fusectl none "$c" 2>/dev/null
+	[ -n "$dev" ] && echo 1 >"$c/${dev#*:}/abort" 2>/dev/null
+	kill -9 "$PID" 2>/dev/null
+	wait "$PID" 2>/dev/null
+	PID=
+	fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+}
+
 # fs_setup NAME: the common start of a test that mounts: $CAIRNFS, a fresh
 # $T (removed at exit, unmounting first), $DB, $MNT, $PID, $pass and $fail;
 # exits 77 (skipped) without a cairnfs binary, /dev/fuse, fusermount3 or

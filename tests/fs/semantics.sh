@@ -41,6 +41,36 @@ PY
 	/bin/echo "checkpoint $cp/c4" 2>/dev/null >"$MNT/.cairn/control"
 	check "the same command again runs again ($o)" \
 		grep -q "^error: .*already exists (EEXIST)" "$MNT/.cairn/result"
+	mkdir -p "$MNT/sub"
+	ln -sfn "$MNT" "$T/to-mnt"
+	ln -sfn ../to-mnt/sub "$cp/rel"
+	for dest in "$MNT/ck" "$MNT/sub/../sub/ck" "$T/to-mnt/ck" "$cp/rel/ck" "$cp/./rel/../rel"; do
+		checkpoint_into_mount "$o" "$dest"
+	done
+	rm -rf "$MNT/sub" "$T/to-mnt"
+}
+
+# A checkpoint aimed inside the mount would make the daemon write into itself
+# and stop: it is refused. A daemon that hangs instead is killed after a
+# generous wait (its connection aborted: it waits on itself), and the mount
+# made again for the tests that follow.
+checkpoint_into_mount() {
+	local o=$1 dest=$2 w
+	/bin/echo "checkpoint $dest" 2>/dev/null >"$MNT/.cairn/control" &
+	w=$!
+	for _ in $(seq 600); do kill -0 "$w" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$w" 2>/dev/null; then
+		bad "checkpoint into the mount ($dest) hangs the daemon ($o)"
+		fs_abort
+		kill -9 "$w" 2>/dev/null
+		wait "$w" 2>/dev/null
+		mount_fs ${opts:+-o "$opts"}
+		return
+	fi
+	wait "$w" && bad "checkpoint into the mount ($dest) succeeded ($o)" && return
+	check "checkpoint into the mount refused: $dest ($o)" \
+		grep -q "^error: checkpoint target .* is inside this mount .*(EINVAL)" "$MNT/.cairn/result"
+	check "nothing written there ($o)" test ! -e "$dest/CURRENT"
 }
 
 # ---- item 16: directory times and link counts -------------------------------
