@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MOUNT_TYPE "fuse.cairnfs"
@@ -31,30 +32,94 @@ static int read_dbdir(const char *mnt, char *out, size_t len)
 	return 0;
 }
 
-int mount_find(const char *dbdir, char *mnt, size_t len)
+/* Whether path names the same directory as st. */
+static int same_dir(const char *path, const struct stat *st)
 {
-	char want[PATH_MAX], have[PATH_MAX], line[3 * PATH_MAX];
-	if (!realpath(dbdir, want))
-		return 0;
+	struct stat s;
+	return path[0] == '/' && stat(path, &s) == 0 && s.st_dev == st->st_dev &&
+	       s.st_ino == st->st_ino;
+}
+
+struct mount_ent {
+	char *src, *dir;
+};
+
+/* The cairnfs mounts in /proc/self/mounts, decoded; NULL when none. */
+static struct mount_ent *read_mounts(size_t *n)
+{
+	char line[3 * PATH_MAX];
+	struct mount_ent *v = NULL;
+	*n = 0;
 	FILE *f = fopen("/proc/self/mounts", "r");
 	if (!f)
-		return 0;
-	int found = 0;
-	while (!found && fgets(line, sizeof(line), f)) {
+		return NULL;
+	while (fgets(line, sizeof(line), f)) {
 		char *save = NULL;
-		char *dev = strtok_r(line, " ", &save);
-		char *dir = dev ? strtok_r(NULL, " ", &save) : NULL;
+		char *src = strtok_r(line, " ", &save);
+		char *dir = src ? strtok_r(NULL, " ", &save) : NULL;
 		char *type = dir ? strtok_r(NULL, " ", &save) : NULL;
 		if (!type || strcmp(type, MOUNT_TYPE) != 0)
 			continue;
+		struct mount_ent *nv = realloc(v, (*n + 1) * sizeof(*v));
+		if (!nv)
+			break;
+		v = nv;
+		sp_unescape(src);
 		sp_unescape(dir);
-		if (read_dbdir(dir, have, sizeof(have)) == 0 && strcmp(have, want) == 0 &&
-		    strlen(dir) < len) {
-			strcpy(mnt, dir);
-			found = 1;
+		v[*n].src = strdup(src);
+		v[*n].dir = strdup(dir);
+		if (!v[*n].src || !v[*n].dir) {
+			free(v[*n].src);
+			free(v[*n].dir);
+			break;
 		}
+		(*n)++;
 	}
 	fclose(f);
+	return v;
+}
+
+static void free_mounts(struct mount_ent *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].src);
+		free(v[i].dir);
+	}
+	free(v);
+}
+
+/* The mount point of the entries whose source names the database (want,
+ * st), confirmed by its .cairn/dbdir; pass 0 compares the text alone, pass
+ * 1 the directory the source names. */
+static const char *find_by_source(struct mount_ent *v, size_t n, const char *want,
+                                  const struct stat *st, int pass)
+{
+	char have[PATH_MAX];
+	for (size_t i = 0; i < n; i++) {
+		int match = pass ? strcmp(v[i].src, want) != 0 && same_dir(v[i].src, st)
+		                 : strcmp(v[i].src, want) == 0;
+		if (match && read_dbdir(v[i].dir, have, sizeof(have)) == 0 &&
+		    (strcmp(have, v[i].src) == 0 || same_dir(have, st)))
+			return v[i].dir;
+	}
+	return NULL;
+}
+
+int mount_find(const char *dbdir, char *mnt, size_t len)
+{
+	char want[PATH_MAX];
+	struct stat st;
+	if (!realpath(dbdir, want) || stat(want, &st) != 0)
+		return 0;
+	size_t n;
+	struct mount_ent *v = read_mounts(&n);
+	const char *dir = find_by_source(v, n, want, &st, 0);
+	if (!dir)
+		dir = find_by_source(v, n, want, &st, 1);
+	int found = dir && strlen(dir) < len;
+	if (found)
+		strcpy(mnt, dir);
+	free_mounts(v, n);
 	return found;
 }
 

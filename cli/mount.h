@@ -4,8 +4,11 @@
  * cairnfs has the database open (stats, flush, compact, checkpoint).
  *
  * A cairnfs mount shows up in /proc/self/mounts with file system type
- * "fuse.cairnfs"; MOUNT/.cairn/dbdir holds the absolute path of its database
- * directory, MOUNT/.cairn/stats and stats.json its statistics, and a line
+ * "fuse.cairnfs" and the absolute path of its database directory as its
+ * source (fsname). The lookup compares that field and opens only the mount
+ * it names, to confirm with MOUNT/.cairn/dbdir (the same path): a stopped
+ * or busy mount of another database must not hold the CLI.
+ * MOUNT/.cairn/stats and stats.json hold its statistics, and a line
  * written to MOUNT/.cairn/control ("flush", "compact", "checkpoint /DEST") is
  * a command, whose failure comes back as the error of the write or of the
  * close (EIO under the writeback cache), and MOUNT/.cairn/result holds the

@@ -514,7 +514,10 @@ int main(int argc, char *argv[])
 	/* the kernel checks every access and the rules of chown and chmod */
 	if (fuse_opt_add_arg(&args, "-odefault_permissions"))
 		goto out;
-	if (main_fsname(&args, m.cfg.dbdir))
+	/* the source field of the mount table names the database, and the
+	 * type is fuse.cairnfs even when -o fsname would have dropped it: the
+	 * cairn CLI finds the mount of a database by these two alone */
+	if (main_fsname(&args, m.cfg.dbdir) || fuse_opt_add_arg(&args, "-osubtype=cairnfs"))
 		goto out;
 	ret = main_run(&args, &co, &m);
 out:

@@ -388,6 +388,44 @@ test_mounted_database_uses_control_files() {
 	[ $r = 0 ] && expect_exit 0 "$CAIRN" -d "$T/mck" get m1 && check "checkpoint has m1" [ "$(cat "$T/out")" = v-m1 ]
 }
 
+# mounted DIR: waits up to 10 s for a cairnfs mount at DIR to answer.
+mounted() {
+	local i=0
+	while [ ! -e "$1/.cairn/dbdir" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	[ -e "$1/.cairn/dbdir" ]
+}
+
+# Finding the mount of a database asks no other mount: one that is stopped
+# (listed first in the mount table) must not hold the CLI, and a mount made
+# through a symbolic link is found by the path the link leads to.
+test_mount_lookup_asks_no_other_mount() {
+	[ -x "$CAIRNFS" ] || return 77
+	[ -e /dev/fuse ] && command -v fusermount3 >/dev/null || return 77
+	local a="$T/sp ace/db" b=$T/other bpid r
+	mkdir -p "$T/sp ace" "$T/ma" "$T/mb" "$T/mc" "$T/real"
+	ln -s "$T/real" "$T/lnk"
+	expect_exit 0 "$CAIRN" -d "$a" put k v && expect_exit 0 "$CAIRN" -d "$b" put k w || return 1
+	"$CAIRNFS" -f "$b" "$T/mb" 2>>"$T/fserr" &
+	bpid=$!
+	mounted "$T/mb" && "$CAIRNFS" "$a" "$T/ma" 2>>"$T/fserr" && mounted "$T/ma" &&
+		"$CAIRNFS" "$T/lnk/dbc" "$T/mc" 2>>"$T/fserr" && mounted "$T/mc"
+	r=$?
+	if [ $r = 0 ]; then
+		kill -STOP "$bpid"
+		expect_exit 0 timeout -k 10 30 "$CAIRN" -d "$a" stats
+		r=$?
+		kill -CONT "$bpid"
+		[ $r = 0 ] && check "stats of the right mount" grep -q . "$T/out" &&
+			expect_exit 0 timeout -k 10 30 "$CAIRN" -d "$T/real/dbc" stats
+		r=$?
+	fi
+	fusermount3 -u "$T/ma"
+	fusermount3 -u "$T/mc"
+	fusermount3 -u "$T/mb"
+	wait "$bpid"
+	return $r
+}
+
 # ---------------------------------------------------------------------------
 
 tests=$(declare -F | awk '{print $3}' | grep '^test_')

@@ -79,7 +79,11 @@ for o in memtable_size=0 memtable_size=1k max_open_tables=0 max_open_tables=7 \
 	refused "-o $o is refused" "bad option value: $o" -o "$o" "$DB" "$MNT"
 done
 
-mount_fs -o sync_interval_ms=100 || exit 1
+# the mount table names the database and the type, whatever fsname says:
+# the cairn CLI finds a database's mount by them alone
+mount_fs -o sync_interval_ms=100,fsname=other || exit 1
+check "the mount table shows DBDIR as source, type fuse.cairnfs" \
+	test "$(awk -v m="$MNT" '$2 == m { print $1, $3 }' /proc/self/mounts)" = "$DB fuse.cairnfs"
 echo one >"$MNT/f"
 refused "-o ro beside a read-write mount" "in use by a read-write process" -o ro "$DB" "$T/mnt2"
 refused "a second read-write mount" "locked by process" "$DB" "$T/mnt2"
