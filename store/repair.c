@@ -790,25 +790,9 @@ static int rp_write_manifest(struct repair *rp, uint64_t number)
 
 static int rp_write_current(struct repair *rp, uint64_t number)
 {
-	char tmp[RP_PATH], cur[RP_PATH], line[64];
-	struct env_file *f = NULL;
-	rp_path(rp, "CURRENT.tmp", tmp, sizeof(tmp));
-	current_file_name(cur, sizeof(cur), rp->dir);
-	fmt_msg(line, sizeof(line), "MANIFEST-%06" PRIu64 "\n", number);
-	int r = env_open_write(rp->env, tmp, &f);
-	if (!r)
-		r = env_append(f, line, strlen(line));
-	if (!r)
-		r = env_sync(f);
-	if (f) {
-		int rc = env_close(f);
-		r = r ? r : rc;
-	}
-	if (!r)
-		r = env_rename(rp->env, tmp, cur);
-	if (!r)
-		r = env_sync_dir(rp->env, rp->dir);
-	return r ? rp_fail(rp, r, "cannot write CURRENT: %s", cairn_strerror(r)) : 0;
+	const char *what = NULL;
+	int r = current_write(rp->env, rp->dir, number, &what);
+	return r ? rp_fail(rp, r, "cannot write %s: %s", what, cairn_strerror(r)) : 0;
 }
 
 /* ---- setting files aside -------------------------------------------------- */

@@ -1234,15 +1234,14 @@ static int write_manifest(struct version_set *vs, const char *dir, uint64_t numb
 /* Points dir/CURRENT at manifest `number`: write a temporary file, sync it,
  * rename it over CURRENT, sync the directory. A crash leaves either the old
  * CURRENT or the new one, never a torn one. */
-static int write_current(struct version_set *vs, const char *dir, uint64_t number, char *err,
-                         size_t errlen)
+int current_write(struct cairn_env *env, const char *dir, uint64_t number, const char **what)
 {
 	char tmp[PATH_LEN], cur[PATH_LEN], line[64];
 	struct env_file *f = NULL;
 	fmt_msg(tmp, sizeof(tmp), "%s/CURRENT.tmp", dir);
 	current_file_name(cur, sizeof(cur), dir);
 	fmt_msg(line, sizeof(line), "MANIFEST-%06llu\n", (unsigned long long)number);
-	int r = env_open_write(vs->env, tmp, &f);
+	int r = env_open_write(env, tmp, &f);
 	if (!r)
 		r = env_append(f, line, strlen(line));
 	if (!r)
@@ -1252,14 +1251,21 @@ static int write_current(struct version_set *vs, const char *dir, uint64_t numbe
 		r = r ? r : rc;
 	}
 	if (r) {
-		io_fail(vs, r, err, errlen, "CURRENT.tmp");
-		env_unlink(vs->env, tmp);
+		*what = "CURRENT.tmp";
+		env_unlink(env, tmp);
 		return r;
 	}
-	r = env_rename(vs->env, tmp, cur);
-	if (!r)
-		r = env_sync_dir(vs->env, dir);
-	return r ? io_fail(vs, r, err, errlen, "CURRENT") : 0;
+	*what = "CURRENT";
+	r = env_rename(env, tmp, cur);
+	return r ? r : env_sync_dir(env, dir);
+}
+
+static int write_current(struct version_set *vs, const char *dir, uint64_t number, char *err,
+                         size_t errlen)
+{
+	const char *what = NULL;
+	int r = current_write(vs->env, dir, number, &what);
+	return r ? io_fail(vs, r, err, errlen, what) : 0;
 }
 
 /* Starts manifest `number` as a snapshot of the current version and switches

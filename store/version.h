@@ -313,6 +313,12 @@ void manifest_file_name(char *out, size_t len, const char *dbdir, uint64_t numbe
 void log_file_name(char *out, size_t len, const char *dbdir, uint64_t number);
 void current_file_name(char *out, size_t len, const char *dbdir);
 
+/* Points dir/CURRENT at MANIFEST-number: the line goes to CURRENT.tmp,
+ * synced, renamed over CURRENT, and the directory synced, so a crash leaves
+ * the old CURRENT or the new. On failure returns the code with the file
+ * that failed in *what ("CURRENT.tmp", removed again, or "CURRENT"). */
+int current_write(struct cairn_env *env, const char *dir, uint64_t number, const char **what);
+
 /* Reads and prints every edit of a manifest file, for `cairn dump`. */
 int manifest_dump(struct cairn_env *env, const char *path, void (*fn)(void *ctx, const char *line),
                   void *ctx, char *err, size_t errlen);
