@@ -303,6 +303,24 @@ void cairnfs_config_init(struct cairnfs_config *cfg)
 	cfg->gid = getgid();
 }
 
+/* Closes the database (when open) and the read-only lock, and frees fs.
+ * Returns rc, or the failure of the close when rc is 0. */
+static int cfs_state_free(struct cairnfs *fs, int rc)
+{
+	if (fs->db) {
+		int rc2 = cairn_close(fs->db);
+
+		if (rc2 && !rc)
+			rc = -cfs_errno(rc2, EIO);
+	}
+	if (fs->ro_lock >= 0)
+		close(fs->ro_lock);
+	pthread_mutex_destroy(&fs->mu);
+	free(fs->dbdir);
+	free(fs);
+	return rc;
+}
+
 int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *err, size_t errlen)
 {
 	struct cairn_options o;
@@ -337,15 +355,12 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 		o.sync_interval_ms = cfg->sync_interval_ms;
 	if (cfg->background_threads >= 0)
 		o.background_threads = cfg->background_threads;
+	pthread_mutex_init(&fs->mu, NULL);
 	rc = cairn_open(cfg->dbdir, &o, &fs->db, err, errlen);
 	if (rc) {
-		if (fs->ro_lock >= 0)
-			close(fs->ro_lock);
-		free(fs->dbdir);
-		free(fs);
-		return -cfs_errno(rc, EINVAL);
+		fs->db = NULL;
+		return cfs_state_free(fs, -cfs_errno(rc, EINVAL));
 	}
-	pthread_mutex_init(&fs->mu, NULL);
 	fs->root.ino = CFS_INO_ROOT;
 	fs->root.hashed = 1;
 	fs->root.name = NULL;
@@ -367,13 +382,7 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 	if (rc) {
 		snprintf(err, errlen, "cannot read the extent, inode and orphan keys: %s",
 		         strerror(-rc));
-		cairn_close(fs->db);
-		if (fs->ro_lock >= 0)
-			close(fs->ro_lock);
-		pthread_mutex_destroy(&fs->mu);
-		free(fs->dbdir);
-		free(fs);
-		return rc;
+		return cfs_state_free(fs, rc);
 	}
 	*fsp = fs;
 	return 0;
@@ -424,15 +433,7 @@ int cairnfs_close(struct cairnfs *fs)
 		free(c->buf);
 		free(c);
 	}
-	rc2 = cairn_close(fs->db);
-	if (rc2 && !rc)
-		rc = -cfs_errno(rc2, EIO);
-	if (fs->ro_lock >= 0)
-		close(fs->ro_lock);
-	pthread_mutex_destroy(&fs->mu);
-	free(fs->dbdir);
-	free(fs);
-	return rc;
+	return cfs_state_free(fs, rc);
 }
 
 struct cairn_db *cairnfs_db(struct cairnfs *fs)

@@ -276,6 +276,8 @@ void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void cfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void cfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
 int cfs_stat_ino(struct cairnfs *fs, fuse_ino_t ino, struct stat *st);
+/* Answers an attribute request: st on success (rc 0), else the error. */
+void cfs_reply_stat(fuse_req_t req, struct cairnfs *fs, int rc, const struct stat *st);
 void cfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 /* ---- commit.c: write buffers, pieces of large files and commits */

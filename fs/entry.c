@@ -318,8 +318,13 @@ void cfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_lock(&fs->mu);
 	rc = cfs_stat_ino(fs, ino, &st);
 	pthread_mutex_unlock(&fs->mu);
+	cfs_reply_stat(req, fs, rc, &st);
+}
+
+void cfs_reply_stat(fuse_req_t req, struct cairnfs *fs, int rc, const struct stat *st)
+{
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, fs->cfg.timeout);
+		fuse_reply_attr(req, st, fs->cfg.timeout);
 }

@@ -144,8 +144,5 @@ void cfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (!rc)
 		rc = cfs_stat_ino(fs, ino, &st);
 	pthread_mutex_unlock(&fs->mu);
-	if (rc)
-		fuse_reply_err(req, -rc);
-	else
-		fuse_reply_attr(req, &st, fs->cfg.timeout);
+	cfs_reply_stat(req, fs, rc, &st);
 }

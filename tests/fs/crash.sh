@@ -48,7 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-. "$(dirname "$0")/lib.sh" # mount_fs
+. "$(dirname "$0")/lib.sh" # mount_fs, fs_kill9
 
 if [ ! -x "$CAIRNFS" ] || [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null ||
 	! command -v python3 >/dev/null; then
@@ -220,9 +220,7 @@ for cycle in $(seq 1 "$cycles"); do
 	WPID=$!
 	ms=$((300 + RANDOM % 2700))
 	sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
-	kill -9 "$PID"
-	wait "$PID" 2>/dev/null
-	PID=
+	fs_kill9
 	# the workload fails on the dead mount by itself; make sure it is gone
 	kill -9 "$WPID" 2>/dev/null
 	wait "$WPID" 2>/dev/null

@@ -12,35 +12,11 @@
 set -u
 export LC_ALL=C
 
-CAIRNFS=${CAIRNFS:-$(pwd)/cairnfs}
-CAIRN=${CAIRN:-$(pwd)/cairn}
 BIG_MIB=${BIG_MIB:-300}
-T=$(mktemp -d "${TMPDIR:-/tmp}/cairnfs-large.XXXXXX")
-DB=$T/db
-MNT=$T/mnt
-M=$MNT
-PID=
-pass=0
-fail=0
-mkdir -p "$MNT"
-
-cleanup() {
-	if mountpoint -q "$MNT" 2>/dev/null; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-	fi
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs
+. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs, fs_setup
+fs_setup large
 # pieces: the number of extent keys in the database (unmounted)
 pieces() { "$CAIRN" -d "$DB" scan -a -x '\x00d' | wc -l; }
-
-if [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
-	echo "skipped: no FUSE here"
-	exit 77
-fi
 mount_fs || { echo "skipped: cannot mount"; exit 77; }
 
 # The whole suite, on a fresh database, with the options in $CAIRNFS_OPTS.
@@ -113,9 +89,7 @@ check "shrunk below inline_max: content equal" cmp "$T/mid" "$M/shrinks"
 # ---- kill -9 after fsync ---------------------------------------------------------------
 head -c $((20 * 1024 * 1024)) /dev/urandom >"$T/durable"
 dd if="$T/durable" of="$M/durable" bs=1M conv=fsync status=none
-kill -9 "$PID"
-wait "$PID" 2>/dev/null
-PID=
+fs_kill9
 fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
 mount_fs
 check "kill -9 after fsync: 20 MiB file intact" cmp "$T/durable" "$M/durable"

@@ -35,6 +35,14 @@ umount_fs() {
 	return $rc
 }
 
+# fs_kill9: kills the daemon with SIGKILL (a crash) and reaps it; the dead
+# mount stays until it is detached (umount -l).
+fs_kill9() {
+	kill -9 "$PID" 2>/dev/null
+	wait "$PID" 2>/dev/null
+	PID=
+}
+
 # fs_abort: ends the mount at $MNT when its daemon hangs in requests to its
 # own mount: kill -9 cannot end a thread that waits for the kernel, so the
 # FUSE connection is aborted first (fusectl), then the daemon killed and the
@@ -44,21 +52,22 @@ fs_abort() {
 	dev=$(awk -v m="$MNT" '$5 == m {print $3}' /proc/self/mountinfo | tail -n 1)
 	[ -d "$c" ] && [ ! -e "$c/${dev#*:}" ] && mount -t fusectl none "$c" 2>/dev/null
 	[ -n "$dev" ] && echo 1 >"$c/${dev#*:}/abort" 2>/dev/null
-	kill -9 "$PID" 2>/dev/null
-	wait "$PID" 2>/dev/null
-	PID=
+	fs_kill9
 	fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
 }
 
-# fs_setup NAME: the common start of a test that mounts: $CAIRNFS, a fresh
-# $T (removed at exit, unmounting first), $DB, $MNT, $PID, $pass and $fail;
-# exits 77 (skipped) without a cairnfs binary, /dev/fuse, fusermount3 or
-# python3.
+# fs_setup NAME: the common start of a test that mounts: $CAIRNFS, $CAIRN, a
+# fresh $T (removed at exit by fs_cleanup, unmounting first), $DB, $MNT (and
+# $M, the same), $PID, $pass and $fail; exits 77 (skipped) without a cairnfs
+# binary, /dev/fuse, fusermount3 or python3. A test with more to undo at
+# exit sets its own trap, with fs_stop first and rm -rf "$T" last.
 fs_setup() {
 	CAIRNFS=${CAIRNFS:-$(pwd)/cairnfs}
+	CAIRN=${CAIRN:-$(pwd)/cairn}
 	T=$(mktemp -d "${TMPDIR:-/tmp}/cairnfs-$1.XXXXXX")
 	DB=$T/db
 	MNT=$T/mnt
+	M=$MNT
 	PID=
 	pass=0
 	fail=0
@@ -71,10 +80,15 @@ fs_setup() {
 	fi
 }
 
-fs_cleanup() {
+# fs_stop: unmounts $MNT and stops the daemon, if they are still there.
+fs_stop() {
 	if mountpoint -q "$MNT" 2>/dev/null; then
 		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
 	fi
 	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+}
+
+fs_cleanup() {
+	fs_stop
 	rm -rf "$T"
 }

@@ -12,30 +12,14 @@
 set -u
 export LC_ALL=C
 
-CAIRNFS=${CAIRNFS:-$(pwd)/cairnfs}
-CAIRN=${CAIRN:-$(pwd)/cairn}
 SRCDIR=${srcdir:-$(dirname "$0")/../..}
-T=$(mktemp -d "${TMPDIR:-/tmp}/cairnfs-mount.XXXXXX")
-DB=$T/db
-MNT=$T/mnt
-PID=
-pass=0
-fail=0
-mkdir -p "$MNT" "$T/mnt2"
-. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs
+. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs, fs_setup
+fs_setup mount
+mkdir -p "$T/mnt2"
+trap 'fs_stop; mountpoint -q "$T/mnt2" 2>/dev/null && { fusermount3 -u "$T/mnt2" 2>/dev/null || umount -l "$T/mnt2"; }; rm -rf "$T"' EXIT
 
-cleanup() {
-	for m in "$MNT" "$T/mnt2"; do
-		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; }
-	done
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-if [ "$(id -u)" -ne 0 ] || [ ! -x "$CAIRNFS" ] || [ ! -e /dev/fuse ] ||
-	! command -v fusermount3 >/dev/null; then
-	echo "skipped: needs root, cairnfs, /dev/fuse and fusermount3"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "skipped: needs root"
 	exit 77
 fi
 

@@ -10,32 +10,8 @@
 set -u
 export LC_ALL=C
 
-CAIRNFS=${CAIRNFS:-$(pwd)/cairnfs}
-CAIRN=${CAIRN:-$(pwd)/cairn}
-T=$(mktemp -d "${TMPDIR:-/tmp}/cairnfs-rename.XXXXXX")
-DB=$T/db
-MNT=$T/mnt
-M=$MNT
-PID=
-pass=0
-fail=0
-mkdir -p "$MNT"
-
-cleanup() {
-	if mountpoint -q "$MNT" 2>/dev/null; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-	fi
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs
-
-if [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
-	echo "skipped: no FUSE here"
-	exit 77
-fi
+. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs, fs_setup
+fs_setup rename
 mount_fs || { echo "skipped: cannot mount"; exit 77; }
 umount_fs
 

@@ -10,24 +10,9 @@
 set -u
 export LC_ALL=C
 
-CAIRNFS=${CAIRNFS:-$(pwd)/cairnfs}
-T=$(mktemp -d "${TMPDIR:-/tmp}/cairnfs-test.XXXXXX")
-DB=$T/db
-MNT=$T/mnt
-PID=
-pass=0
-fail=0
-mkdir -p "$MNT"
-
-cleanup() {
-	if mountpoint -q "$MNT" 2>/dev/null; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-	fi
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-	mountpoint -q "$T/small" 2>/dev/null && umount -l "$T/small"
-	rm -rf "$T"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs, fs_setup
+fs_setup test
+trap 'fs_stop; mountpoint -q "$T/small" 2>/dev/null && umount -l "$T/small"; rm -rf "$T"' EXIT
 
 # check_err DESCRIPTION MESSAGE COMMAND...: the command must fail with MESSAGE.
 check_err() {
@@ -42,15 +27,7 @@ check_err() {
 	fi
 }
 
-. "$(dirname "$0")/lib.sh" # ok, bad, check, mount_fs, umount_fs
-
-
-if [ ! -x "$CAIRNFS" ] || [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
-	echo "skipped: no cairnfs binary, /dev/fuse or fusermount3"
-	exit 77
-fi
 mount_fs || { echo "skipped: cannot mount"; exit 77; }
-M=$MNT
 
 # ---- basic file operations --------------------------------------------------
 echo hello >"$M/a"
@@ -247,9 +224,7 @@ fd = os.open('$M/pyfsync', os.O_WRONLY | os.O_CREAT, 0o644)
 os.write(fd, b'x' * 100000)
 os.fsync(fd)
 os.close(fd)"
-kill -9 "$PID"
-wait "$PID" 2>/dev/null
-PID=
+fs_kill9
 fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
 mount_fs
 check "kill -9 after fsync: dd conv=fsync data kept" test "$(cat "$M/fsynced")" = durable

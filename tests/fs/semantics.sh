@@ -135,9 +135,7 @@ time.sleep(300)  # killed with the mount: the file is never closed
 PY
 	local py=$!
 	for _ in $(seq 600); do [ -e "$MNT/s.done" ] && break; sleep 0.1; done
-	kill -9 "$PID"
-	wait "$PID" 2>/dev/null
-	PID=
+	fs_kill9
 	kill "$py" 2>/dev/null
 	wait "$py" 2>/dev/null
 	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
@@ -151,9 +149,7 @@ PY
 # before the rewrite reaches it must leave the old content (or the new)
 # kill_remount OPTS: SIGKILL the daemon, unmount what is left, mount again
 kill_remount() {
-	kill -9 "$PID"
-	wait "$PID" 2>/dev/null
-	PID=
+	fs_kill9
 	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
 	mount_fs ${1:+-o "$1"}
 }
