@@ -104,7 +104,12 @@ static void cfs_make(fuse_req_t req, fuse_ino_t parent, const char *name, int ty
 	e.ino = n->ino;
 	e.generation = n->gen;
 	if (fi) {
-		n->nopen++;
+		/* with open=0 the kernel sends no release once an open was
+		 * answered ENOSYS, even for files created before: counted, the
+		 * handle would keep the node (and an unlinked file's orphan) until
+		 * unmount. The kernel's lookup holds the node while it is open. */
+		if (fs->cfg.open)
+			n->nopen++;
 		fi->keep_cache = 1;
 	}
 out:
