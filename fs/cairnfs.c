@@ -299,6 +299,7 @@ void cairnfs_config_init(struct cairnfs_config *cfg)
 	cfg->readdirplus = 2;
 	cfg->open = 0;
 	cfg->flush = 0;
+	cfg->buffer_cache = 4u << 20;
 	cfg->uid = getuid();
 	cfg->gid = getgid();
 }
@@ -316,6 +317,7 @@ static int cfs_state_free(struct cairnfs *fs, int rc)
 	if (fs->ro_lock >= 0)
 		close(fs->ro_lock);
 	pthread_mutex_destroy(&fs->mu);
+	bufpool_destroy(&fs->pool);
 	free(fs->dbdir);
 	free(fs);
 	return rc;
@@ -356,6 +358,7 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 	if (cfg->background_threads >= 0)
 		o.background_threads = cfg->background_threads;
 	pthread_mutex_init(&fs->mu, NULL);
+	bufpool_init(&fs->pool, cfg->buffer_cache);
 	rc = cairn_open(cfg->dbdir, &o, &fs->db, err, errlen);
 	if (rc) {
 		fs->db = NULL;
@@ -451,10 +454,36 @@ const char *cairnfs_mountpoint(struct cairnfs *fs)
 	return fs->cfg.mountpoint;
 }
 
+/* Resident bytes of this process, 0 when /proc cannot say. */
+static uint64_t cfs_rss(void)
+{
+	unsigned long long size, resident;
+	FILE *f = fopen("/proc/self/statm", "r");
+	int ok;
+
+	if (!f)
+		return 0;
+	ok = fscanf(f, "%llu %llu", &size, &resident) == 2;
+	fclose(f);
+	return ok ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
 void cairnfs_counters(struct cairnfs *fs, struct cairnfs_counters *c)
 {
+	struct bufpool_figures b;
+
 	pthread_mutex_lock(&fs->mu);
 	*c = fs->cnt;
 	c->buffered_bytes = fs->buffered;
+	c->node_bytes = fs->cnt.nodes * sizeof(struct cfs_node) + fs->name_bytes +
+	                (fs->by_name.size + fs->by_ino.size) * sizeof(struct cfs_node *);
+	c->listing_bytes = fs->listing_bytes;
 	pthread_mutex_unlock(&fs->mu);
+	bufpool_figures(&fs->pool, &b);
+	c->buffers_in_use = b.in_use;
+	c->buffers_cached = b.cached;
+	c->buffers_limit = b.limit;
+	c->buffers_maps = b.maps;
+	c->buffers_reused = b.reuses;
+	c->rss_bytes = cfs_rss();
 }

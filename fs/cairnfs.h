@@ -10,8 +10,9 @@
  * commit.c, setattr.c, namespace.c, fileio.c, dir.c, xattr.c, cairnfs.c)
  * around the internal header cfs.h; control.c renders the files under
  * MOUNT/.cairn/;
- * pathkey.c, meta.c and wbuf.c the pure parts (mapping, records, buffers);
- * selfpath.c tells whether a path leads into the mount itself.
+ * pathkey.c, meta.c, wbuf.c and bufpool.c the pure parts (mapping, records,
+ * write buffers, request buffers); selfpath.c tells whether a path leads
+ * into the mount itself.
  */
 #ifndef CAIRNFS_H
 #define CAIRNFS_H
@@ -43,6 +44,7 @@ struct cairnfs_config {
 	int readdirplus;           /* -o readdirplus=no|yes|auto: 0, 1, 2 */
 	int open;                  /* -o open=1: answer open/opendir (default 0: ENOSYS) */
 	int flush;                 /* -o flush=1: buffer, commit at close (default 0) */
+	size_t buffer_cache;       /* -o buffer_cache=SIZE: idle request buffers kept */
 	uid_t uid;                 /* owner shown for keys without metadata */
 	gid_t gid;
 };
@@ -82,6 +84,15 @@ struct cairnfs_counters {
 	uint64_t bad_records;    /* metadata records met that cannot be decoded (EIO) */
 	uint64_t nodes;          /* inodes the kernel currently knows (gauge) */
 	uint64_t buffered_bytes; /* bytes held in write buffers (gauge) */
+	/* memory of the daemon itself (gauges) */
+	uint64_t node_bytes;     /* the node table: nodes, names and buckets */
+	uint64_t listing_bytes;  /* listings kept (readdir without opendir, open dirs) */
+	uint64_t buffers_in_use; /* request buffers (reads, listings, commits) out now */
+	uint64_t buffers_cached; /* idle request buffers kept for reuse */
+	uint64_t buffers_limit;  /* the most kept: -o buffer_cache */
+	uint64_t buffers_maps;   /* request buffers mapped from the kernel (counter) */
+	uint64_t buffers_reused; /* request buffers served from the kept ones (counter) */
+	uint64_t rss_bytes;      /* resident memory of the process (/proc/self/statm) */
 };
 
 struct cairn_db *cairnfs_db(struct cairnfs *fs);

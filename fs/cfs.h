@@ -67,6 +67,7 @@
 #include "pathkey.h"
 #include "extent.h"
 #include "wbuf.h"
+#include "bufpool.h"
 
 /* Fixed inode numbers: the root and the control files. */
 #define CFS_INO_ROOT   1
@@ -180,6 +181,9 @@ struct cairnfs {
 	uint64_t next_snap;
 	uint64_t wgen;         /* writes so far: a listing older than this is stale */
 	struct cfs_dir lcache; /* the listing of lcache_ino, when opendir is off */
+	size_t listing_bytes;  /* held by listings: lcache and open directories */
+	size_t name_bytes;     /* held by the names of nodes */
+	struct bufpool pool;   /* request-sized buffers (bufpool.h) */
 	fuse_ino_t lcache_ino;
 	int any_xattr;     /* whether some attribute key may exist (cfs_may_have_xattrs) */
 	unsigned ntrunc;   /* nodes with a deferred truncation (trunc_at) */
@@ -366,6 +370,7 @@ void cfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi);
 int cfs_dir_nlink(struct cairnfs *fs, struct cfs_node *n, struct stat *st);
 void cfs_nsub_add(struct cfs_node *dir, int delta);
+size_t cfs_dir_bytes(const struct cfs_dir *d);
 
 /* ---- sparse.c: st_blocks, SEEK_DATA/SEEK_HOLE and fallocate of files with holes */
 

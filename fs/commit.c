@@ -234,7 +234,7 @@ static int cfs_commit_inline(struct cfs_commit *c)
 {
 	struct cfs_node *n = c->n;
 	size_t got;
-	char *val = malloc(n->wb->size ? (size_t)n->wb->size : 1);
+	char *val = bufpool_get(&c->fs->pool, (size_t)n->wb->size);
 	int rc;
 
 	if (!val)
@@ -243,7 +243,7 @@ static int cfs_commit_inline(struct cfs_commit *c)
 	if (!rc)
 		rc = -cfs_errno(cairn_batch_put(c->b, c->path, c->plen, val, got), EFBIG);
 	c->bytes = got;
-	free(val);
+	bufpool_put(&c->fs->pool, val);
 	return rc;
 }
 
@@ -268,7 +268,7 @@ static int cfs_commit_pieces(struct cfs_commit *c)
 	struct wbuf *w = n->wb;
 	int rc = 0;
 
-	c->piece = malloc(EXT_SIZE);
+	c->piece = bufpool_get(&c->fs->pool, EXT_SIZE);
 	if (!c->piece)
 		return -ENOMEM;
 	if (n->lay == CFS_LAY_PIECES) {
@@ -288,7 +288,7 @@ static int cfs_commit_pieces(struct cfs_commit *c)
 		rc = ext_each_dirty(w, n->base, cfs_put_piece, c);
 	if (!rc && n->lay == CFS_LAY_PIECES && w->size < n->base)
 		rc = cfs_drop_pieces_from(c->fs, c->b, c->id, ext_count(w->size));
-	free(c->piece);
+	bufpool_put(&c->fs->pool, c->piece);
 	return rc;
 }
 

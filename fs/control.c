@@ -74,7 +74,7 @@ struct ctl_field {
 	const char *help;
 };
 
-#define CTL_NFIELDS 64
+#define CTL_NFIELDS 80
 
 /* Collects every figure shown, engine and daemon, in one order. */
 static int ctl_fields(struct cairnfs *fs, struct ctl_field *f, struct cairn_stats *st)
@@ -142,6 +142,14 @@ static int ctl_fields(struct cairnfs *fs, struct ctl_field *f, struct cairn_stat
 	C("fs_bad_records", c.bad_records, "metadata records that cannot be decoded (EIO)");
 	G("fs_inodes", c.nodes, "inodes the kernel holds");
 	G("fs_buffered_bytes", c.buffered_bytes, "bytes in write buffers");
+	G("fs_node_bytes", c.node_bytes, "bytes of the node table");
+	G("fs_listing_bytes", c.listing_bytes, "bytes of listings kept");
+	G("fs_buffers_in_use_bytes", c.buffers_in_use, "bytes of request buffers in use");
+	G("fs_buffers_cached_bytes", c.buffers_cached, "bytes of idle request buffers kept");
+	G("fs_buffers_cached_limit", c.buffers_limit, "most bytes of idle buffers kept");
+	C("fs_buffers_mapped", c.buffers_maps, "request buffers mapped from the kernel");
+	C("fs_buffers_reused", c.buffers_reused, "request buffers reused");
+	G("process_rss_bytes", c.rss_bytes, "resident memory of the cairnfs process");
 #undef G
 #undef C
 	return n;

@@ -26,6 +26,28 @@ static uint64_t cfs_cookie(const char *name, size_t nlen)
 	return h < CFS_COOKIE_FIRST ? h + CFS_COOKIE_FIRST : h;
 }
 
+/* A listing cached without opendir may keep its memory for the next one
+ * up to this size; a larger one is freed once read to its end. */
+#define CFS_LCACHE_KEEP (256u << 10)
+
+size_t cfs_dir_bytes(const struct cfs_dir *d)
+{
+	return d->cap * sizeof(*d->d) + d->ncap;
+}
+
+/* Frees the memory of a listing held in fs (lcache or an open directory).
+ * Under fs->mu. */
+static void cfs_dir_release(struct cairnfs *fs, struct cfs_dir *d)
+{
+	fs->listing_bytes -= cfs_dir_bytes(d);
+	free(d->names);
+	free(d->d);
+	d->names = NULL;
+	d->d = NULL;
+	d->n = d->cap = d->nused = d->ncap = 0;
+	d->built = 0;
+}
+
 static int cfs_dir_add(struct cfs_dir *d, const char *name, size_t nlen, struct cfs_dent **out)
 {
 	if (d->n == d->cap) {
@@ -292,8 +314,11 @@ void cfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	(void)ino;
 	if (d) {
-		free(d->names);
-		free(d->d);
+		struct cairnfs *fs = cfs_of(req);
+
+		pthread_mutex_lock(&fs->mu);
+		cfs_dir_release(fs, d);
+		pthread_mutex_unlock(&fs->mu);
 		free(d);
 	}
 	fuse_reply_err(req, 0);
@@ -451,7 +476,7 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	char *buf;
 	int rc = 0;
 
-	buf = malloc(size);
+	buf = bufpool_get(&fs->pool, size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -460,13 +485,18 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	if (!d) {
 		/* no opendir: one listing kept for the directory being read */
 		d = &fs->lcache;
+		if (fs->lcache_ino != ino && cfs_dir_bytes(d) > CFS_LCACHE_KEEP)
+			cfs_dir_release(fs, d); /* sized for another directory */
 		if (fs->lcache_ino != ino)
 			d->built = 0;
 		fs->lcache_ino = ino;
 	}
 	if (off == 0 || !d->built || d->gen != fs->wgen) {
+		size_t before = cfs_dir_bytes(d);
+
 		rc = cfs_dir_build(fs, ino, d);
 		d->built = !rc;
+		fs->listing_bytes += cfs_dir_bytes(d) - before;
 	}
 	if (ino != CFS_INO_CTLDIR)
 		dn = cfs_node_get(fs, ino);
@@ -489,13 +519,16 @@ static void cfs_do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			break;
 		used += sz;
 	}
+	/* the kernel's last call (nothing left) ends a large cached listing */
+	if (d == &fs->lcache && !rc && !used && off && cfs_dir_bytes(d) > CFS_LCACHE_KEEP)
+		cfs_dir_release(fs, d);
 out:
 	pthread_mutex_unlock(&fs->mu);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_buf(req, buf, used);
-	free(buf);
+	bufpool_put(&fs->pool, buf);
 }
 
 void cfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)

@@ -190,7 +190,7 @@ void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 		cfs_read_ctl(req, fs, ino, size, off);
 		return;
 	}
-	buf = malloc(size ? size : 1);
+	buf = bufpool_get(&fs->pool, size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -221,7 +221,7 @@ void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_buf(req, buf, got);
-	free(buf);
+	bufpool_put(&fs->pool, buf);
 }
 
 /* Whether a buffered write (flush=1) commits at once: writes are buffered

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct main_opts {
 	char *dbdir;
 	int nonopts;
 	int create;
+	int malloc_arenas;
 	int bad;
 };
 
@@ -55,6 +57,8 @@ enum {
 	K_READDIRPLUS,
 	K_OPEN,
 	K_FLUSH,
+	K_BUFFER_CACHE,
+	K_MALLOC_ARENAS,
 };
 
 static const struct fuse_opt main_fuse_opts[] = {
@@ -73,6 +77,8 @@ static const struct fuse_opt main_fuse_opts[] = {
         FUSE_OPT_KEY("readdirplus=", K_READDIRPLUS),
         FUSE_OPT_KEY("open=", K_OPEN),
         FUSE_OPT_KEY("flush=", K_FLUSH),
+        FUSE_OPT_KEY("buffer_cache=", K_BUFFER_CACHE),
+        FUSE_OPT_KEY("malloc_arenas=", K_MALLOC_ARENAS),
         FUSE_OPT_END,
 };
 
@@ -103,7 +109,11 @@ static void main_usage(const char *prog)
 	       "                                (default 0: ENOSYS, the kernel skips them)\n"
 	       "    -o flush=0|1                1: buffer writes per file, commit at close(2)\n"
 	       "                                (default 0: commit each write as it arrives)\n"
-	       "SIZE takes a K, M or G suffix (powers of 1024).\n\n",
+	       "    -o buffer_cache=SIZE        idle read, listing and commit buffers kept\n"
+	       "                                for reuse, at most 1G (default 4M)\n"
+	       "    -o malloc_arenas=N          heaps malloc may keep, 1-64 (default 2)\n"
+	       "SIZE takes a K, M or G suffix (powers of 1024). With the defaults the\n"
+	       "whole process stays within about 64M (docs/cairnfs.md, \"Memory\").\n\n",
 	       prog);
 }
 
@@ -190,6 +200,13 @@ static int main_value(struct main_opts *m, int key, const char *val)
 		return main_int(val, &c->open) || c->open > 1 ? -1 : 0;
 	case K_FLUSH:
 		return main_int(val, &c->flush) || c->flush > 1 ? -1 : 0;
+	case K_BUFFER_CACHE:
+		return main_size(val, &c->buffer_cache) || c->buffer_cache > (1u << 30) ? -1 : 0;
+	case K_MALLOC_ARENAS:
+		return main_int(val, &m->malloc_arenas) || m->malloc_arenas < 1 ||
+		                       m->malloc_arenas > 64
+		               ? -1
+		               : 0;
 	case K_WRITEBACK:
 		return main_int(val, &c->writeback) || c->writeback > 1 ? -1 : 0;
 	case K_READDIRPLUS:
@@ -219,6 +236,10 @@ static const char *main_expect(int key)
 		return "a size above 0 such as 4M";
 	case K_INLINE_MAX:
 		return "a size of at most 64M";
+	case K_BUFFER_CACHE:
+		return "a size of at most 1G, 0 for none";
+	case K_MALLOC_ARENAS:
+		return "a whole number from 1 to 64";
 	case K_OPEN_TABLES:
 		return "a whole number, 8 or more";
 	case K_BG_THREADS:
@@ -430,6 +451,20 @@ static int main_fsname(struct fuse_args *args, const char *dbdir)
 	return rc;
 }
 
+/* Bounds the C library's heaps before any thread starts. glibc gives each
+ * thread of the session loop a heap (arena) of its own and seldom returns
+ * what is freed in one, so the daemon's memory would follow the number of
+ * threads that ever served a large request. Fewer heaps, a fixed mmap
+ * threshold (glibc otherwise raises it after each large free, moving large
+ * blocks back into the heaps) and a trim threshold give memory back. The
+ * request-sized buffers of the daemon itself are mapped (bufpool.h). */
+static void main_malloc(int arenas)
+{
+	mallopt(M_ARENA_MAX, arenas);
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
+	mallopt(M_TRIM_THRESHOLD, 1 << 20);
+}
+
 static int main_run(struct fuse_args *args, struct fuse_cmdline_opts *co, struct main_opts *m)
 {
 	struct fuse_session *se;
@@ -485,6 +520,7 @@ int main(int argc, char *argv[])
 	memset(&m, 0, sizeof(m));
 	memset(&co, 0, sizeof(co));
 	cairnfs_config_init(&m.cfg);
+	m.malloc_arenas = 2;
 	if (fuse_opt_parse(&args, &m, main_fuse_opts, main_opt_proc) != 0 || m.bad)
 		goto out;
 	if (fuse_parse_cmdline(&args, &co) != 0)
@@ -519,6 +555,7 @@ int main(int argc, char *argv[])
 	 * cairn CLI finds the mount of a database by these two alone */
 	if (main_fsname(&args, m.cfg.dbdir) || fuse_opt_add_arg(&args, "-osubtype=cairnfs"))
 		goto out;
+	main_malloc(m.malloc_arenas);
 	ret = main_run(&args, &co, &m);
 out:
 	free((char *)m.cfg.dbdir);

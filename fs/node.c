@@ -185,6 +185,7 @@ struct cfs_node *cfs_node_add(struct cairnfs *fs, struct cfs_node *parent, const
 	memcpy(n->name, name, nlen);
 	n->name[nlen] = '\0';
 	n->nlen = nlen;
+	fs->name_bytes += nlen + 1;
 	n->parent = parent;
 	parent->nchild++;
 	n->ino = fs->next_ino++;
@@ -234,6 +235,7 @@ void cfs_node_maybe_free(struct cairnfs *fs, struct cfs_node *n)
 		*pp = n->ino_next;
 		fs->by_ino.count--;
 		fs->cnt.nodes--;
+		fs->name_bytes -= n->nlen + 1;
 		cfs_wb_drop(fs, n);
 		free(n->name);
 		free(n);
@@ -255,6 +257,7 @@ int cfs_node_move(struct cairnfs *fs, struct cfs_node *n, struct cfs_node *paren
 	nm[nlen] = '\0';
 	cfs_node_unhash(fs, n);
 	free(n->name);
+	fs->name_bytes += nlen - n->nlen;
 	n->name = nm;
 	n->nlen = nlen;
 	parent->nchild++;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fs/bufpool.h"
 #include "../fs/extent.h"
 #include "../fs/meta.h"
 #include "../fs/wbuf.h"
@@ -567,4 +568,79 @@ Test(fsmeta, link_records)
 	p.data_file = 1;
 	cr_assert_eq(meta_decide(&p, &def, &st), META_FILE);
 	cr_assert_eq(st.st_nlink, 3);
+}
+
+/* ---- request buffers (fs/bufpool.c) ------------------------------------- */
+
+Test(bufpool, small_buffers_are_counted_while_out)
+{
+	struct bufpool p;
+	struct bufpool_figures f;
+	char *a;
+
+	bufpool_init(&p, 1u << 20);
+	a = bufpool_get(&p, 100);
+	cr_assert_not_null(a);
+	memset(a, 1, 100);
+	bufpool_figures(&p, &f);
+	cr_assert_eq(f.in_use, 100);
+	cr_assert_eq(f.maps, 0);
+	bufpool_put(&p, a);
+	bufpool_figures(&p, &f);
+	cr_assert_eq(f.in_use, 0);
+	cr_assert_eq(f.cached, 0, "small buffers go back to malloc");
+	bufpool_destroy(&p);
+}
+
+Test(bufpool, large_buffers_are_kept_within_the_bound_and_reused)
+{
+	struct bufpool p;
+	struct bufpool_figures f;
+	char *b[8];
+
+	bufpool_init(&p, 1u << 20);
+	for (int i = 0; i < 8; i++) {
+		b[i] = bufpool_get(&p, 200000);
+		cr_assert_not_null(b[i]);
+		memset(b[i], i, 200000);
+	}
+	bufpool_figures(&p, &f);
+	cr_assert_eq(f.maps, 8);
+	cr_assert_geq(f.in_use, 8 * 200000);
+	for (int i = 0; i < 8; i++)
+		bufpool_put(&p, b[i]);
+	bufpool_figures(&p, &f);
+	cr_assert_eq(f.in_use, 0);
+	cr_assert_gt(f.cached, 0);
+	cr_assert_leq(f.cached, 1u << 20, "kept %zu bytes, bound 1 MiB", f.cached);
+	b[0] = bufpool_get(&p, 150000); /* same class: served from the kept ones */
+	bufpool_figures(&p, &f);
+	cr_assert_eq(f.reuses, 1);
+	cr_assert_eq(f.maps, 8);
+	bufpool_put(&p, b[0]);
+	bufpool_destroy(&p);
+}
+
+Test(bufpool, nothing_is_kept_with_a_zero_bound_or_above_the_classes)
+{
+	struct bufpool p;
+	struct bufpool_figures f;
+	char *a, *big;
+
+	bufpool_init(&p, 0);
+	a = bufpool_get(&p, 64 << 10);
+	bufpool_put(&p, a);
+	bufpool_figures(&p, &f);
+	cr_assert_eq(f.cached, 0);
+	bufpool_destroy(&p);
+
+	bufpool_init(&p, 64u << 20);
+	big = bufpool_get(&p, 3u << 20); /* larger than any class: never kept */
+	cr_assert_not_null(big);
+	memset(big, 7, 3u << 20);
+	bufpool_put(&p, big);
+	bufpool_figures(&p, &f);
+	cr_assert_eq(f.cached, 0);
+	cr_assert_eq(f.in_use, 0);
+	bufpool_destroy(&p);
 }
