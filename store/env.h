@@ -338,6 +338,14 @@ void env_sim_arm(struct cairn_env *env, uint64_t n, enum sim_fault fault);
 void env_sim_fail_all(struct cairn_env *env, enum sim_fault fault);
 int env_sim_crashed(struct cairn_env *env);
 
+/* A disk of bytes bytes (0, the default: no limit): an append that would
+ * make the files hold more fails with CAIRN_ENOSPC and changes nothing.
+ * A file counts what it holds now or, if more, what power loss would leave;
+ * an unlinked file frees its bytes at once unless it is still open. env_sim_used
+ * gives the figure. */
+void env_sim_set_capacity(struct cairn_env *env, uint64_t bytes);
+uint64_t env_sim_used(struct cairn_env *env);
+
 /* Arms a read fault (READ_EIO or READ_FLIP) at the n-th pread from now
  * (n >= 1; 0 disarms). Reads are counted apart from write points. */
 void env_sim_arm_read(struct cairn_env *env, uint64_t n, enum sim_fault fault);

@@ -97,6 +97,7 @@ struct sim_inode {
 	struct sim_inode *prev, *next; /* every inode, in creation order */
 	uint64_t id;
 	unsigned long refs; /* entries (either view) + open handles + 1 for the root */
+	unsigned long live; /* current entries + open handles: holds disk space */
 	int is_dir;
 	struct buf cur, dur;       /* files */
 	uint64_t lost_lo, lost_hi; /* bytes a failed sync lost: never durable */
@@ -138,6 +139,7 @@ struct sim {
 	uint64_t faults; /* faults fired, a salt for their random choices */
 	int crashed;
 	uint64_t epoch, crashes;
+	uint64_t capacity; /* bytes the disk holds (env_sim_set_capacity); 0: no limit */
 	struct sim_lock *locks;
 	char msg[SIM_MSG_LEN];
 
@@ -615,6 +617,10 @@ static void sim_collect(struct sim *s)
 static void sim_set_cur(struct sim *s, struct sim_dirent *e, struct sim_inode *ino)
 {
 	sim_ref(s, ino);
+	if (ino)
+		ino->live++;
+	if (e->cur)
+		e->cur->live--;
 	sim_unref(s, e->cur);
 	e->cur = ino;
 }
@@ -1070,6 +1076,7 @@ static int sim_new_handle(struct sim *s, struct sim_inode *ino, const char *path
 	f->epoch = s->epoch;
 	memcpy(f->path, path, plen + 1);
 	sim_ref(s, ino);
+	ino->live++;
 	*fp = (struct env_file *)f;
 	return 0;
 }
@@ -1165,6 +1172,7 @@ static int sim_close(struct env_file *f)
 
 	pthread_mutex_lock(&s->mu);
 	sim_yield(s);
+	h->ino->live--;
 	sim_unref(s, h->ino);
 	sim_collect(s);
 	pthread_mutex_unlock(&s->mu);
@@ -1186,6 +1194,18 @@ static int sim_check_handle(struct sim *s, struct sim_file *h, const char *op, i
 	return 0;
 }
 
+/* Bytes the files hold: what a file named now or open holds now, or after
+ * power loss if that is more. An unlinked file frees its bytes at once, as
+ * on a real disk, even while power loss could still bring its name back. */
+static uint64_t sim_used(const struct sim *s)
+{
+	uint64_t used = 0;
+	for (const struct sim_inode *i = s->head; i; i = i->next)
+		if (!i->is_dir && i->live)
+			used += i->cur.len > i->dur.len ? i->cur.len : i->dur.len;
+	return used;
+}
+
 static int sim_append(struct env_file *f, const void *data, size_t n)
 {
 	struct sim_file *h = sf(f);
@@ -1204,6 +1224,9 @@ static int sim_append(struct env_file *f, const void *data, size_t n)
 		size_t part = (size_t)(sim_fault_rand(s, 1) % n);
 		(void)buf_append(&h->ino->cur, data, part);
 	}
+	if (!rc && s->capacity && sim_used(s) + n > s->capacity)
+		rc = sim_fail(s, CAIRN_ENOSPC, "write '%s': No space left on device (disk full)",
+		              h->path);
 	if (!rc && buf_append(&h->ino->cur, data, n))
 		rc = sim_fail(s, CAIRN_ENOMEM, "write '%s': out of memory", h->path);
 	pthread_mutex_unlock(&s->mu);
@@ -1883,6 +1906,25 @@ void env_sim_arm(struct cairn_env *env, uint64_t n, enum sim_fault fault)
 	s->armed = n ? fault : SIM_FAULT_NONE;
 	s->armed_at = s->points + n;
 	pthread_mutex_unlock(&s->mu);
+}
+
+void env_sim_set_capacity(struct cairn_env *env, uint64_t bytes)
+{
+	struct sim *s = sim_of(env);
+
+	pthread_mutex_lock(&s->mu);
+	s->capacity = bytes;
+	pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t env_sim_used(struct cairn_env *env)
+{
+	struct sim *s = sim_of(env);
+
+	pthread_mutex_lock(&s->mu);
+	uint64_t used = sim_used(s);
+	pthread_mutex_unlock(&s->mu);
+	return used;
 }
 
 void env_sim_fail_all(struct cairn_env *env, enum sim_fault fault)
