@@ -820,7 +820,9 @@ static const char stats_help[] =
 	X(flush_bytes_written) X(compactions) X(compaction_bytes_read) \
 	X(compaction_bytes_written) X(pending_compaction_bytes) X(slowdowns) X(slowdown_micros) \
 	X(stops) X(stop_micros) X(table_bytes) X(wal_bytes) X(total_disk_bytes) \
-	X(compactions_damaged)
+	X(blob_files) X(blob_bytes_live) X(blob_bytes_garbage) X(blob_collections) \
+	X(blob_bytes_moved) X(compactions_damaged) X(reserve_bytes) X(reserve_releases) \
+	X(reserve_restores)
 // clang-format on
 
 static void stats_json(const struct cairn_stats *st)

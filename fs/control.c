@@ -135,6 +135,9 @@ static int ctl_fields(struct cairnfs *fs, struct ctl_field *f, struct cairn_stat
 	G("blob_bytes_garbage", st->blob_bytes_garbage, "bytes of dead values in blob files");
 	C("blob_collections", st->blob_collections, "blob files collected");
 	C("blob_bytes_moved", st->blob_bytes_moved, "live bytes moved by blob collection");
+	G("reserve_bytes", st->reserve_bytes, "bytes held in the space reserve (0: given up)");
+	C("reserve_releases", st->reserve_releases, "times the space reserve was given up");
+	C("reserve_restores", st->reserve_restores, "times the space reserve was written again");
 	C("fs_commits", c.commits, "cairnfs write-buffer commits");
 	C("fs_commit_bytes", c.commit_bytes, "value bytes written by commits");
 	C("fs_fsyncs", c.fsyncs, "fsync and fsyncdir requests");

@@ -192,8 +192,18 @@ struct cairn_options {
 	 * environment must outlive the handle. */
 	struct cairn_env *env;
 
+	/* Bytes of disk a writable handle keeps in the file RESERVE of the
+	 * database directory, as ext4 keeps reserved blocks. When the disk
+	 * fills, the reserve is given up so that what frees space still runs:
+	 * a batch of deletes, flush, compaction, blob collection and the
+	 * manifest writes of open. While it is given up, writes that add data
+	 * fail with CAIRN_ENOSPC; it is written again (and such writes taken)
+	 * once the disk has room for it. Default 2 MiB; 0 disables it (and
+	 * removes RESERVE at open). See docs/design.md, "Full disk". */
+	uint64_t space_reserve;
+
 	/* Reserved for future options; cairn_options_init() zeroes it. */
-	uint64_t reserved[5];
+	uint64_t reserved[4];
 };
 
 /* Fills *opts with the defaults documented above. */
@@ -601,7 +611,11 @@ struct cairn_stats {
 	 * message (cairn_errmsg) names the table and block; writes stop and
 	 * reads go on: `cairn repair` salvages the database */
 	uint64_t compactions_damaged;
-	uint64_t reserved[10];
+	/* the space reserve (options.space_reserve): bytes held now (gauge;
+	 * 0 while given up), times it was given up and written again
+	 * (counters) */
+	uint64_t reserve_bytes, reserve_releases, reserve_restores;
+	uint64_t reserved[7];
 };
 
 /* Fills *st with the current figures. Cheap: takes one short lock. */

@@ -22,10 +22,15 @@
 #include <string.h>
 
 #include "db.h"
+#include "reserve.h"
 
 void db_bg_failed(struct cairn_db *db, int code, const char *msg)
 {
 	if (code == CAIRN_ENOSPC) {
+		/* The engine's own work frees space (or must run for deletes
+		 * to): it may use the reserve, and is retried at once. */
+		if (reserve_release(db))
+			return;
 		db->bg_nospace = 1;
 		env_cond_broadcast(&db->bg_cv);
 		return;
@@ -167,9 +172,14 @@ static void output_abandon(struct cairn_db *db, struct output *out, int locked)
 }
 
 /* Builds a table from m. Called without mu. *props is filled on success;
- * an empty memtable gives *written = 0 and no file. */
-static int build_table(struct cairn_db *db, struct memtable *m, struct output *out,
-                       struct table_props *props, uint64_t *written, char *err, size_t errlen)
+ * an empty memtable gives *written = 0 and no file. A version that a newer
+ * one of its key hides from every reader (none older than snap) is left
+ * out, as compaction would drop it, and its blob record counted as garbage
+ * in edit: so a delete right after a put costs no table space, and a flush
+ * on a nearly full disk writes only what is live. */
+static int build_table(struct cairn_db *db, struct memtable *m, uint64_t snap,
+                       struct version_edit *edit, struct output *out, struct table_props *props,
+                       uint64_t *written, char *err, size_t errlen)
 {
 	*written = 0;
 	struct iter *it = mem_iter_new(m);
@@ -180,9 +190,23 @@ static int build_table(struct cairn_db *db, struct memtable *m, struct output *o
 		iter_free(it);
 		return 0;
 	}
+	struct buf prev = {0};
+	uint64_t prev_seq = MAX_SEQUENCE + 1;
 	int r = output_open(db, out, err, errlen);
-	for (; !r && iter_valid(it); iter_next(it))
-		r = tb_add(out->tb, iter_key(it), iter_value(it));
+	for (; !r && iter_valid(it); iter_next(it)) {
+		struct slice ik = iter_key(it), uk = ikey_user(ik);
+		if (prev_seq > MAX_SEQUENCE || !slice_eq(uk, buf_slice(&prev))) {
+			r = buf_set(&prev, uk.data, uk.len);
+			prev_seq = MAX_SEQUENCE + 1;
+		}
+		int hidden = prev_seq <= snap;
+		prev_seq = ikey_seq(ik);
+		if (!r && hidden && ikey_type(ik) == TYPE_BLOB)
+			r = db_blob_note_garbage(edit, uk, iter_value(it));
+		else if (!r && !hidden)
+			r = tb_add(out->tb, ik, iter_value(it));
+	}
+	buf_free(&prev);
 	if (!r && iter_status(it)) { /* never a table of part of the memtable */
 		r = iter_status(it);
 		fmt_msg(err, errlen, "flush stopped reading the memtable: %s", cairn_strerror(r));
@@ -210,9 +234,10 @@ static int flush_memtable(struct cairn_db *db, struct memtable *m, struct versio
 	struct table_props props = {0};
 	uint64_t written = 0;
 	int threaded = db->opts.background_threads > 0;
+	uint64_t snap = db_smallest_snapshot(db);
 	if (threaded)
 		env_mutex_unlock(&db->mu);
-	int r = build_table(db, m, &out, &props, &written, err, errlen);
+	int r = build_table(db, m, snap, edit, &out, &props, &written, err, errlen);
 	if (threaded)
 		env_mutex_lock(&db->mu);
 	if (r) {
@@ -586,17 +611,53 @@ static void *bg_main(void *arg)
 		} else {
 			env_cond_wait(&db->work_cv, &db->mu);
 		}
-		if (r == CAIRN_ENOSPC && !db->shutting_down)
+		if (r == CAIRN_ENOSPC && db->bg_nospace && !db->shutting_down)
 			bg_backoff(db);
+		/* an unsealed blob file is never collected: seal it once a
+		 * compaction has found enough of it dead */
+		if (c && !r && !db->shutting_down) {
+			env_mutex_unlock(&db->mu);
+			db_blob_seal_garbage(db, BLOB_SEAL_MIN_GARBAGE);
+			env_mutex_lock(&db->mu);
+		}
 	}
 	env_mutex_unlock(&db->mu);
 	return NULL;
+}
+
+/* The reclaim pass runs at most this often (ns). */
+#define RECLAIM_EVERY_NS 1000000000ull
+
+void db_reclaim(struct cairn_db *db)
+{
+	env_mutex_lock(&db->mu);
+	uint64_t deletes = atomic_load(&db->st.deletes), now = env_mono_ns(db->env);
+	int due = db->space_short && deletes != db->reclaim_deletes && !db->bg_error &&
+	          !db->shutting_down && now - db->reclaim_ns >= RECLAIM_EVERY_NS;
+	if (due) {
+		db->reclaim_deletes = deletes;
+		db->reclaim_ns = now;
+	}
+	env_mutex_unlock(&db->mu);
+	if (!due)
+		return;
+	/* The deletes' tombstones reach the tables, compaction drops the
+	 * values they hide (counting blob garbage), the shared blob file is
+	 * sealed and collection frees the dead files: what `cairn compact`
+	 * does, without waiting for compaction's size triggers. */
+	cairn_compact_range(db, NULL, 0, NULL, 0);
+	env_mutex_lock(&db->mu);
+	if (!db->shutting_down && !db->bg_error && reserve_restore(db, 1))
+		db->space_short = 0;
+	env_mutex_unlock(&db->mu);
 }
 
 static void *sync_main(void *arg)
 {
 	struct cairn_db *db = arg;
 	uint64_t interval_us = (uint64_t)db->opts.sync_interval_ms * 1000u;
+	if (!interval_us)
+		interval_us = 1000000; /* the reclaim pass alone */
 	for (;;) {
 		/* Sleep in short steps so close does not wait a whole interval. */
 		for (uint64_t slept = 0; slept < interval_us; slept += 10000) {
@@ -609,10 +670,11 @@ static void *sync_main(void *arg)
 			             interval_us - slept < 10000 ? interval_us - slept : 10000);
 		}
 		env_mutex_lock(&db->mu);
-		int dirty = db->log_unsynced > 0 && !db->bg_error;
+		int dirty = db->log_unsynced > 0 && !db->bg_error && db->opts.sync_interval_ms > 0;
 		env_mutex_unlock(&db->mu);
 		if (dirty)
 			cairn_sync(db);
+		db_reclaim(db);
 	}
 }
 
@@ -630,7 +692,7 @@ int db_bg_start(struct cairn_db *db)
 			return r;
 		db->nthreads++;
 	}
-	if (db->opts.sync_interval_ms > 0)
+	if (db->opts.sync_interval_ms > 0 || db->opts.space_reserve > 0)
 		return env_thread_start(db->env, sync_main, db, &db->sync_thread);
 	env_mutex_lock(&db->mu);
 	env_cond_broadcast(&db->work_cv);

@@ -23,6 +23,7 @@
  * CAIRN_WAL_TOLERATE_CORRUPT, the end of what is recovered).
  */
 #include "db.h"
+#include "reserve.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -136,6 +137,7 @@ CAIRN_EXPORT void cairn_options_init(struct cairn_options *o)
 	o->blob_threshold = 64u << 10;
 	o->blob_file_size = 64u << 20;
 	o->blob_gc_ratio = 0.5;
+	o->space_reserve = 2u << 20;
 }
 
 static int check_options(const struct cairn_options *o, char *err, size_t errlen)
@@ -175,6 +177,7 @@ static int check_options(const struct cairn_options *o, char *err, size_t errlen
 	BAD(o->blob_file_size < (1u << 20), "blob_file_size must be at least 1 MiB");
 	BAD(!(o->blob_gc_ratio >= 0.01 && o->blob_gc_ratio <= 1.0),
 	    "blob_gc_ratio must be between 0.01 and 1");
+	BAD(o->space_reserve > (1ull << 30), "space_reserve must be at most 1 GiB");
 #undef BAD
 	return 0;
 }
@@ -195,6 +198,8 @@ static enum db_file_kind parse_file_name(const char *name, uint64_t *number)
 	size_t n = strlen(name);
 	if (n > 4 && strcmp(name + n - 4, ".tmp") == 0)
 		return FILE_TEMP;
+	/* LOCK, CURRENT, RESERVE (the space reserve) and anything unknown:
+	 * never obsolete, never evidence of a lost CURRENT */
 	if (name[0] < '0' || name[0] > '9')
 		return FILE_OTHER;
 	errno = 0;
@@ -454,8 +459,10 @@ static int replay_log(struct cairn_db *db, uint64_t number, uint64_t end, struct
 		}
 		r = batch_iterate(rec, replay_entry, rc);
 		/* Read-only: nothing may be written, so everything stays in
-		 * memory. */
-		if (!r && !db->opts.read_only && mem_usage(rc->mem) >= db->opts.memtable_size) {
+		 * memory; so it does on a full disk (the open's second try),
+		 * where the table may find no room. */
+		if (!r && !db->opts.read_only && !db->open_released &&
+		    mem_usage(rc->mem) >= db->opts.memtable_size) {
 			r = db_write_level0(db, rc->mem, edit, err, errlen);
 			if (!r) {
 				rc->flushed = 1;
@@ -637,10 +644,10 @@ static int edit_is_empty(const struct version_edit *e)
  * crash lost writes the manifest had counted (its last sequence is past the
  * logs'): the next write would then start a gap after the logs kept, which
  * recovery takes for a lost log (tests/sim, seed 130). */
-static int keep_recovered(struct cairn_db *db, const struct replay_ctx *rc)
+static int keep_recovered(struct cairn_db *db, const struct replay_ctx *rc, int oversize)
 {
 	return !rc->flushed && !atomic_load(&db->st.wal_bytes_dropped) &&
-	       mem_usage(rc->mem) < db->opts.memtable_size &&
+	       (oversize || mem_usage(rc->mem) < db->opts.memtable_size) &&
 	       (rc->max_seq == 0 || rc->max_seq == vset_last_sequence(db->vs));
 }
 
@@ -734,6 +741,26 @@ static int check_mark_log(struct cairn_db *db, const struct dir_scan *scan, char
 	return CAIRN_ECORRUPT;
 }
 
+/* Recovery keeps the logs and the replayed memtable. */
+static int keep_logs(struct cairn_db *db, const struct dir_scan *scan, uint64_t min_log,
+                     struct replay_ctx *rc, int stop, struct version_edit *edit, char *err,
+                     size_t errlen)
+{
+	int r = sync_kept_logs(db, scan, min_log, rc, err, errlen);
+	if (!r && !stop)
+		r = reuse_or_new_log(db, scan, min_log, rc, err, errlen);
+	else if (!r)
+		r = new_log(db, err, errlen);
+	if (!r && !edit_is_empty(edit))
+		r = vset_log_and_apply(db->vs, edit, err, errlen);
+	if (!r) {
+		db->mem = rc->mem;
+		rc->mem = NULL;
+		remove_empty_logs(db, rc);
+	}
+	return r;
+}
+
 static int recover(struct cairn_db *db, char *err, size_t errlen)
 {
 	struct version_edit edit;
@@ -798,38 +825,38 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 		r = cut_torn_tail(db, rc.torn_log, rc.torn_offset, err, errlen);
 	if (r || db->opts.read_only) {
 		/* nothing more to do */
-	} else if (keep_recovered(db, &rc)) {
+	} else if (keep_recovered(db, &rc, 0)) {
 		/* The logs stay until this memtable is flushed, so an open that
 		 * finds a little data (a command-line put, say) leaves no tiny
 		 * table behind. */
-		r = sync_kept_logs(db, &scan, min_log, &rc, err, errlen);
-		if (!r && !stop)
-			r = reuse_or_new_log(db, &scan, min_log, &rc, err, errlen);
-		else if (!r)
-			r = new_log(db, err, errlen);
-		if (!r && !edit_is_empty(&edit))
-			r = vset_log_and_apply(db->vs, &edit, err, errlen);
-		if (!r) {
-			db->mem = rc.mem;
-			rc.mem = NULL;
-			remove_empty_logs(db, &rc);
-		}
+		r = keep_logs(db, &scan, min_log, &rc, stop, &edit, err, errlen);
 	} else {
 		/* Everything replayed goes to tables and every old log becomes
 		 * obsolete: after a tolerated corruption the damaged log must
 		 * never be read again, and after a flush during replay its
 		 * entries are already in a table. */
+		int plain = edit_is_empty(&edit);
 		if (mem_entries(rc.mem) > 0)
 			r = db_write_level0(db, rc.mem, &edit, err, errlen);
-		if (!r)
-			r = new_log(db, err, errlen);
-		if (!r) {
-			edit.has_log_number = 1;
-			edit.log_number = db->log_number;
-			r = vset_log_and_apply(db->vs, &edit, err, errlen);
+		if (r == CAIRN_ENOSPC && plain && db->open_released && keep_recovered(db, &rc, 1)) {
+			/* No room for the table even with the reserve given
+			 * up: the logs stay and the memtable stays in memory
+			 * over its size, so that a full database still opens;
+			 * it is flushed once the disk has room. */
+			edit_free(&edit);
+			edit_init(&edit);
+			r = keep_logs(db, &scan, min_log, &rc, stop, &edit, err, errlen);
+		} else {
+			if (!r)
+				r = new_log(db, err, errlen);
+			if (!r) {
+				edit.has_log_number = 1;
+				edit.log_number = db->log_number;
+				r = vset_log_and_apply(db->vs, &edit, err, errlen);
+			}
+			if (!r)
+				r = mem_new(&db->mem);
 		}
-		if (!r)
-			r = mem_new(&db->mem);
 	}
 	if (rc.mem)
 		mem_unref(rc.mem);
@@ -986,11 +1013,18 @@ static int prepare_dir(struct cairn_db *db, int *created, char *err, size_t errl
 	return 0;
 }
 
+static int open_once(const char *dir, const struct cairn_options *opts, struct cairn_db **dbp,
+                     char *errbuf, size_t errlen, int released);
+
+/* An open that must write (recovery's manifest, a level-0 table, a new log)
+ * on a full disk gives up the reserve a handle before it left and tries
+ * once more, then keeping a recovered memtable that has no room for its
+ * table in memory: a database on a full disk always reopens. */
 CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
                             struct cairn_db **dbp, char *errbuf, size_t errlen)
 {
 	struct cairn_options defaults;
-	char scratch[8];
+	char scratch[8], path[4096];
 	if (!errbuf) {
 		errbuf = scratch;
 		errlen = sizeof(scratch);
@@ -1009,6 +1043,22 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 	int r = check_options(opts, errbuf, errlen);
 	if (r)
 		return r;
+	r = open_once(dir, opts, dbp, errbuf, errlen, 0);
+	if (r != CAIRN_ENOSPC || opts->read_only)
+		return r;
+	struct cairn_env *env = opts->env ? opts->env : env_posix();
+	snprintf(path, sizeof(path), "%s/%s", dir, RESERVE_FILE);
+	if (env_exists(env, path) == 1 && env_unlink(env, path))
+		return r;
+	if (errlen)
+		errbuf[0] = 0;
+	return open_once(dir, opts, dbp, errbuf, errlen, 1);
+}
+
+static int open_once(const char *dir, const struct cairn_options *opts, struct cairn_db **dbp,
+                     char *errbuf, size_t errlen, int released)
+{
+	int r;
 	struct cairn_db *db = calloc(1, sizeof(*db));
 	if (!db || !(db->dir = strdup(dir))) {
 		free(db);
@@ -1018,6 +1068,7 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 	while (dl > 1 && db->dir[dl - 1] == '/')
 		db->dir[--dl] = 0;
 	db->opts = *opts;
+	db->open_released = released;
 	db->env = opts->env ? opts->env : env_posix();
 	db->opts.env = db->env;
 	env_mutex_init(db->env, &db->mu);
@@ -1054,6 +1105,9 @@ CAIRN_EXPORT int cairn_open(const char *dir, const struct cairn_options *opts,
 		db_delete_obsolete(db);
 		if (!db->opts.read_only)
 			db_compact_inline(db);
+		if (!db->opts.read_only)
+			reserve_open(db);
+		db->reserve_releases = (uint64_t)released;
 	}
 	env_mutex_unlock(&db->mu);
 	if (!r && !db->opts.read_only && db->opts.background_threads > 0) {
@@ -1229,6 +1283,16 @@ static int wait_for_imm(struct cairn_db *db)
 	while (db->imm) {
 		if (db->bg_error)
 			return db_err(db, CAIRN_EFAILED, "writes stopped: %s", db->bg_errmsg);
+		/* the threads that would flush it are gone (a reclaim pass
+		 * racing a close) */
+		if (db->shutting_down && db->opts.background_threads > 0)
+			return db_err(db, CAIRN_EBUSY, "the handle is closing");
+		/* the flush ran out of disk space and waits for room: fail
+		 * rather than wake it again and again */
+		if (db->bg_nospace && db->opts.background_threads > 0)
+			return db_err(db, CAIRN_ENOSPC,
+			              "no space left on device: the memtable cannot be written "
+			              "to a table until space is freed");
 		if (bg_cannot_help(db) && !db->flushing) {
 			int r = db_flush_imm(db);
 			if (r)
@@ -1568,14 +1632,43 @@ static int write_user_batch(struct cairn_db *db, const struct cairn_batch *b, un
 {
 	if (db->opts.read_only)
 		return db_err(db, CAIRN_EREADONLY, "the database was opened read-only");
-	struct cairn_batch priv;
-	const struct cairn_batch *use = b;
-	int r = db_blob_convert(db, b, &priv, &use);
-	if (!r)
-		r = do_write(db, use, use->ncopy ? flags | DB_COPY : flags);
-	if (use != b)
-		batch_destroy(&priv);
+	int r = db_reserve_check(db, b);
+	for (int retry = 0; !r; retry++) {
+		struct cairn_batch priv;
+		const struct cairn_batch *use = b;
+		r = db_blob_convert(db, b, &priv, &use);
+		if (!r)
+			r = do_write(db, use, use->ncopy ? flags | DB_COPY : flags);
+		if (use != b)
+			batch_destroy(&priv);
+		if (r != CAIRN_ENOSPC)
+			break;
+		/* A full disk: a write that frees space may use the reserve
+		 * (one given up by another thread meanwhile too); nothing
+		 * else may. */
+		env_mutex_lock(&db->mu);
+		db->space_short = 1;
+		int again = retry < 2 && reserve_frees(b) &&
+		            (reserve_release(db) || (retry == 0 && !db->reserve_held));
+		env_mutex_unlock(&db->mu);
+		if (!again)
+			break;
+		r = 0;
+	}
 	return r;
+}
+
+int db_reserve_check(struct cairn_db *db, const struct cairn_batch *b)
+{
+	env_mutex_lock(&db->mu);
+	int ok = reserve_admits(db, b);
+	env_mutex_unlock(&db->mu);
+	if (ok)
+		return 0;
+	return db_err(db, CAIRN_ENOSPC,
+	              "no space left on device: the space reserve of '%s' is given up until "
+	              "deletes free room; until then only writes that free space are taken",
+	              db->dir);
 }
 
 CAIRN_EXPORT int cairn_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)
@@ -2071,6 +2164,7 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 		return r;
 	struct slice b = slice_make(begin, blen), e = slice_make(end, elen);
 	const struct slice *bp = begin ? &b : NULL, *ep = end ? &e : NULL;
+	int retried = 0;
 	env_mutex_lock(&db->mu);
 	db->manual_compaction++;
 	/* Down to and including the deepest level holding the range, so
@@ -2092,6 +2186,11 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 				/* a full disk is no failed state: stop, do not retry
 				 * forever (found by tests/sim, seed 217) */
 				r = db_run_compaction(db, c, 1);
+				/* the reserve was given up for it: once more */
+				if (r == CAIRN_ENOSPC && !db->bg_nospace && !retried) {
+					retried = 1;
+					r = 0;
+				}
 				if (r)
 					break;
 				continue;
@@ -2106,8 +2205,17 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 	 * the ratio now, so a manual compaction frees blob space too. */
 	while (!r && db->blob_gc_running && !db->bg_error)
 		env_cond_wait(&db->bg_cv, &db->mu);
-	if (!r)
+	if (!r) {
+		/* the shared file's dead space too, which only a sealed file
+		 * gives back */
+		env_mutex_unlock(&db->mu);
+		db_blob_seal_garbage(db, 0);
+		env_mutex_lock(&db->mu);
 		db_blob_collect(db, 1);
+		/* what was freed may hold the reserve again */
+		if (!db->shutting_down && !db->bg_error)
+			reserve_restore(db, 1);
+	}
 	env_cond_broadcast(&db->bg_cv);
 	env_mutex_unlock(&db->mu);
 	return r;
@@ -2270,6 +2378,9 @@ CAIRN_EXPORT int cairn_stats_get(struct cairn_db *db, struct cairn_stats *st)
 	st->blob_collections = LOAD(blob_collections);
 	st->blob_bytes_moved = LOAD(blob_bytes_moved);
 	st->compactions_damaged = LOAD(compactions_damaged);
+	st->reserve_bytes = db->reserve_held ? db->opts.space_reserve : 0;
+	st->reserve_releases = db->reserve_releases;
+	st->reserve_restores = db->reserve_restores;
 	env_mutex_unlock(&db->mu);
 
 	/* false positives: the filter said maybe, the table had no such key;

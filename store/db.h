@@ -142,6 +142,16 @@ struct cairn_db {
 	 * reference it has not seen never outlives the file. */
 	uint64_t blob_copies_begun, blob_copies_done;
 
+	/* the space reserve (reserve.c), under mu */
+	int reserve_held;          /* RESERVE is whole */
+	int space_short;           /* a write met a full disk since the last reclaim */
+	uint64_t reserve_tried_ns; /* when it was last written or given up */
+	uint64_t reserve_releases, reserve_restores;
+	uint64_t reclaim_deletes; /* st.deletes at the last reclaim pass */
+	uint64_t reclaim_ns;      /* when it ran (env_mono_ns) */
+	int open_released;        /* open gave the reserve up (or had none) and
+	                             tries again */
+
 	struct db_counters st;
 };
 
@@ -192,6 +202,13 @@ int db_pending_add(struct cairn_db *db, uint64_t number);
 void db_pending_remove(struct cairn_db *db, uint64_t number);
 
 /* db.c, for db_blob.c */
+/* 0 if a write of b (NULL: a stream, which adds data) may start as the
+ * space reserve stands, else CAIRN_ENOSPC with the handle's message. */
+int db_reserve_check(struct cairn_db *db, const struct cairn_batch *b);
+/* Without mu, from a background thread: after a full disk and deletes,
+ * frees their space (flush, compaction, blob collection) and writes the
+ * reserve again. At most once a second. */
+void db_reclaim(struct cairn_db *db);
 int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags,
                 struct db_gc_filter *gc);
 /* The newest entry of key at the latest sequence: 0 with *type and the
@@ -232,6 +249,15 @@ int64_t db_blob_time(struct slice ival);
 int db_blob_recover(struct cairn_db *db, char *err, size_t errlen);
 /* Seals the shared blob file (close, checkpoint). Without mu. */
 int db_blob_seal_active(struct cairn_db *db);
+/* Without mu: seals the shared blob file when compactions have counted a
+ * share of it as garbage of at least blob_gc_ratio and at least
+ * min_garbage bytes, so that collection can take it: an unsealed file is
+ * never collected, and one that never fills would keep its dead values. */
+int db_blob_seal_garbage(struct cairn_db *db, uint64_t min_garbage);
+/* What a compaction must have found dead in the shared file before the
+ * background thread seals it (a smaller file is sealed by the reclaim pass
+ * and by cairn_compact_range, which take any garbage at the ratio). */
+#define BLOB_SEAL_MIN_GARBAGE (4u << 20)
 /* With mu held (it is dropped while working): collects blob files whose
  * garbage share is over blob_gc_ratio; all of them when all is set, else
  * one. Returns 1 if one was collected. */

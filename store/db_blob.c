@@ -40,6 +40,7 @@
 
 #include "db.h"
 #include "dbiter.h"
+#include "reserve.h"
 
 #define GC_COPY_BUF (1u << 20)
 
@@ -336,6 +337,35 @@ int db_blob_seal_active(struct cairn_db *db)
 {
 	env_mutex_lock(&db->blob_mu);
 	int r = seal_active(db);
+	env_mutex_unlock(&db->blob_mu);
+	return r;
+}
+
+/* With blob_mu and mu held: whether the shared file's dead share (counted
+ * by compactions) reached blob_gc_ratio with at least min_garbage bytes. */
+static int active_garbage_due(struct cairn_db *db, uint64_t min_garbage)
+{
+	const struct blob_file_meta *m =
+	        vset_find_blob(db->vs, blob_writer_number(db->blob_active));
+	uint64_t size = __atomic_load_n(&db->blob_active_size, __ATOMIC_RELAXED);
+	if (!m || m->sealed || size <= BLOB_FILE_HEADER)
+		return 0;
+	uint64_t garbage = blob_net_garbage(m);
+	return garbage > 0 && garbage >= min_garbage &&
+	       (double)garbage >= db->opts.blob_gc_ratio * (double)(size - BLOB_FILE_HEADER);
+}
+
+int db_blob_seal_garbage(struct cairn_db *db, uint64_t min_garbage)
+{
+	int r = 0;
+	env_mutex_lock(&db->blob_mu);
+	if (db->blob_active) {
+		env_mutex_lock(&db->mu);
+		int due = active_garbage_due(db, min_garbage);
+		env_mutex_unlock(&db->mu);
+		if (due)
+			r = seal_active(db);
+	}
 	env_mutex_unlock(&db->blob_mu);
 	return r;
 }
@@ -700,11 +730,14 @@ CAIRN_EXPORT int cairn_stream_new(struct cairn_db *db, const void *key, size_t k
 	if (klen > CAIRN_MAX_KEY_SIZE)
 		return db_err(db, CAIRN_ETOOBIG, "key of %zu bytes is over the limit of %u", klen,
 		              CAIRN_MAX_KEY_SIZE);
+	int r = db_reserve_check(db, NULL); /* a stream adds data */
+	if (r)
+		return r;
 	struct cairn_stream *s = calloc(1, sizeof(*s));
 	if (!s)
 		return CAIRN_ENOMEM;
 	s->db = db;
-	int r = buf_set(&s->key, key ? key : "", klen);
+	r = buf_set(&s->key, key ? key : "", klen);
 	if (r) {
 		free(s);
 		return r;
@@ -1120,6 +1153,14 @@ int db_blob_collect(struct cairn_db *db, int all)
 		db->blob_gc_running = 0;
 		if (r == CAIRN_EBUSY)
 			break; /* a copy raced it: retried at the next chance */
+		if (r == CAIRN_ENOSPC) {
+			/* no damage: the disk is full. Collection frees space,
+			 * so it may use the reserve; else it waits for room. */
+			db->space_short = 1;
+			if (reserve_release(db))
+				continue;
+			break;
+		}
 		if (r) {
 			/* do not spin on a damaged file: it waits for a reopen */
 			uint64_t *p =

@@ -136,6 +136,8 @@ static enum file_kind classify(const char *name, uint64_t *number)
 		return KIND_MANIFEST;
 	if (strcmp(name, "CURRENT") == 0)
 		return KIND_CURRENT;
+	/* LOCK, RESERVE (the space reserve: zeros, never read) and unknown
+	 * names are not checked */
 	return KIND_OTHER;
 }
 

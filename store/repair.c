@@ -150,6 +150,8 @@ static enum rp_kind classify(const char *name, uint64_t *n)
 		return RP_TABLE;
 	if (parse_number(name, ".blob", n))
 		return RP_BLOB;
+	/* LOCK, RESERVE (the space reserve, whose bytes mean nothing) and
+	 * unknown names: left in place, neither read nor moved */
 	return RP_OTHER;
 }
 
