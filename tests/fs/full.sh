@@ -3,7 +3,9 @@
 # A database on a 48 MiB tmpfs is written past its free space: the write-back
 # fails at close, and afterwards the kernel shows what is stored (size and
 # bytes equal to what a fresh mount reads), not data that was never stored.
-# The blob statistics are in .cairn/stats. Files may grow to the kernel's own
+# The blob statistics are in .cairn/stats. Large files filling the disk can
+# be removed while it is full, and their space comes back by itself; the
+# database remounts on the full disk. Files may grow to the kernel's own
 # limit, so a write past it fails in write(2), and a write cut short by
 # RLIMIT_FSIZE keeps its valid part, as on a plain directory.
 #
@@ -61,6 +63,41 @@ sum2=$(sha256sum <"$MNT/big")
 check "after the failure the kernel showed the stored size ($size1 = $size2)" test "$size1" = "$size2"
 check "... and the stored bytes" test "$sum1" = "$sum2"
 check "... not the 80 MiB that were written" test "$size1" -lt $((80 * 1024 * 1024))
+umount_fs || bad "unmount"
+umount "$T/small"
+
+# ---- deletes on a full disk give the space back --------------------------------------
+# Large files fill the disk through the mount; the daemon is remounted on
+# the full disk, `rm` works, and the background thread frees the space
+# (flush, compaction, sealing and collecting the blob file) without any
+# command: free space comes back and a new file fits.
+mount -t tmpfs -o size=48m tmpfs "$T/small"
+avail() { df -k --output=avail "$T/small" | tail -n 1 | tr -d ' '; }
+mount_fs -o sync_interval_ms=100 || exit 1
+for i in $(seq 0 15); do
+	dd if=/dev/urandom of="$MNT/f$i" bs=1M count=4 status=none 2>/dev/null || break
+done
+sleep 0.5
+full=$(avail)
+check "large files filled the disk (${full} KiB free)" test "$full" -lt 4096
+umount_fs || bad "clean unmount on the full disk"
+mount_fs -o sync_interval_ms=100 || bad "remount read-write on the full disk"
+check "... and it is writable: a delete works" rm -f "$MNT/f0"
+check "rm of every large file on the full disk succeeds" sh -c "rm -f '$MNT'/f*"
+check "... and they are gone" sh -c "! ls '$MNT'/f* 2>/dev/null | grep -q ."
+# the wait is generous (slow machines); a pass is normally one or two seconds
+for _ in $(seq 600); do
+	[ "$(avail)" -gt 32768 ] && break
+	sleep 0.1
+done
+now=$(avail)
+check "free space came back without a command (${full} KiB, then ${now} KiB)" test "$now" -gt 32768
+check "a new 16 MiB file fits" dd if=/dev/urandom of="$MNT/after" bs=1M count=16 status=none conv=fsync
+check "... and reads back whole" test "$(stat -c %s "$MNT/after")" = 16777216
+check ".cairn/stats shows the reserve held again" sh -c "
+	grep -q '^reserve_bytes  *2097152\$' '$MNT/.cairn/stats'"
+check ".cairn/stats counts the reserve given up and written again" sh -c "
+	grep -q '^reserve_restores  *[1-9]' '$MNT/.cairn/stats'"
 umount_fs || bad "unmount"
 umount "$T/small"
 
