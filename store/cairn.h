@@ -459,7 +459,11 @@ CAIRN_EXPORT int cairn_flush(struct cairn_db *db);
 
 /* Compacts every table overlapping [begin, end] down to the last level that
  * holds data, dropping overwritten and deleted entries no snapshot needs.
- * begin NULL means from the first key, end NULL to the last. Waits for it. */
+ * begin NULL means from the first key, end NULL to the last. Waits for it.
+ * Then seals the shared blob file if at least blob_gc_ratio of it is dead,
+ * collects every blob file over the ratio and writes the space reserve
+ * again if it was given up (space_reserve). Errors: CAIRN_EIO, CAIRN_ENOSPC,
+ * CAIRN_EFAILED, CAIRN_EBUSY (the handle is closing). */
 CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, size_t blen,
                                      const void *end, size_t elen);
 

@@ -625,15 +625,20 @@ static void *bg_main(void *arg)
 	return NULL;
 }
 
-/* The reclaim pass runs at most this often (ns). */
+/* The reclaim pass runs at most once a second; while passes leave the disk
+ * too full for the reserve (other files fill it), the wait doubles up to a
+ * minute, so deletes on such a disk do not compact the database without
+ * end. */
 #define RECLAIM_EVERY_NS 1000000000ull
+#define RECLAIM_MAX_NS   60000000000ull
 
 void db_reclaim(struct cairn_db *db)
 {
 	env_mutex_lock(&db->mu);
 	uint64_t deletes = atomic_load(&db->st.deletes), now = env_mono_ns(db->env);
+	uint64_t wait = db->reclaim_wait_ns ? db->reclaim_wait_ns : RECLAIM_EVERY_NS;
 	int due = db->space_short && deletes != db->reclaim_deletes && !db->bg_error &&
-	          !db->shutting_down && now - db->reclaim_ns >= RECLAIM_EVERY_NS;
+	          !db->shutting_down && now - db->reclaim_ns >= wait;
 	if (due) {
 		db->reclaim_deletes = deletes;
 		db->reclaim_ns = now;
@@ -647,8 +652,12 @@ void db_reclaim(struct cairn_db *db)
 	 * does, without waiting for compaction's size triggers. */
 	cairn_compact_range(db, NULL, 0, NULL, 0);
 	env_mutex_lock(&db->mu);
-	if (!db->shutting_down && !db->bg_error && reserve_restore(db, 1))
+	if (!db->shutting_down && !db->bg_error && reserve_restore(db)) {
 		db->space_short = 0;
+		db->reclaim_wait_ns = RECLAIM_EVERY_NS;
+	} else if (wait < RECLAIM_MAX_NS) {
+		db->reclaim_wait_ns = wait * 2;
+	}
 	env_mutex_unlock(&db->mu);
 }
 

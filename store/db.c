@@ -1645,10 +1645,11 @@ static int write_user_batch(struct cairn_db *db, const struct cairn_batch *b, un
 			break;
 		/* A full disk: a write that frees space may use the reserve
 		 * (one given up by another thread meanwhile too); nothing
-		 * else may. */
+		 * else may. Never after a failed sync (the handle failed):
+		 * that write may be in the log, and its error must stand. */
 		env_mutex_lock(&db->mu);
 		db->space_short = 1;
-		int again = retry < 2 && reserve_frees(b) &&
+		int again = !db->bg_error && retry < 2 && reserve_frees(b) &&
 		            (reserve_release(db) || (retry == 0 && !db->reserve_held));
 		env_mutex_unlock(&db->mu);
 		if (!again)
@@ -2176,6 +2177,13 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 	for (int level = 0; !r && level <= deepest && level < NUM_LEVELS - 1; level++) {
 		for (;;) {
 			int busy = 0;
+			/* a compaction stopped for close leaves its inputs,
+			 * which would be picked again and again */
+			if (db->shutting_down) {
+				r = db_err(db, CAIRN_EBUSY,
+				           "compaction stopped: the handle is closing");
+				break;
+			}
 			if (db->bg_error) {
 				r = db_err(db, CAIRN_EFAILED, "compaction stopped: %s",
 				           db->bg_errmsg);
@@ -2214,7 +2222,7 @@ CAIRN_EXPORT int cairn_compact_range(struct cairn_db *db, const void *begin, siz
 		db_blob_collect(db, 1);
 		/* what was freed may hold the reserve again */
 		if (!db->shutting_down && !db->bg_error)
-			reserve_restore(db, 1);
+			reserve_restore(db);
 	}
 	env_cond_broadcast(&db->bg_cv);
 	env_mutex_unlock(&db->mu);

@@ -143,12 +143,12 @@ struct cairn_db {
 	uint64_t blob_copies_begun, blob_copies_done;
 
 	/* the space reserve (reserve.c), under mu */
-	int reserve_held;          /* RESERVE is whole */
-	int space_short;           /* a write met a full disk since the last reclaim */
-	uint64_t reserve_tried_ns; /* when it was last written or given up */
+	int reserve_held; /* RESERVE is whole */
+	int space_short;  /* a write met a full disk since the last reclaim */
 	uint64_t reserve_releases, reserve_restores;
 	uint64_t reclaim_deletes; /* st.deletes at the last reclaim pass */
 	uint64_t reclaim_ns;      /* when it ran (env_mono_ns) */
+	uint64_t reclaim_wait_ns; /* the wait before the next one */
 	int open_released;        /* open gave the reserve up (or had none) and
 	                             tries again */
 

@@ -5,8 +5,8 @@
  * sparse file, which would hold no blocks). Its content is never read: only
  * its size matters. It is synced when written (with its directory entry),
  * so that it is there after a crash; one found short is written again at
- * open. Writing it takes mu for a few
- * milliseconds, so a reserve given up is tried again at most once a second.
+ * open. Writing it takes mu for a few milliseconds; on a disk still full
+ * the first append fails at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +14,7 @@
 
 #include "reserve.h"
 
-#define RESERVE_CHUNK    (64u * 1024)
-#define RESERVE_RETRY_NS 1000000000ull
+#define RESERVE_CHUNK (64u * 1024)
 
 static void reserve_path(const struct cairn_db *db, char *out, size_t len)
 {
@@ -67,7 +66,7 @@ void reserve_open(struct cairn_db *db)
 		db->reserve_held = 1;
 		return;
 	}
-	reserve_restore(db, 1);
+	reserve_restore(db);
 	if (!db->reserve_held)
 		db->space_short = 1;
 }
@@ -80,7 +79,6 @@ int reserve_release(struct cairn_db *db)
 	reserve_path(db, path, sizeof(path));
 	db->reserve_held = 0;
 	db->space_short = 1;
-	db->reserve_tried_ns = env_mono_ns(db->env);
 	db->reserve_releases++;
 	if (env_unlink(db->env, path) && env_exists(db->env, path) != 0)
 		return 0; /* still there: its room is not free */
@@ -94,14 +92,10 @@ int reserve_release(struct cairn_db *db)
 	return 1;
 }
 
-int reserve_restore(struct cairn_db *db, int force)
+int reserve_restore(struct cairn_db *db)
 {
 	if (db->opts.space_reserve == 0 || db->opts.read_only || db->reserve_held)
 		return 1;
-	uint64_t now = env_mono_ns(db->env);
-	if (!force && db->reserve_tried_ns && now - db->reserve_tried_ns < RESERVE_RETRY_NS)
-		return 0;
-	db->reserve_tried_ns = now;
 	if (reserve_fill(db))
 		return 0;
 	db->reserve_held = 1;
@@ -143,5 +137,8 @@ int reserve_admits(struct cairn_db *db, const struct cairn_batch *b)
 {
 	if (db->opts.space_reserve == 0 || db->reserve_held || (b && b->count == 0))
 		return 1;
-	return (b && reserve_frees(b)) || reserve_restore(db, 0);
+	/* tried at every such write, not once a second: on a disk that is
+	 * still full the first append fails at once, and a write must work
+	 * as soon as room is back, whoever freed it */
+	return (b && reserve_frees(b)) || reserve_restore(db);
 }

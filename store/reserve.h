@@ -25,9 +25,9 @@ void reserve_open(struct cairn_db *db);
  * held. Marks the database short of space. */
 int reserve_release(struct cairn_db *db);
 
-/* Tries to write the reserve again when it is given up: at most once a
- * second unless force is set. Returns 1 if the reserve is held now. */
-int reserve_restore(struct cairn_db *db, int force);
+/* Tries to write the reserve again when it is given up. Returns 1 if the
+ * reserve is held now. */
+int reserve_restore(struct cairn_db *db);
 
 /* Whether a write of b may go on: always while the reserve is held (or
  * none is configured), and for a batch that frees space (reserve_frees);

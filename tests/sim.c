@@ -478,7 +478,7 @@ static int dir_entry(void *ctx, const char *name)
 			snprintf(c->bad, sizeof(c->bad), "log %s older than the live log %llu",
 			         name, (unsigned long long)c->log_number);
 		}
-	} else if (strcmp(name, "CURRENT") && strcmp(name, "LOCK")) {
+	} else if (strcmp(name, "CURRENT") && strcmp(name, "LOCK") && strcmp(name, "RESERVE")) {
 		c->others++;
 		snprintf(c->bad, sizeof(c->bad), "unknown file %s", name);
 	}

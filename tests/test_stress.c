@@ -747,7 +747,7 @@ Test(stress, close_while_background_work_runs_loses_nothing, .timeout = 60)
 /* ---- obsolete files ---- */
 
 struct dir_count {
-	int current, lock, manifests, logs, tables, other;
+	int current, lock, reserve, manifests, logs, tables, other;
 	char others[256];
 };
 
@@ -766,6 +766,8 @@ static void count_dir(const char *dir, struct dir_count *c)
 			c->current++;
 		else if (strcmp(name, "LOCK") == 0)
 			c->lock++;
+		else if (strcmp(name, "RESERVE") == 0)
+			c->reserve++;
 		else if (strncmp(name, "MANIFEST-", 9) == 0)
 			c->manifests++;
 		else if (n > 4 && strcmp(name + n - 4, ".log") == 0)
@@ -823,6 +825,7 @@ Test(stress, only_live_files_remain_after_churn, .timeout = 60)
 	}
 	cr_assert_eq(c.current, 1);
 	cr_assert_eq(c.lock, 1);
+	cr_assert_eq(c.reserve, 1, "the space reserve is kept");
 	cr_assert_eq(c.manifests, 1, "%d manifests", c.manifests);
 	cr_assert_eq(c.logs, 1, "%d logs", c.logs);
 	cr_assert_eq((uint64_t)c.tables, tables, "%d tables on disk, %llu live", c.tables,
