@@ -629,15 +629,23 @@ static void *bg_main(void *arg)
  * too full for the reserve (other files fill it), the wait doubles up to a
  * minute, so deletes on such a disk do not compact the database without
  * end. */
-#define RECLAIM_EVERY_NS 1000000000ull
-#define RECLAIM_MAX_NS   60000000000ull
+#define RECLAIM_EVERY_NS  1000000000ull
+#define RECLAIM_MAX_NS    60000000000ull
+#define RECLAIM_FOLLOW_NS 60000000000ull
 
 void db_reclaim(struct cairn_db *db)
 {
 	env_mutex_lock(&db->mu);
 	uint64_t deletes = atomic_load(&db->st.deletes), now = env_mono_ns(db->env);
 	uint64_t wait = db->reclaim_wait_ns ? db->reclaim_wait_ns : RECLAIM_EVERY_NS;
-	int due = db->space_short && deletes != db->reclaim_deletes && !db->bg_error &&
+	/* Deletes keep coming after a full disk (a directory removed file by
+	 * file, orphans freed as the kernel forgets them): passes follow them
+	 * for a minute after the disk was last found full, and as long as the
+	 * reserve is given up. */
+	if (__atomic_exchange_n(&db->space_short, 0, __ATOMIC_RELAXED))
+		db->short_until_ns = now + RECLAIM_FOLLOW_NS;
+	int shortage = now < db->short_until_ns || (db->opts.space_reserve && !db->reserve_held);
+	int due = shortage && deletes != db->reclaim_deletes && !db->bg_error &&
 	          !db->shutting_down && now - db->reclaim_ns >= wait;
 	if (due) {
 		db->reclaim_deletes = deletes;
@@ -653,7 +661,6 @@ void db_reclaim(struct cairn_db *db)
 	cairn_compact_range(db, NULL, 0, NULL, 0);
 	env_mutex_lock(&db->mu);
 	if (!db->shutting_down && !db->bg_error && reserve_restore(db)) {
-		db->space_short = 0;
 		db->reclaim_wait_ns = RECLAIM_EVERY_NS;
 	} else if (wait < RECLAIM_MAX_NS) {
 		db->reclaim_wait_ns = wait * 2;

@@ -41,6 +41,8 @@ int db_err(struct cairn_db *db, int code, const char *fmt, ...)
 {
 	if (!db || code == 0)
 		return code;
+	if (code == CAIRN_ENOSPC)
+		db_note_full(db);
 	env_mutex_lock(&db->err_mu);
 	db->last_err = code;
 	va_list ap;
@@ -1648,7 +1650,6 @@ static int write_user_batch(struct cairn_db *db, const struct cairn_batch *b, un
 		 * else may. Never after a failed sync (the handle failed):
 		 * that write may be in the log, and its error must stand. */
 		env_mutex_lock(&db->mu);
-		db->space_short = 1;
 		int again = !db->bg_error && retry < 2 && reserve_frees(b) &&
 		            (reserve_release(db) || (retry == 0 && !db->reserve_held));
 		env_mutex_unlock(&db->mu);

@@ -143,8 +143,9 @@ struct cairn_db {
 	uint64_t blob_copies_begun, blob_copies_done;
 
 	/* the space reserve (reserve.c), under mu */
-	int reserve_held; /* RESERVE is whole */
-	int space_short;  /* a write met a full disk since the last reclaim */
+	int reserve_held;        /* RESERVE is whole */
+	int space_short;         /* a write met a full disk (atomic; db_note_full) */
+	uint64_t short_until_ns; /* reclaim passes follow deletes until then */
 	uint64_t reserve_releases, reserve_restores;
 	uint64_t reclaim_deletes; /* st.deletes at the last reclaim pass */
 	uint64_t reclaim_ns;      /* when it ran (env_mono_ns) */
@@ -160,8 +161,15 @@ struct cairn_db {
 /* Internal write flag of a batch with copies, resolved by its leader. */
 #define DB_COPY (1u << 29)
 
+/* Notes that the disk was found full: deletes in the next minute start
+ * reclaim passes (db_reclaim). Any thread, any lock. */
+static inline void db_note_full(struct cairn_db *db)
+{
+	__atomic_store_n(&db->space_short, 1, __ATOMIC_RELAXED);
+}
 /* Records code and a formatted message as the handle's last error and
- * returns code, so callers write `return db_err(db, r, "...")`. */
+ * returns code, so callers write `return db_err(db, r, "...")`; a
+ * CAIRN_ENOSPC is noted (db_note_full). */
 int db_err(struct cairn_db *db, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 /* Fills out with the environment's message for its last failure, or with

@@ -1156,7 +1156,7 @@ int db_blob_collect(struct cairn_db *db, int all)
 		if (r == CAIRN_ENOSPC) {
 			/* no damage: the disk is full. Collection frees space,
 			 * so it may use the reserve; else it waits for room. */
-			db->space_short = 1;
+			db_note_full(db);
 			if (reserve_release(db))
 				continue;
 			break;

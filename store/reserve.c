@@ -68,7 +68,7 @@ void reserve_open(struct cairn_db *db)
 	}
 	reserve_restore(db);
 	if (!db->reserve_held)
-		db->space_short = 1;
+		db_note_full(db);
 }
 
 int reserve_release(struct cairn_db *db)
@@ -78,7 +78,7 @@ int reserve_release(struct cairn_db *db)
 		return 0;
 	reserve_path(db, path, sizeof(path));
 	db->reserve_held = 0;
-	db->space_short = 1;
+	db_note_full(db);
 	db->reserve_releases++;
 	if (env_unlink(db->env, path) && env_exists(db->env, path) != 0)
 		return 0; /* still there: its room is not free */
