@@ -383,6 +383,7 @@ struct replay_ctx {
 	int torn;             /* the newest log ends in a torn record ... */
 	uint64_t torn_log;    /* ... this one */
 	uint64_t torn_offset; /* ... whose good part ends here */
+	int newest_unusable;  /* the newest log lost its header or start note */
 	uint64_t *empty;      /* logs that hold no record */
 	size_t nempty, cap_empty;
 };
@@ -459,6 +460,10 @@ static int replay_log(struct cairn_db *db, uint64_t number, uint64_t end, struct
 			r = r >= 0 ? CAIRN_EIO : r;
 			break;
 		}
+		if (logscan_is_note(rec)) {
+			r = 0; /* judged by the scan; holds no writes */
+			continue;
+		}
 		r = batch_iterate(rec, replay_entry, rc);
 		/* Read-only: nothing may be written, so everything stays in
 		 * memory; so it does on a full disk (the open's second try),
@@ -479,83 +484,91 @@ static int replay_log(struct cairn_db *db, uint64_t number, uint64_t end, struct
 
 /* The verdict on every log recovery needs. */
 struct log_plan {
-	struct logscan_log *logs;
-	size_t n;
+	struct logscan_set set;
 	size_t replay; /* logs to replay: the first `replay` ones */
-	int stop;      /* tolerated corruption: the rest is dropped */
+	int stop;      /* later logs are dropped (tolerated damage, a crash's cut) */
 };
 
-/* Takes a tolerated corruption at log i: its good part is replayed, the
- * rest of it and every later log dropped. */
-static void tolerate_at(struct cairn_db *db, struct log_plan *p, size_t i, int keep_i)
+/* Drops every log from i on (keeping i's good part if keep_i). */
+static void drop_from(struct cairn_db *db, struct log_plan *p, size_t i, int keep_i)
 {
 	p->stop = 1;
 	p->replay = keep_i ? i + 1 : i;
-	for (size_t j = i; j < p->n; j++) {
-		uint64_t kept = j == i && keep_i ? p->logs[j].good : 0;
-		if (p->logs[j].size > kept)
-			atomic_fetch_add(&db->st.wal_bytes_dropped, p->logs[j].size - kept);
+	for (size_t j = i; j < p->set.n; j++) {
+		uint64_t kept = j == i && keep_i ? p->set.logs[j].good : 0;
+		if (p->set.logs[j].size > kept)
+			atomic_fetch_add(&db->st.wal_bytes_dropped, p->set.logs[j].size - kept);
 	}
 }
 
+static uint64_t tables_max_seq(const struct version *v)
+{
+	uint64_t m = 0;
+	for (int lv = 0; lv < NUM_LEVELS; lv++)
+		for (int i = 0; i < v->nfiles[lv]; i++)
+			if (v->files[lv][i]->max_seq > m)
+				m = v->files[lv][i]->max_seq;
+	return m;
+}
+
 /* Decides, reading every log from min_log on and changing nothing, what
- * recovery will replay, cut and keep. Damage is CAIRN_ECORRUPT naming the
- * file and offset, unless wal_recovery tolerates it. */
+ * recovery will replay, cut and keep (logscan.h). Damage is CAIRN_ECORRUPT
+ * naming the file and offset, unless wal_recovery tolerates it. */
 static int plan_logs(struct cairn_db *db, const struct dir_scan *scan, uint64_t min_log,
                      struct log_plan *p, char *err, size_t errlen)
 {
-	char path[4096], prev[4096] = "";
 	struct log_mark mark = vset_log_mark(db->vs);
-	p->logs = calloc(scan->nlogs ? scan->nlogs : 1, sizeof(*p->logs));
-	if (!p->logs)
+	struct logscan_set *s = &p->set;
+	s->logs = calloc(scan->nlogs ? scan->nlogs : 1, sizeof(*s->logs));
+	if (!s->logs)
 		return CAIRN_ENOMEM;
-	int tolerate = db->opts.wal_recovery == CAIRN_WAL_TOLERATE_CORRUPT;
+	s->dir = db->dir;
+	s->min_log = min_log;
+	s->mark_set = mark.set;
+	s->mark_log = mark.log;
+	s->mark_length = mark.length;
+	s->mark_seq = mark.seq;
+	s->manifest_seq = vset_last_sequence(db->vs);
+	s->tables_seq = tables_max_seq(vset_current(db->vs));
+	s->next_file = vset_loaded_next_file(db->vs);
 	for (size_t i = 0; i < scan->nlogs; i++) {
 		if (scan->logs[i] < min_log)
 			continue;
-		struct logscan_log *l = &p->logs[p->n];
-		l->number = scan->logs[i];
-		l->newest = i + 1 == scan->nlogs;
-		l->strict_to = mark.set && mark.log == l->number ? mark.length : 0;
-		log_file_name(path, sizeof(path), db->dir, l->number);
-		int r = logscan_one(db->env, path, l, ref_check_cb, db, err, errlen);
-		if (r)
-			return r;
-		p->n++;
-		if (l->corrupt) {
-			if (!tolerate)
-				return CAIRN_ECORRUPT;
-			tolerate_at(db, p, p->n - 1, 1);
-			return 0;
-		}
-		size_t before = p->n - 1;
-		while (before > 0 && !p->logs[before - 1].records)
-			before--;
-		if (before > 0 &&
-		    logscan_continues(prev, &p->logs[before - 1], path, l, err, errlen)) {
-			if (!tolerate)
-				return CAIRN_ECORRUPT;
-			tolerate_at(db, p, p->n - 1, 0);
-			return 0;
-		}
-		if (l->records)
-			fmt_msg(prev, sizeof(prev), "%s", path);
+		s->logs[s->n].number = scan->logs[i];
+		s->logs[s->n].newest = i + 1 == scan->nlogs;
+		s->n++;
 	}
-	p->replay = p->n;
+	int r = logscan_all(db->env, s, ref_check_cb, db, err, errlen);
+	if (r)
+		return r;
+	p->replay = s->replay;
+	if (s->damaged && db->opts.wal_recovery != CAIRN_WAL_TOLERATE_CORRUPT)
+		return s->damaged;
+	if (s->damaged && s->n)
+		drop_from(db, p, s->bad, s->keep_bad);
+	else if (s->cut)
+		drop_from(db, p, s->replay - 1, 1);
 	return 0;
 }
 
 /* Creates log number as *wp. Touches nothing of db but its directory, so
  * it may run without mu. */
-static int open_log(struct cairn_db *db, uint64_t number, struct wal_writer **wp, char *err,
-                    size_t errlen)
+static int open_log(struct cairn_db *db, uint64_t number, const struct log_note *start,
+                    struct wal_writer **wp, char *err, size_t errlen)
 {
-	char path[4096];
+	char path[4096], note[LOG_NOTE_SIZE];
 	struct env_file *f;
 	log_file_name(path, sizeof(path), db->dir, number);
+	logscan_note_encode(start, note);
 	int r = env_open_write(db->env, path, &f);
 	if (!r) {
 		r = wal_writer_new(f, WAL_KIND_LOG, wp);
+		if (!r)
+			r = wal_add(*wp, note, sizeof(note));
+		if (r && *wp) {
+			wal_writer_close(*wp);
+			*wp = NULL;
+		}
 		if (!r) {
 			/* The new log's directory entry must be durable before any
 			 * write in it is acknowledged as synced. */
@@ -575,34 +588,39 @@ static int open_log(struct cairn_db *db, uint64_t number, struct wal_writer **wp
 	return r;
 }
 
-static void use_log(struct cairn_db *db, uint64_t number, struct wal_writer *w)
+/* unsynced: bytes of w not known synced (a new log's header and note) */
+static void use_log(struct cairn_db *db, uint64_t number, struct wal_writer *w, uint64_t unsynced)
 {
 	db->log = w;
 	db->log_number = number;
-	db->log_unsynced = 0;
+	db->log_unsynced = unsynced;
 	db->log_size = wal_size(w);
+	db->log_holds_writes = 0;
 }
 
-static int new_log(struct cairn_db *db, char *err, size_t errlen)
+static int new_log(struct cairn_db *db, const struct log_note *start, char *err, size_t errlen)
 {
 	struct wal_writer *w;
 	uint64_t number = vset_new_file_number(db->vs);
-	int r = open_log(db, number, &w, err, errlen);
+	struct log_note n = *start;
+	n.seq = vset_last_sequence(db->vs) + 1;
+	int r = open_log(db, number, &n, &w, err, errlen);
 	if (!r)
-		use_log(db, number, w);
+		use_log(db, number, w, wal_size(w));
 	return r;
 }
 
 /* Goes on appending to the newest log when replay found it whole (or cut
  * its torn tail), so an open creates no file; starts a new one otherwise. */
 static int reuse_or_new_log(struct cairn_db *db, const struct dir_scan *scan, uint64_t min_log,
-                            const struct replay_ctx *rc, char *err, size_t errlen)
+                            const struct replay_ctx *rc, const struct log_note *start, char *err,
+                            size_t errlen)
 {
 	if (!scan->nlogs)
-		return new_log(db, err, errlen);
+		return new_log(db, start, err, errlen);
 	uint64_t newest = scan->logs[scan->nlogs - 1];
-	if (newest < min_log || (rc->torn && rc->torn_offset < WAL_FILE_HEADER))
-		return new_log(db, err, errlen);
+	if (newest < min_log || rc->newest_unusable)
+		return new_log(db, start, err, errlen);
 	char path[4096];
 	struct env_file *f;
 	struct wal_writer *w;
@@ -616,7 +634,9 @@ static int reuse_or_new_log(struct cairn_db *db, const struct dir_scan *scan, ui
 		fmt_msg(err, errlen, "cannot append to log '%s': %s", path, detail);
 		return r;
 	}
-	use_log(db, newest, w);
+	/* recovery synced it (sync_kept_logs) */
+	use_log(db, newest, w, 0);
+	db->log_holds_writes = 1;
 	return 0;
 }
 
@@ -627,7 +647,9 @@ static void remove_empty_logs(struct cairn_db *db, const struct replay_ctx *rc)
 	char path[4096];
 	int removed = 0;
 	for (size_t i = 0; i < rc->nempty; i++) {
-		if (rc->empty[i] == db->log_number)
+		/* the manifest's log number must name a file, so that a missing
+		 * one shows (logscan.h) */
+		if (rc->empty[i] == db->log_number || rc->empty[i] == vset_log_number(db->vs))
 			continue;
 		log_file_name(path, sizeof(path), db->dir, rc->empty[i]);
 		removed |= env_unlink(db->env, path) == 0;
@@ -676,14 +698,9 @@ static int cut_torn_tail(struct cairn_db *db, uint64_t number, uint64_t good, ch
 {
 	char path[4096];
 	log_file_name(path, sizeof(path), db->dir, number);
-	int r;
-	if (good < WAL_FILE_HEADER) {
-		r = env_unlink(db->env, path);
-		if (!r)
-			r = env_sync_dir(db->env, db->dir);
-	} else {
-		r = sync_log_file(db, path, (int64_t)good);
-	}
+	/* A log that lost even its header stays as an empty file: the
+	 * manifest's log number may name it, and a missing one is damage. */
+	int r = sync_log_file(db, path, good < WAL_FILE_HEADER ? 0 : (int64_t)good);
 	if (r) {
 		char detail[256];
 		db_io_detail(db, detail, sizeof(detail), r);
@@ -724,6 +741,44 @@ static int sync_kept_logs(struct cairn_db *db, const struct dir_scan *scan, uint
 	return 0;
 }
 
+/* The start note of a log recovery starts: it names the newest log of the
+ * plan (when kept: the newest that holds writes, as an empty one is
+ * removed), its length as recovery leaves it (a torn tail is cut), and how
+ * much of it is synced (the cut is; kept logs are: sync_kept_logs). */
+static struct log_note next_start_note(const struct log_plan *p, int kept)
+{
+	struct log_note n = {.kind = LOG_NOTE_START};
+	if (!p->set.n)
+		return n;
+	size_t last = p->set.n - 1;
+	while (kept && last > 0 && !p->set.logs[last].records)
+		last--;
+	const struct logscan_log *l = &p->set.logs[last];
+	int cut = last < p->replay && l->torn;
+	n.prev = l->number;
+	n.length = cut ? l->good : l->size;
+	n.synced = cut || kept ? n.length : l->strict_to < n.length ? l->strict_to : n.length;
+	n.flags = l->records ? LOG_NOTE_HOLDS_WRITES : 0;
+	return n;
+}
+
+/* Cuts every torn log recovery replays back to its good part, before any
+ * newer log exists: if this open is itself cut short, the next recovery
+ * must find them as this one leaves them (and the start note of a log this
+ * open starts says so). */
+static int cut_torn_logs(struct cairn_db *db, const struct log_plan *p, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < p->replay; i++) {
+		const struct logscan_log *l = &p->set.logs[i];
+		if (!l->torn)
+			continue;
+		int r = cut_torn_tail(db, l->number, l->good, err, errlen);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* The log a clean close marked must be there (unless it held nothing). */
 static int check_mark_log(struct cairn_db *db, const struct dir_scan *scan, char *err,
                           size_t errlen)
@@ -743,16 +798,24 @@ static int check_mark_log(struct cairn_db *db, const struct dir_scan *scan, char
 	return CAIRN_ECORRUPT;
 }
 
-/* Recovery keeps the logs and the replayed memtable. */
+/* Recovery keeps the logs and the replayed memtable. first_log is the
+ * oldest log the plan holds (0: none). */
 static int keep_logs(struct cairn_db *db, const struct dir_scan *scan, uint64_t min_log,
-                     struct replay_ctx *rc, int stop, struct version_edit *edit, char *err,
-                     size_t errlen)
+                     struct replay_ctx *rc, int stop, const struct log_note *start,
+                     uint64_t first_log, struct version_edit *edit, char *err, size_t errlen)
 {
 	int r = sync_kept_logs(db, scan, min_log, rc, err, errlen);
 	if (!r && !stop)
-		r = reuse_or_new_log(db, scan, min_log, rc, err, errlen);
+		r = reuse_or_new_log(db, scan, min_log, rc, start, err, errlen);
 	else if (!r)
-		r = new_log(db, err, errlen);
+		r = new_log(db, start, err, errlen);
+	/* the manifest's log number must name a log that exists (after a
+	 * repair it names one never made), or a missing one would not show */
+	uint64_t first = first_log ? first_log : db->log_number;
+	if (!r && first != min_log) {
+		edit->has_log_number = 1;
+		edit->log_number = first;
+	}
 	if (!r && !edit_is_empty(edit))
 		r = vset_log_and_apply(db->vs, edit, err, errlen);
 	if (!r) {
@@ -798,8 +861,11 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 		r = plan_logs(db, &scan, min_log, &plan, err, errlen);
 	stop = plan.stop;
 	for (size_t i = 0; !r && i < plan.replay; i++) {
-		const struct logscan_log *l = &plan.logs[i];
-		if (l->torn) {
+		const struct logscan_log *l = &plan.set.logs[i];
+		if (l->newest)
+			rc.newest_unusable =
+			        l->good < WAL_FILE_HEADER || (l->version >= 2 && !l->has_start);
+		if (l->torn && l->newest) {
 			rc.torn = 1;
 			rc.torn_log = l->number;
 			rc.torn_offset = l->good;
@@ -810,7 +876,7 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 		if (!r)
 			r = replay_log(db, l->number, l->good, &rc, &edit, err, errlen);
 	}
-	free(plan.logs);
+	uint64_t first_log = plan.set.n ? plan.set.logs[0].number : 0;
 	if (!r && rc.max_seq > vset_last_sequence(db->vs))
 		vset_set_last_sequence(db->vs, rc.max_seq);
 	if (db->opts.read_only) {
@@ -820,18 +886,19 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 			rc.mem = NULL;
 		}
 	}
-	/* A torn tail is cut off for good before any newer log exists: if this
-	 * open is itself cut short, the next recovery must find this log
-	 * whole, as it will no longer be the newest. */
-	if (!r && !db->opts.read_only && rc.torn)
-		r = cut_torn_tail(db, rc.torn_log, rc.torn_offset, err, errlen);
+	if (!r && !db->opts.read_only)
+		r = cut_torn_logs(db, &plan, err, errlen);
+	int keep = !r && !db->opts.read_only && keep_recovered(db, &rc, 0);
+	struct log_note start = next_start_note(&plan, keep);
+	struct log_note start_kept = next_start_note(&plan, 1); /* a full disk's */
+	free(plan.set.logs);
 	if (r || db->opts.read_only) {
 		/* nothing more to do */
-	} else if (keep_recovered(db, &rc, 0)) {
+	} else if (keep) {
 		/* The logs stay until this memtable is flushed, so an open that
 		 * finds a little data (a command-line put, say) leaves no tiny
 		 * table behind. */
-		r = keep_logs(db, &scan, min_log, &rc, stop, &edit, err, errlen);
+		r = keep_logs(db, &scan, min_log, &rc, stop, &start, first_log, &edit, err, errlen);
 	} else {
 		/* Everything replayed goes to tables and every old log becomes
 		 * obsolete: after a tolerated corruption the damaged log must
@@ -847,10 +914,11 @@ static int recover(struct cairn_db *db, char *err, size_t errlen)
 			 * it is flushed once the disk has room. */
 			edit_free(&edit);
 			edit_init(&edit);
-			r = keep_logs(db, &scan, min_log, &rc, stop, &edit, err, errlen);
+			r = keep_logs(db, &scan, min_log, &rc, stop, &start_kept, first_log, &edit,
+			              err, errlen);
 		} else {
 			if (!r)
-				r = new_log(db, err, errlen);
+				r = new_log(db, &start, err, errlen);
 			if (!r) {
 				edit.has_log_number = 1;
 				edit.log_number = db->log_number;
@@ -879,6 +947,7 @@ static void db_free(struct cairn_db *db)
 {
 	if (db->log)
 		wal_writer_close(db->log);
+	wal_writer_close(db->prev_log);
 	if (db->mem)
 		mem_unref(db->mem);
 	if (db->imm)
@@ -1204,16 +1273,18 @@ CAIRN_EXPORT int cairn_errmsg(struct cairn_db *db, char *buf, size_t len)
 #define DB_FREEZE (1u << 31)
 
 /* With mu held, as the leader: freezes mem as imm and starts a new log.
- * imm must be NULL. The old log is synced before the new one exists, so
- * that a crash can never keep later writes (in the new log) and lose
- * earlier ones (in the old), and recovery only ever meets a torn record in
- * the newest log. A failed sync is fatal (see do_write); a full disk while
- * creating the new log changes nothing and is not.
+ * imm must be NULL. The old log is not synced here (that sync wrote every
+ * byte of every log to the disk): the new log starts with a note of the old
+ * one's length and how much of it is synced, and the old one is synced
+ * before the new one's first sync (sync_log_with_prev), so a crash can
+ * never keep later writes that were synced and lose earlier ones; recovery
+ * drops a later log when an earlier one came back shorter than its start
+ * note says (logscan.h). A failed sync is fatal (see do_write); a full disk
+ * while creating the new log changes nothing and is not.
  *
- * In threaded mode the sync and the creation of the new log run with mu
- * dropped (a sync of a whole memtable's log takes milliseconds, and readers
- * and the background thread need mu meanwhile): the leader alone touches
- * the log, mem and imm, and the writers queued behind it wait for it. */
+ * In threaded mode the creation of the new log (a directory sync) runs
+ * with mu dropped: the leader alone touches the log, mem and imm, and the
+ * writers queued behind it wait for it. */
 static int switch_memtable(struct cairn_db *db)
 {
 	char err[256];
@@ -1224,28 +1295,41 @@ static int switch_memtable(struct cairn_db *db)
 	struct wal_writer *old = db->log, *w = NULL;
 	uint64_t old_number = db->log_number;
 	uint64_t number = vset_new_file_number(db->vs);
-	int sync_old = db->log_unsynced != 0, threaded = db->opts.background_threads > 0;
-	/* The blob file is synced before the log (its references) and without
-	 * mu, which blob_mu precedes; inline mode drops mu for that only, at a
-	 * point where the leader has changed nothing yet. */
+	int threaded = db->opts.background_threads > 0;
+	/* imm is gone, so the log before the old one is normally obsolete;
+	 * if it is still needed it is synced now, so that at most one log
+	 * waits for its sync */
+	int sync_prev = db->prev_log && db->prev_log_unsynced &&
+	                db->prev_log_number >= vset_log_number(db->vs);
+	struct log_note note = {.kind = LOG_NOTE_START,
+	                        .flags = db->log_holds_writes ? LOG_NOTE_HOLDS_WRITES : 0,
+	                        .seq = vset_last_sequence(db->vs) + 1,
+	                        .prev = old_number,
+	                        .length = wal_size(old),
+	                        .synced = wal_size(old) - db->log_unsynced};
+	/* The blob file is synced, though the log is not: the flush of the
+	 * frozen memtable makes its references durable in a table (and a
+	 * blob file must be before any log that refers to it). Without mu,
+	 * which blob_mu precedes; inline mode drops mu for that only, at a
+	 * point where the leader has changed nothing yet. A blob file with
+	 * nothing unsynced costs nothing. */
 	env_mutex_unlock(&db->mu);
-	if (sync_old)
-		r = db_blob_sync_active(db);
+	r = db_blob_sync_active(db);
 	if (!threaded)
 		env_mutex_lock(&db->mu);
 	if (r) {
 		fmt_msg(err, sizeof(err), "%s", "the blob file sync before the log sync failed");
-	} else if (sync_old) {
-		r = wal_sync(old);
+	} else if (sync_prev) {
+		r = wal_sync(db->prev_log);
 		atomic_fetch_add(&db->st.wal_syncs, 1);
 		if (r) {
 			char detail[256];
 			db_io_detail(db, detail, sizeof(detail), r);
 			fmt_msg(err, sizeof(err), "sync of log %06llu.log failed: %s",
-			        (unsigned long long)old_number, detail);
+			        (unsigned long long)db->prev_log_number, detail);
 		}
 	}
-	int log_r = r ? 0 : open_log(db, number, &w, err, sizeof(err));
+	int log_r = r ? 0 : open_log(db, number, &note, &w, err, sizeof(err));
 	if (threaded)
 		env_mutex_lock(&db->mu);
 	if (r) {
@@ -1253,15 +1337,17 @@ static int switch_memtable(struct cairn_db *db)
 		db_set_bg_error(db, r, err);
 		return db_err(db, r, "%s", err);
 	}
-	db->log_unsynced = 0;
 	if (log_r) {
 		mem_unref(fresh);
 		if (log_r != CAIRN_ENOSPC)
 			db_set_bg_error(db, log_r, err);
 		return db_err(db, log_r, "cannot switch to a new log: %s", err);
 	}
-	use_log(db, number, w);
-	wal_writer_close(old);
+	wal_writer_close(db->prev_log);
+	db->prev_log = old;
+	db->prev_log_number = old_number;
+	db->prev_log_unsynced = db->log_unsynced != 0;
+	use_log(db, number, w, wal_size(w));
 	db->imm = db->mem;
 	db->imm_log_number = old_number;
 	db->mem = fresh;
@@ -1423,6 +1509,22 @@ static int rollback_log(struct cairn_db *db, uint64_t size)
 	return wal_truncate(db->log, size);
 }
 
+/* As the leader, with mu dropped, once the log before the current one is
+ * synced: appends a note saying so, which makes recovery hold that log
+ * strict to its end (logscan.h). */
+static int note_prev_synced(struct cairn_db *db)
+{
+	uint64_t len = wal_size(db->prev_log);
+	struct log_note n = {.kind = LOG_NOTE_SYNCED,
+	                     .flags = LOG_NOTE_HOLDS_WRITES,
+	                     .prev = db->prev_log_number,
+	                     .length = len,
+	                     .synced = len};
+	char note[LOG_NOTE_SIZE];
+	logscan_note_encode(&n, note);
+	return wal_add(db->log, note, sizeof(note));
+}
+
 static int do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)
 {
 	return db_do_write(db, b, flags, NULL);
@@ -1516,6 +1618,8 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		struct memtable *mem = db->mem;
 		uint64_t unsynced = db->log_unsynced;
 		uint64_t log_size = wal_size(db->log);
+		int prev_pending = db->prev_log && db->prev_log_unsynced;
+		int prev_needed = prev_pending && db->prev_log_number >= vset_log_number(db->vs);
 		if (!parts) {
 			r = db_err(db, CAIRN_ENOMEM, "cannot allocate a log record");
 		} else if (seq + count > MAX_SEQUENCE) {
@@ -1524,7 +1628,7 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 		env_mutex_unlock(&db->mu);
 
 		uint64_t wal_bytes = 0;
-		int sync_failed = 0, blob_failed = 0, attempted = !r;
+		int sync_failed = 0, blob_failed = 0, prev_failed = 0, attempted = !r;
 		if (!r && count) {
 			enc_fixed64(header, seq);
 			enc_fixed32(header + 8, count);
@@ -1539,18 +1643,28 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 					break;
 			}
 			r = wal_addv(db->log, parts, np);
-			wal_bytes = wal_size(db->log) - log_size;
 		}
 		if (!r && sync && (count || unsynced)) {
 			/* Every batch of the group appended its large values
 			 * before its record: they become durable first. */
 			r = db_blob_sync_active(db);
 			blob_failed = r != 0;
-			if (!r)
+			if (!r && prev_needed) {
+				/* before the first sync of this log (see
+				 * switch_memtable) */
+				r = wal_sync(db->prev_log);
+				atomic_fetch_add(&db->st.wal_syncs, 1);
+				prev_failed = sync_failed = r != 0;
+				if (!r)
+					r = note_prev_synced(db);
+			}
+			if (!r) {
 				r = wal_sync(db->log);
-			atomic_fetch_add(&db->st.wal_syncs, 1);
-			sync_failed = r != 0;
+				atomic_fetch_add(&db->st.wal_syncs, 1);
+				sync_failed = r != 0;
+			}
 		}
+		wal_bytes = wal_size(db->log) - log_size;
 		uint64_t next_seq = seq;
 		for (struct db_writer *x = &w; !r && count; x = x->next) {
 			if (x->batch && x->batch->count) {
@@ -1590,7 +1704,9 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 			char detail[256], msg[400];
 			db_io_detail(db, detail, sizeof(detail), r);
 			fmt_msg(msg, sizeof(msg), "%s of log %06llu.log failed: %s",
-			        sync_failed ? "sync" : "write", (unsigned long long)db->log_number,
+			        sync_failed ? "sync" : "write",
+			        (unsigned long long)(prev_failed ? db->prev_log_number
+			                                         : db->log_number),
 			        detail);
 			db_set_bg_error(db, r, msg);
 			db_err(db, r, "%s", msg);
@@ -1599,6 +1715,13 @@ int db_do_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags
 				vset_set_last_sequence(db->vs, seq + count - 1);
 			db->log_unsynced = sync ? 0 : unsynced + wal_bytes;
 			db->log_size = log_size + wal_bytes;
+			db->log_holds_writes |= count != 0;
+			if (sync && prev_pending) {
+				/* synced, or obsolete: no longer waits */
+				wal_writer_close(db->prev_log);
+				db->prev_log = NULL;
+				db->prev_log_unsynced = 0;
+			}
 		}
 	}
 	for (;;) {

@@ -88,6 +88,12 @@ struct cairn_db {
 	                            updates it under mu; wal_size is not safe
 	                            to read while the leader appends) */
 	uint64_t imm_log_number; /* the log that holds imm's data */
+	int log_holds_writes;    /* a batch went to log */
+	/* The log before log (the leader's, like log): not synced at the
+	 * switch, it must be before log's first sync (sync_log_with_prev). */
+	struct wal_writer *prev_log;
+	uint64_t prev_log_number;
+	int prev_log_unsynced;
 
 	struct version_set *vs;
 	struct table_cache *tc;

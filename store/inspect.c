@@ -101,9 +101,7 @@ struct check {
 	uint64_t manifest_number, manifest_size, log_number, next_file;
 	int has_log_number, has_next_file;
 	struct log_mark mark; /* the manifest's last one */
-	/* the last log verified that held records (logs go in number order) */
-	struct logscan_log prev_log;
-	char prev_path[INSPECT_PATH_LEN];
+	uint64_t last_seq;    /* the manifest's last sequence */
 	uint64_t done, total;
 };
 
@@ -422,6 +420,8 @@ static int apply_edit(struct check *c, const char *path, uint64_t off, const str
 		c->has_next_file = 1;
 		c->next_file = e->next_file_number;
 	}
+	if (e->has_last_seq)
+		c->last_seq = e->last_sequence;
 	return 0;
 }
 
@@ -532,32 +532,94 @@ static void verify_table(struct check *c, const struct dir_entry *e)
 	table_close(t);
 }
 
-/* Judges a log by the rules open applies (logscan.h): damage, a torn record
- * where none may be, and sequence numbers that do not run on from the log
- * before. Logs are visited in increasing number. */
-static void verify_log(struct check *c, const struct dir_entry *e, int newest)
+static uint64_t newest_log(const struct check *c)
 {
-	char path[INSPECT_PATH_LEN], err[512] = "";
-	struct logscan_log l = {.number = e->number, .newest = newest};
-	path_of(c, e->name, path, sizeof(path));
-	if (c->mark.set && c->mark.log == e->number)
-		l.strict_to = c->mark.length;
-	int r = logscan_one(c->env, path, &l, NULL, NULL, err, sizeof(err));
+	uint64_t n = 0;
+	for (size_t i = 0; i < c->nents; i++)
+		if (c->ents[i].kind == KIND_LOG && c->ents[i].number > n)
+			n = c->ents[i].number;
+	return n;
+}
+
+static int cmp_log(const void *a, const void *b)
+{
+	uint64_t x = ((const struct logscan_log *)a)->number;
+	uint64_t y = ((const struct logscan_log *)b)->number;
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t tables_max_seq(const struct check *c)
+{
+	uint64_t m = 0;
+	for (size_t i = 0; i < c->nlive; i++)
+		if (c->live[i].level != LIVE_BLOB && c->live[i].max_seq > m)
+			m = c->live[i].max_seq;
+	return m;
+}
+
+/* Reports what logscan found in one log. */
+static void report_log(struct check *c, const struct logscan_set *s, size_t k)
+{
+	char path[INSPECT_PATH_LEN];
+	const struct logscan_log *l = &s->logs[k];
+	if (s->damaged && k == s->bad && !s->keep_bad) {
+		/* a gap before the log, or the log before it missing */
+		log_file_name(path, sizeof(path), c->dir, s->missing ? s->missing : l->number);
+		report(c, path, 0, "%s", strip_file_prefix(l->why, path));
+		return;
+	}
+	if (!l->corrupt)
+		return;
+	log_file_name(path, sizeof(path), c->dir, l->number);
+	report(c, path, l->bad_offset, "%s", strip_file_prefix(l->why, path));
+}
+
+/* Judges every log the manifest needs by the rules open applies
+ * (logscan.h): damage, a torn record where none may be, a log missing or
+ * shorter than the next one's start note says it was synced, sequence
+ * numbers that do not run on. */
+static void verify_logs(struct check *c)
+{
+	char err[1024] = "", path[INSPECT_PATH_LEN];
+	struct logscan_set s = {.dir = c->dir};
+	s.logs = calloc(c->nents ? c->nents : 1, sizeof(*s.logs));
+	if (!s.logs) {
+		report(c, c->dir, 0, "out of memory checking the logs");
+		return;
+	}
+	uint64_t newest = newest_log(c);
+	if (c->have_manifest) {
+		s.min_log = c->log_number;
+		s.mark_set = c->mark.set;
+		s.mark_log = c->mark.log;
+		s.mark_length = c->mark.length;
+		s.mark_seq = c->mark.seq;
+		s.manifest_seq = c->last_seq;
+		s.tables_seq = tables_max_seq(c);
+		s.next_file = c->has_next_file ? c->next_file : UINT64_MAX;
+	}
+	for (size_t i = 0; i < c->nents; i++) {
+		const struct dir_entry *e = &c->ents[i];
+		if (e->kind != KIND_LOG || e->number < s.min_log)
+			continue;
+		s.logs[s.n].number = e->number;
+		s.logs[s.n].newest = e->number == newest;
+		s.n++;
+	}
+	qsort(s.logs, s.n, sizeof(*s.logs), cmp_log);
+	int r = logscan_all(c->env, &s, NULL, NULL, err, sizeof(err));
 	if (r) {
-		report(c, path, 0, "cannot be read: %s", strip_file_prefix(err, path));
-		return;
+		report(c, c->dir, 0, "a log cannot be read: %s", err);
+	} else if (s.first_missing) {
+		log_file_name(path, sizeof(path), c->dir, s.missing);
+		report(c, path, 0, "%s", strip_file_prefix(err, path));
+	} else {
+		/* what open would drop after a crash's cut is no damage */
+		size_t upto = s.cut ? s.replay : s.n;
+		for (size_t k = 0; k < upto; k++)
+			report_log(c, &s, k);
 	}
-	if (l.corrupt) {
-		report(c, path, l.bad_offset, "%s", strip_file_prefix(err, path));
-		return;
-	}
-	if (c->prev_log.records &&
-	    logscan_continues(c->prev_path, &c->prev_log, path, &l, err, sizeof(err)))
-		report(c, path, 0, "%s", err);
-	if (l.records) {
-		c->prev_log = l;
-		fmt_msg(c->prev_path, sizeof(c->prev_path), "%s", path);
-	}
+	free(s.logs);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -616,16 +678,7 @@ static void verify_blob(struct check *c, const struct dir_entry *e)
 		report(c, path, 0, "%s", strip_file_prefix(err, path));
 }
 
-static uint64_t newest_log(const struct check *c)
-{
-	uint64_t n = 0;
-	for (size_t i = 0; i < c->nents; i++)
-		if (c->ents[i].kind == KIND_LOG && c->ents[i].number > n)
-			n = c->ents[i].number;
-	return n;
-}
-
-static void check_entry(struct check *c, const struct dir_entry *e, uint64_t newest)
+static void check_entry(struct check *c, const struct dir_entry *e)
 {
 	char path[INSPECT_PATH_LEN];
 	path_of(c, e->name, path, sizeof(path));
@@ -652,8 +705,7 @@ static void check_entry(struct check *c, const struct dir_entry *e, uint64_t new
 			       c->log_number);
 			break;
 		}
-		verify_log(c, e, e->number == newest);
-		break;
+		break; /* judged together (verify_logs) */
 	case KIND_MANIFEST:
 		if (c->have_manifest && e->number != c->manifest_number && !in_flight(c, e->number))
 			report(c, path, 0, "stray manifest: CURRENT names MANIFEST-%06" PRIu64,
@@ -683,7 +735,7 @@ static void reset(struct check *c)
 	c->have_manifest = c->has_log_number = c->has_next_file = 0;
 	c->manifest_number = c->manifest_size = c->log_number = c->next_file = 0;
 	memset(&c->mark, 0, sizeof(c->mark));
-	memset(&c->prev_log, 0, sizeof(c->prev_log));
+	c->last_seq = 0;
 	c->done = 0;
 }
 
@@ -710,9 +762,9 @@ static int check_once(struct check *c)
 		       " at a clean close",
 		       c->mark.length);
 	}
-	uint64_t newest = newest_log(c);
 	for (size_t i = 0; i < c->nents; i++)
-		check_entry(c, &c->ents[i], newest);
+		check_entry(c, &c->ents[i]);
+	verify_logs(c);
 	return 0;
 }
 

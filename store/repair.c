@@ -28,6 +28,7 @@
 #include "db.h"
 #include "dbformat.h"
 #include "env.h"
+#include "logscan.h"
 #include "memtable.h"
 #include "sstable.h"
 #include "util.h"
@@ -455,13 +456,17 @@ static int rp_log(struct repair *rp, struct rp_file *f)
 	}
 	if (memcmp(d, "cairnlog", 8) != 0 || crc32c_unmask(dec_fixed32(d + 12)) != crc32c(d, 12)) {
 		rp_note(rp, f->name, 0, WAL_FILE_HEADER, "damaged: bad file header");
-	} else if (dec_fixed16(d + 8) > 1) {
+	} else if (dec_fixed16(d + 8) > 2) {
 		free(d);
 		return rp_cannot_read(rp, path, CAIRN_EVERSION, "written by a newer cairn");
 	}
 	while (pos < f->size) {
 		if (rec_ok(d, f->size, pos, &len)) {
 			struct slice rec = slice_make(d + pos + WAL_RECORD_HEADER, (size_t)len);
+			if (logscan_is_note(rec)) { /* holds no writes (logscan.h) */
+				pos += WAL_RECORD_HEADER + len;
+				continue;
+			}
 			r = batch_iterate(rec, replay_entry, rp);
 			if (r == CAIRN_ENOMEM)
 				break;

@@ -70,6 +70,7 @@ struct version_set {
 	struct cairn_options opts;
 	struct table_cache *tc;
 	uint64_t next_file, manifest_number, last_seq, log_number;
+	uint64_t loaded_next_file;   /* as the manifest recorded it */
 	struct wal_writer *manifest; /* NULL until created or first edited */
 	/* recovered for writing: the first edit starts a new manifest (the old
 	 * one may end in a torn record, after which nothing may be appended) */
@@ -1088,6 +1089,11 @@ uint64_t vset_new_file_number(struct version_set *vs)
 	return vs->next_file++;
 }
 
+uint64_t vset_loaded_next_file(const struct version_set *vs)
+{
+	return vs->loaded_next_file;
+}
+
 uint64_t vset_next_file(const struct version_set *vs)
 {
 	return vs->next_file;
@@ -1464,7 +1470,7 @@ int vset_recover(struct version_set *vs, char *err, size_t errlen)
 	r = replay_manifest(vs, path, &v, &st, err, errlen);
 	if (r)
 		return r;
-	vs->next_file = st.next_file;
+	vs->next_file = vs->loaded_next_file = st.next_file;
 	vs->last_seq = st.last_seq;
 	vs->log_number = st.has_log ? st.log_number : 0;
 	vs->manifest_number = number;

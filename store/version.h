@@ -201,6 +201,10 @@ struct version *vset_current(struct version_set *vs); /* no ref taken */
 uint64_t vset_new_file_number(struct version_set *vs);
 /* The number the next vset_new_file_number call returns. */
 uint64_t vset_next_file(const struct version_set *vs);
+/* The next file number the loaded manifest recorded (before any number
+ * seen in use raised it): a log number at or above it was never given to a
+ * log. 0 for a database just created. */
+uint64_t vset_loaded_next_file(const struct version_set *vs);
 /* Makes sure later file numbers are above n (numbers seen while recovering). */
 void vset_mark_file_number_used(struct version_set *vs, uint64_t n);
 uint64_t vset_last_sequence(const struct version_set *vs);

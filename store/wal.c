@@ -24,8 +24,10 @@
 #include <string.h>
 
 /* Format versions: a manifest of version 2 may hold log marks (version edit
- * tag 10), which version 1 readers cannot skip. Logs are still version 1. */
-#define WAL_LOG_VERSION      1
+ * tag 10), which version 1 readers cannot skip. A log of version 2 starts
+ * with a start note and may hold notes (logscan.h), which version 1 readers
+ * would take for malformed batches. */
+#define WAL_LOG_VERSION      2
 #define WAL_MANIFEST_VERSION 2
 
 static unsigned wal_version(enum wal_kind kind)
@@ -234,6 +236,8 @@ struct wal_reader {
 	int done;      /* reading ended: every later call returns result */
 	int result;
 	enum wal_bad bad; /* why a CAIRN_ECORRUPT result */
+	unsigned version; /* of the file header; 0 when there is none */
+	uint64_t bad_end; /* a bad record's bytes end here (header: pos + 12) */
 	char *buf;        /* file bytes [buf_off, buf_off + buf_len) */
 	size_t cap;
 	uint64_t buf_off;
@@ -368,6 +372,7 @@ static int wal_check_header(struct wal_reader *r, enum wal_kind kind, char *err,
 		return CAIRN_ECORRUPT;
 	}
 	r->pos = r->good = WAL_FILE_HEADER;
+	r->version = version;
 	return 0;
 }
 
@@ -467,6 +472,7 @@ int wal_next(struct wal_reader *r, struct slice *rec, char *err, size_t errlen)
 		rc = wal_zero_to_eof(r, r->pos, err, errlen);
 		if (rc < 0)
 			return rc;
+		r->bad_end = r->pos + WAL_RECORD_HEADER;
 		return wal_finish(r, rc ? WAL_TORN : CAIRN_ECORRUPT, WAL_BAD_HEADER, err, errlen);
 	}
 	len = dec_fixed32(p);
@@ -480,6 +486,7 @@ int wal_next(struct wal_reader *r, struct slice *rec, char *err, size_t errlen)
 		return rc;
 	if (crc32c_unmask(dec_fixed32(p + 4)) != crc32c(p + WAL_RECORD_HEADER, len)) {
 		int last = r->pos + WAL_RECORD_HEADER + len == r->size;
+		r->bad_end = r->pos + WAL_RECORD_HEADER + len;
 
 		return wal_finish(r, last ? WAL_TORN : CAIRN_ECORRUPT, WAL_BAD_PAYLOAD, err,
 		                  errlen);
@@ -493,6 +500,37 @@ int wal_next(struct wal_reader *r, struct slice *rec, char *err, size_t errlen)
 uint64_t wal_good_offset(const struct wal_reader *r)
 {
 	return r->good;
+}
+
+unsigned wal_reader_version(const struct wal_reader *r)
+{
+	return r->version;
+}
+
+#define WAL_PAGE 4096u
+
+int wal_bad_is_hole(struct wal_reader *r, char *err, size_t errlen)
+{
+	if (!r->done || r->result != CAIRN_ECORRUPT || r->bad == WAL_BAD_LENGTH)
+		return 0;
+	/* Power loss leaves whole pages unwritten (zeros) from wherever the
+	 * synced part ended: some page the record touches reads as zeros from
+	 * the record (or the page start) to the page end or the file end. */
+	uint64_t end = r->bad_end < r->size ? r->bad_end : r->size;
+	for (uint64_t pg = r->pos / WAL_PAGE; pg * WAL_PAGE < end; pg++) {
+		uint64_t lo = pg * WAL_PAGE < r->pos ? r->pos : pg * WAL_PAGE;
+		uint64_t hi = (pg + 1) * WAL_PAGE < r->size ? (pg + 1) * WAL_PAGE : r->size;
+		const char *p;
+		int rc = wal_fill(r, lo, (size_t)(hi - lo), &p, err, errlen);
+		if (rc)
+			return rc;
+		size_t i = 0;
+		while (i < hi - lo && !p[i])
+			i++;
+		if (i == hi - lo)
+			return 1;
+	}
+	return 0;
 }
 
 void wal_reader_close(struct wal_reader *r)

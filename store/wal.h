@@ -72,6 +72,13 @@ enum wal_read {
 int wal_next(struct wal_reader *r, struct slice *rec, char *err, size_t errlen);
 /* Offset just past the last good record read. */
 uint64_t wal_good_offset(const struct wal_reader *r);
+/* The format version of the file header (0: the file has none). */
+unsigned wal_reader_version(const struct wal_reader *r);
+/* After wal_next returned CAIRN_ECORRUPT: 1 if the bad record touches a page
+ * that reads as zeros from the record (or the page start) to the page end
+ * or the end of the file, as power loss leaves pages the file system
+ * allocated but never wrote; 0 if not; or an I/O error with err set. */
+int wal_bad_is_hole(struct wal_reader *r, char *err, size_t errlen);
 void wal_reader_close(struct wal_reader *r);
 
 #endif

@@ -262,8 +262,9 @@ Test(repair, log_records_after_a_damaged_one_are_replayed)
 	struct cairn_repair_report rep;
 	build(dir);
 	char *log = file_of(dir, ".log", 1);
-	/* the payload of the first record: the deletion of k00000 */
-	flip(log, 16 + 12 + 2);
+	/* the payload of the first batch (after the start note): the
+	 * deletion of k00000 */
+	flip(log, 16 + 12 + 46 + 12 + 2);
 	repair(dir, &rep);
 	cr_assert_eq(rep.logs_damaged, 1);
 	live[0] = 1; /* its deletion was in the lost record */

@@ -370,8 +370,10 @@ Test(wal, wal_rejects_bad_file_headers)
 	put_header("cairnlog", 0, WAL_KIND_LOG, 1);
 	cr_assert_eq(open_status(WAL_KIND_LOG, err, sizeof(err)), CAIRN_ECORRUPT);
 	put_header("cairnlog", 2, WAL_KIND_LOG, 1);
+	cr_assert_eq(open_status(WAL_KIND_LOG, err, sizeof(err)), 0, "%s", err);
+	put_header("cairnlog", 3, WAL_KIND_LOG, 1);
 	cr_assert_eq(open_status(WAL_KIND_LOG, err, sizeof(err)), CAIRN_EVERSION);
-	cr_assert_not_null(strstr(err, "version 2"), "%s", err);
+	cr_assert_not_null(strstr(err, "version 3"), "%s", err);
 }
 
 Test(wal, wal_manifest_read_as_log_fails)
