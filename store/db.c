@@ -531,6 +531,7 @@ static int plan_logs(struct cairn_db *db, const struct dir_scan *scan, uint64_t 
 	s->manifest_seq = vset_last_sequence(db->vs);
 	s->tables_seq = tables_max_seq(vset_current(db->vs));
 	s->next_file = vset_loaded_next_file(db->vs);
+	s->manifest_number = vset_manifest_number(db->vs);
 	for (size_t i = 0; i < scan->nlogs; i++) {
 		if (scan->logs[i] < min_log)
 			continue;

@@ -597,6 +597,7 @@ static void verify_logs(struct check *c)
 		s.manifest_seq = c->last_seq;
 		s.tables_seq = tables_max_seq(c);
 		s.next_file = c->has_next_file ? c->next_file : UINT64_MAX;
+		s.manifest_number = c->manifest_number;
 	}
 	for (size_t i = 0; i < c->nents; i++) {
 		const struct dir_entry *e = &c->ents[i];

@@ -318,11 +318,13 @@ static int judge_gap(struct logscan_set *s, size_t k)
 	if (l->has_start && st->prev >= s->min_log && (st->flags & LOG_NOTE_HOLDS_WRITES) &&
 	    (k == 0 || s->logs[k - 1].number < st->prev)) {
 		log_path(s, st->prev, other, sizeof(other));
+		/* the manifest's log number came from a manifest that may have
+		 * lost the edit that made the log obsolete */
 		fmt_msg(l->why, sizeof(l->why),
 		        "log '%s' is missing: the start note of '%s' records that it held writes, "
-		        "%llu bytes (synced through %llu)",
-		        other, path, (unsigned long long)st->length,
-		        (unsigned long long)st->synced);
+		        "%llu bytes (synced through %llu), and MANIFEST-%06llu still needs it",
+		        other, path, (unsigned long long)st->length, (unsigned long long)st->synced,
+		        (unsigned long long)s->manifest_number);
 		s->missing = st->prev;
 		return 1;
 	}
@@ -354,9 +356,10 @@ static int judge_first_missing(struct logscan_set *s, char *err, size_t errlen)
 	char path[4096];
 	log_path(s, s->min_log, path, sizeof(path));
 	fmt_msg(err, errlen,
-	        "log '%s' is missing: the manifest names it as the oldest log needed and counts "
-	        "writes up to sequence %llu, but the tables hold only up to %llu",
-	        path, (unsigned long long)s->manifest_seq, (unsigned long long)s->tables_seq);
+	        "log '%s' is missing: MANIFEST-%06llu names it as the oldest log needed and "
+	        "counts writes up to sequence %llu, but the tables hold only up to %llu",
+	        path, (unsigned long long)s->manifest_number, (unsigned long long)s->manifest_seq,
+	        (unsigned long long)s->tables_seq);
 	s->missing = s->min_log;
 	s->first_missing = 1;
 	return 1;

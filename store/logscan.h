@@ -103,9 +103,10 @@ struct logscan_set {
 	uint64_t min_log; /* the manifest's log number */
 	int mark_set;     /* the manifest's log mark */
 	uint64_t mark_log, mark_length, mark_seq;
-	uint64_t manifest_seq; /* the manifest's last sequence */
-	uint64_t tables_seq;   /* the highest sequence in a live table */
-	uint64_t next_file;    /* the manifest's next file number */
+	uint64_t manifest_seq;    /* the manifest's last sequence */
+	uint64_t tables_seq;      /* the highest sequence in a live table */
+	uint64_t next_file;       /* the manifest's next file number */
+	uint64_t manifest_number; /* for messages */
 	/* the verdict */
 	size_t replay;     /* logs[0..replay) are replayed, each up to its good */
 	size_t bad;        /* damage or a gap at logs[bad] when damaged */
