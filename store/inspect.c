@@ -897,6 +897,27 @@ static int dump_batch_entry(void *ctx, uint64_t seq, enum value_type type, struc
 	return d->failed ? CAIRN_ENOMEM : 0;
 }
 
+/* A log note (logscan.h): what it says of the previous log. */
+static int dump_note(struct dump *d, struct slice rec, uint64_t off, const char *path, char *err,
+                     size_t errlen)
+{
+	struct log_note n;
+	if (logscan_note_decode(rec, &n)) {
+		fmt_msg(err, errlen, "%s: record at offset %" PRIu64 ": malformed log note", path,
+		        off);
+		return CAIRN_ECORRUPT;
+	}
+	dump_printf(d,
+	            "%s note at offset %" PRIu64 ": previous log %06" PRIu64 ", %" PRIu64
+	            " bytes, %" PRIu64 " synced%s",
+	            n.kind == LOG_NOTE_START ? "start" : "synced", off, n.prev, n.length, n.synced,
+	            n.flags & LOG_NOTE_HOLDS_WRITES ? ", holds writes" : "");
+	if (n.kind == LOG_NOTE_START)
+		dump_printf(d, "; next sequence %" PRIu64, n.seq);
+	dump_flush(d);
+	return d->failed ? CAIRN_ENOMEM : 0;
+}
+
 static int dump_log(struct cairn_env *env, const char *path, struct dump *d, char *err,
                     size_t errlen)
 {
@@ -930,6 +951,12 @@ static int dump_log(struct cairn_env *env, const char *path, struct dump *d, cha
 			        path, off, rec.len);
 			r = CAIRN_ECORRUPT;
 			break;
+		}
+		if (logscan_is_note(rec)) {
+			r = dump_note(d, rec, off, path, err, errlen);
+			if (r)
+				break;
+			continue;
 		}
 		dump_printf(d,
 		            "record at offset %" PRIu64 ", %zu bytes: seq %" PRIu64 ", %" PRIu32

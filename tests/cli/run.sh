@@ -292,6 +292,7 @@ test_dump_each_kind() {
 	expect_exit 0 cairn dump "$sst" && check "table entries" grep -q "d1" "$T/out" &&
 		expect_exit 0 cairn dump "$log" && check "log records" grep -q 'record at offset' "$T/out" &&
 		check "log entry" grep -q "put 'd3'" "$T/out" &&
+		check "log start note" grep -q 'start note at offset 16: previous log' "$T/out" &&
 		expect_exit 0 cairn dump "$man" && check "manifest edits" grep -q 'next_file_number' "$T/out" &&
 		expect_exit 0 cairn dump "$DB/CURRENT" && check "current" grep -q 'MANIFEST-' "$T/out" &&
 		cp "$sst" "$T/renamed" && expect_exit 0 cairn dump "$T/renamed" &&
