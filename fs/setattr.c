@@ -41,6 +41,29 @@ int cfs_truncate(struct cairnfs *fs, struct cfs_node *n, const char *path, size_
 	return rc;
 }
 
+/* Applies the owner, mode and times setattr asks for to r. */
+static void cfs_attr_apply(struct cfs_node *n, struct meta_rec *r, const struct stat *attr,
+                           int to_set, int64_t now)
+{
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_GID))
+		cfs_owner_forget(n);
+	if (to_set & FUSE_SET_ATTR_MODE)
+		r->mode = attr->st_mode & 07777;
+	if (to_set & FUSE_SET_ATTR_UID)
+		r->uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		r->gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		r->atime_ns = now;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		r->atime_ns = cfs_ts_ns(&attr->st_atim);
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		r->mtime_ns = now;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		r->mtime_ns = cfs_ts_ns(&attr->st_mtim);
+	r->ctime_ns = (to_set & FUSE_SET_ATTR_CTIME) ? cfs_ts_ns(&attr->st_ctim) : now;
+}
+
 static int cfs_setattr_locked(struct cairnfs *fs, fuse_ino_t ino, struct stat *attr, int to_set)
 {
 	char path[PK_KEY_BUF], mbuf[META_BUF];
@@ -57,6 +80,14 @@ static int cfs_setattr_locked(struct cairnfs *fs, fuse_ino_t ino, struct stat *a
 	rc = cfs_node_path(fs, n, path, &plen);
 	if (rc == -ENOENT)
 		return 0; /* unlinked or replaced while open: nothing left to change */
+	if (!rc && n->mo && !(to_set & FUSE_SET_ATTR_SIZE)) {
+		/* An orphan kept in memory has no name and goes at the last
+		 * forget: its owner, mode and times change in memory alone (the
+		 * kernel sends the ctime of every unlink of a file it holds,
+		 * which cost three engine writes per unlink) */
+		cfs_attr_apply(n, &n->mo->r, attr, to_set, now);
+		return 0;
+	}
 	if (!rc)
 		rc = cfs_orphan_store(fs, n);
 	if (rc)
@@ -102,23 +133,7 @@ static int cfs_setattr_locked(struct cairnfs *fs, fuse_ino_t ino, struct stat *a
 		if (type < 0)
 			return type;
 	}
-	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_GID))
-		cfs_owner_forget(n);
-	if (to_set & FUSE_SET_ATTR_MODE)
-		r.mode = attr->st_mode & 07777;
-	if (to_set & FUSE_SET_ATTR_UID)
-		r.uid = attr->st_uid;
-	if (to_set & FUSE_SET_ATTR_GID)
-		r.gid = attr->st_gid;
-	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-		r.atime_ns = now;
-	else if (to_set & FUSE_SET_ATTR_ATIME)
-		r.atime_ns = cfs_ts_ns(&attr->st_atim);
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-		r.mtime_ns = now;
-	else if (to_set & FUSE_SET_ATTR_MTIME)
-		r.mtime_ns = cfs_ts_ns(&attr->st_mtim);
-	r.ctime_ns = (to_set & FUSE_SET_ATTR_CTIME) ? cfs_ts_ns(&attr->st_ctim) : now;
+	cfs_attr_apply(n, &r, attr, to_set, now);
 	rc = -cfs_errno(cairn_batch_new(&b), EIO);
 	if (!rc)
 		rc = cfs_batch_meta(b, path, plen, &r);
