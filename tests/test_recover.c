@@ -275,7 +275,7 @@ static struct cairn_env *closed_db(char *logpath, size_t len, struct cairn_optio
 	return env;
 }
 
-enum damage { FLIP_NEAR_END, CUT_LAST_RECORD, ZERO_ALL, CUT_5_BYTES };
+enum damage { FLIP_NEAR_END, CUT_LAST_RECORD, ZERO_ALL, CUT_5_BYTES, DELETE };
 
 /* Damages a file of the simulated disk in place. */
 static void damage_file(struct cairn_env *env, const char *path, enum damage how)
@@ -283,6 +283,10 @@ static void damage_file(struct cairn_env *env, const char *path, enum damage how
 	char *data;
 	size_t len;
 	uint32_t rl;
+	if (how == DELETE) {
+		cr_assert_eq(env_unlink(env, path), 0);
+		return;
+	}
 	cr_assert_eq(env_sim_read_file(env, path, &data, &len), 0);
 	switch (how) {
 	case FLIP_NEAR_END:
@@ -298,6 +302,8 @@ static void damage_file(struct cairn_env *env, const char *path, enum damage how
 	case CUT_5_BYTES:
 		len -= 5;
 		break;
+	case DELETE:
+		break;
 	}
 	cr_assert_eq(env_sim_write_file(env, path, data, len), 0);
 	free(data);
@@ -312,44 +318,40 @@ static void expect_refused(struct cairn_env *env, struct cairn_options *o, const
 	env_sim_free(env);
 }
 
+/* A database made by setup, whose log setup names damaged how, must be
+ * refused. */
+static void refused_after(struct cairn_env *(*setup)(char *, size_t, struct cairn_options *),
+                          enum damage how, const char *what)
+{
+	char path[128];
+	struct cairn_options o;
+	struct cairn_env *env = setup(path, sizeof(path), &o);
+	damage_file(env, path, how);
+	expect_refused(env, &o, what);
+}
+
 /* Item 4: after a clean close nothing can be torn: a flipped bit in the last
  * record used to read as a torn write and the last synced write reverted. */
 Test(recover, clean_close_flipped_bit_in_last_record_is_corruption)
 {
-	char path[128];
-	struct cairn_options o;
-	struct cairn_env *env = closed_db(path, sizeof(path), &o);
-	damage_file(env, path, FLIP_NEAR_END);
-	expect_refused(env, &o, "flipped bit");
+	refused_after(closed_db, FLIP_NEAR_END, "flipped bit");
 }
 
 /* Item 3: a log cut exactly at a record boundary, or missing, after a clean
  * close. */
 Test(recover, clean_close_log_cut_at_record_boundary_is_corruption)
 {
-	char path[128];
-	struct cairn_options o;
-	struct cairn_env *env = closed_db(path, sizeof(path), &o);
-	damage_file(env, path, CUT_LAST_RECORD);
-	expect_refused(env, &o, "cut at a record boundary");
+	refused_after(closed_db, CUT_LAST_RECORD, "cut at a record boundary");
 }
 
 Test(recover, clean_close_missing_log_is_corruption)
 {
-	char path[128];
-	struct cairn_options o;
-	struct cairn_env *env = closed_db(path, sizeof(path), &o);
-	cr_assert_eq(env_unlink(env, path), 0);
-	expect_refused(env, &o, "missing log");
+	refused_after(closed_db, DELETE, "missing log");
 }
 
 Test(recover, clean_close_zeroed_log_is_corruption)
 {
-	char path[128];
-	struct cairn_options o;
-	struct cairn_env *env = closed_db(path, sizeof(path), &o);
-	damage_file(env, path, ZERO_ALL);
-	expect_refused(env, &o, "all-zero log");
+	refused_after(closed_db, ZERO_ALL, "all-zero log");
 }
 
 /* After a crash a torn tail is still cut: the mark covers only the prefix a
@@ -504,29 +506,17 @@ Test(recover, logs_that_run_on_recover_whole)
  * record boundary used to be taken as they were: keys silently missing. */
 Test(recover, missing_older_log_is_corruption)
 {
-	char b[128];
-	struct cairn_options o;
-	struct cairn_env *env = three_logs(b, sizeof(b), &o);
-	cr_assert_eq(env_unlink(env, b), 0);
-	expect_refused(env, &o, "missing log");
+	refused_after(three_logs, DELETE, "missing log");
 }
 
 Test(recover, all_zero_older_log_is_corruption)
 {
-	char b[128];
-	struct cairn_options o;
-	struct cairn_env *env = three_logs(b, sizeof(b), &o);
-	damage_file(env, b, ZERO_ALL);
-	expect_refused(env, &o, "all-zero log");
+	refused_after(three_logs, ZERO_ALL, "all-zero log");
 }
 
 Test(recover, older_log_cut_at_a_record_boundary_is_corruption)
 {
-	char b[128];
-	struct cairn_options o;
-	struct cairn_env *env = three_logs(b, sizeof(b), &o);
-	damage_file(env, b, CUT_LAST_RECORD);
-	expect_refused(env, &o, "cut at a record boundary");
+	refused_after(three_logs, CUT_LAST_RECORD, "cut at a record boundary");
 }
 
 /* Item 8: recovery decides before it acts. Damage late in a log used to be
