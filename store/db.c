@@ -227,14 +227,8 @@ struct dir_scan {
 
 static int push_u64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
 {
-	if (*n == *cap) {
-		size_t c = *cap ? *cap * 2 : 8;
-		uint64_t *p = realloc(*arr, c * sizeof(*p));
-		if (!p)
-			return CAIRN_ENOMEM;
-		*arr = p;
-		*cap = c;
-	}
+	if (arr_room(arr, cap, *n, sizeof(**arr), 8))
+		return CAIRN_ENOMEM;
 	(*arr)[(*n)++] = v;
 	return 0;
 }

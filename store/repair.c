@@ -163,14 +163,8 @@ static int collect(void *ctx, const char *name)
 	enum rp_kind k = classify(name, &n);
 	if (k == RP_OTHER || strlen(name) >= RP_NAME)
 		return 0;
-	if (rp->nfiles == rp->cap_files) {
-		size_t cap = rp->cap_files ? rp->cap_files * 2 : 64;
-		struct rp_file *p = realloc(rp->files, cap * sizeof(*p));
-		if (!p)
-			return CAIRN_ENOMEM;
-		rp->files = p;
-		rp->cap_files = cap;
-	}
+	if (arr_room(&rp->files, &rp->cap_files, rp->nfiles, sizeof(*rp->files), 64))
+		return CAIRN_ENOMEM;
 	struct rp_file *f = &rp->files[rp->nfiles++];
 	memset(f, 0, sizeof(*f));
 	strcpy(f->name, name);
@@ -577,14 +571,8 @@ struct rp_writer {
 
 static int rp_out_open(struct repair *rp, struct rp_writer *w)
 {
-	if (rp->nouts == rp->cap_outs) {
-		size_t cap = rp->cap_outs ? rp->cap_outs * 2 : 8;
-		struct rp_output *p = realloc(rp->outs, cap * sizeof(*p));
-		if (!p)
-			return CAIRN_ENOMEM;
-		rp->outs = p;
-		rp->cap_outs = cap;
-	}
+	if (arr_room(&rp->outs, &rp->cap_outs, rp->nouts, sizeof(*rp->outs), 8))
+		return CAIRN_ENOMEM;
 	w->out = &rp->outs[rp->nouts++];
 	memset(w->out, 0, sizeof(*w->out));
 	w->out->number = rp->next_number++;

@@ -37,6 +37,22 @@ int buf_reserve(struct buf *b, size_t extra)
 	return 0;
 }
 
+int arr_room(void *items, size_t *cap, size_t n, size_t elem, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t ncap = *cap ? *cap * 2 : first;
+	if (ncap <= *cap || ncap > SIZE_MAX / elem)
+		return CAIRN_ENOMEM;
+	void **arr = items;
+	void *p = realloc(*arr, ncap * elem);
+	if (!p)
+		return CAIRN_ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
 int buf_append(struct buf *b, const void *data, size_t n)
 {
 	int r = buf_reserve(b, n);

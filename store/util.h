@@ -50,6 +50,10 @@ struct buf {
 
 /* All return 0 or CAIRN_ENOMEM. */
 int buf_reserve(struct buf *b, size_t extra);
+
+/* Makes the array *items (*cap elements of size elem) hold one more than n,
+ * doubling it (from first) when full; CAIRN_ENOMEM leaves it as it was. */
+int arr_room(void *items, size_t *cap, size_t n, size_t elem, size_t first);
 int buf_append(struct buf *b, const void *data, size_t n);
 int buf_set(struct buf *b, const void *data, size_t n);
 int buf_put_fixed32(struct buf *b, uint32_t v);

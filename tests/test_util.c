@@ -226,3 +226,22 @@ Test(util, strerror_names_every_code)
 		cr_assert_str_neq(cairn_strerror(c), "unknown error", "code %d", c);
 	cr_assert_str_eq(cairn_strerror(-999), "unknown error");
 }
+
+Test(util, arr_room_doubles_from_first_and_keeps_items)
+{
+	uint64_t *a = NULL;
+	size_t n = 0, cap = 0;
+	for (uint64_t i = 0; i < 100; i++) {
+		cr_assert_eq(arr_room(&a, &cap, n, sizeof(*a), 8), 0);
+		cr_assert_gt(cap, n);
+		a[n++] = i;
+	}
+	cr_assert_eq(cap, 128); /* 8, 16, 32, 64, 128 */
+	for (uint64_t i = 0; i < 100; i++)
+		cr_assert_eq(a[i], i);
+	/* an element size that cannot double is refused, the array untouched */
+	size_t huge = SIZE_MAX / 100;
+	cr_assert_eq(arr_room(&a, &cap, cap, huge, 8), CAIRN_ENOMEM);
+	cr_assert_eq(cap, 128);
+	free(a);
+}
