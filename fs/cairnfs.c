@@ -351,6 +351,8 @@ int cairnfs_open(const struct cairnfs_config *cfg, struct cairnfs **fsp, char *e
 		o.memtable_size = cfg->memtable_size;
 	if (cfg->cache_size)
 		o.block_cache_size = cfg->cache_size;
+	if (cfg->has_space_reserve)
+		o.space_reserve = cfg->space_reserve;
 	if (cfg->max_open_tables)
 		o.max_open_tables = cfg->max_open_tables;
 	if (cfg->sync_interval_ms >= 0)

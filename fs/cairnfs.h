@@ -45,7 +45,9 @@ struct cairnfs_config {
 	int open;                  /* -o open=1: answer open/opendir (default 0: ENOSYS) */
 	int flush;                 /* -o flush=1: buffer, commit at close (default 0) */
 	size_t buffer_cache;       /* -o buffer_cache=SIZE: idle request buffers kept */
-	uid_t uid;                 /* owner shown for keys without metadata */
+	size_t space_reserve;      /* -o space_reserve=SIZE, when has_space_reserve */
+	int has_space_reserve;
+	uid_t uid; /* owner shown for keys without metadata */
 	gid_t gid;
 };
 

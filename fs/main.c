@@ -59,6 +59,7 @@ enum {
 	K_FLUSH,
 	K_BUFFER_CACHE,
 	K_MALLOC_ARENAS,
+	K_RESERVE,
 };
 
 static const struct fuse_opt main_fuse_opts[] = {
@@ -78,6 +79,7 @@ static const struct fuse_opt main_fuse_opts[] = {
         FUSE_OPT_KEY("open=", K_OPEN),
         FUSE_OPT_KEY("flush=", K_FLUSH),
         FUSE_OPT_KEY("buffer_cache=", K_BUFFER_CACHE),
+        FUSE_OPT_KEY("space_reserve=", K_RESERVE),
         FUSE_OPT_KEY("malloc_arenas=", K_MALLOC_ARENAS),
         FUSE_OPT_END,
 };
@@ -112,6 +114,8 @@ static void main_usage(const char *prog)
 	       "    -o buffer_cache=SIZE        idle read, listing and commit buffers kept\n"
 	       "                                for reuse, at most 1G (default 4M)\n"
 	       "    -o malloc_arenas=N          heaps malloc may keep, 1-64 (default 2)\n"
+	       "    -o space_reserve=SIZE       disk kept for deletes on a full disk, at\n"
+	       "                                most 1G, 0 for none (default 2M)\n"
 	       "SIZE takes a K, M or G suffix (powers of 1024). With the defaults the\n"
 	       "whole process stays within about 64M (docs/cairnfs.md, \"Memory\").\n\n",
 	       prog);
@@ -202,6 +206,9 @@ static int main_value(struct main_opts *m, int key, const char *val)
 		return main_int(val, &c->flush) || c->flush > 1 ? -1 : 0;
 	case K_BUFFER_CACHE:
 		return main_size(val, &c->buffer_cache) || c->buffer_cache > (1u << 30) ? -1 : 0;
+	case K_RESERVE:
+		c->has_space_reserve = 1;
+		return main_size(val, &c->space_reserve) || c->space_reserve > (1u << 30) ? -1 : 0;
 	case K_MALLOC_ARENAS:
 		return main_int(val, &m->malloc_arenas) || m->malloc_arenas < 1 ||
 		                       m->malloc_arenas > 64
@@ -237,6 +244,7 @@ static const char *main_expect(int key)
 	case K_INLINE_MAX:
 		return "a size of at most 64M";
 	case K_BUFFER_CACHE:
+	case K_RESERVE:
 		return "a size of at most 1G, 0 for none";
 	case K_MALLOC_ARENAS:
 		return "a whole number from 1 to 64";

@@ -1786,9 +1786,10 @@ int db_reserve_check(struct cairn_db *db, const struct cairn_batch *b)
 	if (ok)
 		return 0;
 	return db_err(db, CAIRN_ENOSPC,
-	              "no space left on device: the space reserve of '%s' is given up until "
-	              "deletes free room; until then only writes that free space are taken",
-	              db->dir);
+	              "no space left on device: the %llu-byte space reserve of '%s' is given "
+	              "up until deletes free room; until then only writes that free space are "
+	              "taken (a smaller space_reserve, or 0, lets a small disk take writes)",
+	              (unsigned long long)db->opts.space_reserve, db->dir);
 }
 
 CAIRN_EXPORT int cairn_write(struct cairn_db *db, const struct cairn_batch *b, unsigned flags)

@@ -149,5 +149,22 @@ mount_fs || exit 1
 check "... and stored" cmp "$T/ref/capped" "$MNT/capped"
 umount_fs || bad "unmount"
 
+# ---- a disk smaller than the reserve -----------------------------------------------
+# On a 1 MiB disk the default 2 MiB reserve cannot be held, so ordinary
+# writes are refused (an error at close, never a silent loss); the
+# space_reserve option makes such a disk usable, and a bad value is refused.
+umount "$T/small"
+mount -t tmpfs -o size=1m tmpfs "$T/small"
+DB=$T/small/tiny
+mount_fs || exit 1
+check "1 MiB disk, default reserve: a write fails at close" sh -c "! dd if=/dev/zero of='$MNT/t' bs=1k count=4 status=none conv=fsync 2>/dev/null"
+umount_fs || bad "unmount"
+mount_fs -o space_reserve=0 || exit 1
+check "space_reserve=0: the same write succeeds" dd if=/dev/zero of="$MNT/t" bs=1k count=4 status=none conv=fsync
+check "... and no RESERVE file is kept" test ! -e "$DB/RESERVE"
+umount_fs || bad "unmount"
+out=$("$CAIRNFS" -o space_reserve=2G "$DB" "$MNT" 2>&1)
+check "space_reserve=2G is refused with what was expected ($out)" sh -c "echo \"\$1\" | grep -q 'expected a size of at most 1G'" _ "$out"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
