@@ -335,13 +335,13 @@ static int apply_damage(const char *dir, struct trial *t)
 	snprintf(path, sizeof(path), "%s/%s", dir, t->file);
 	if (read_file(path, &data, &len))
 		die("cannot read %s", path);
+	if (!len && (t->dmg == D_BITFLIP || t->dmg == D_ZERO4K || t->dmg == D_TRUNCATE)) {
+		free(data); /* no byte to flip, zero or cut */
+		return 0;
+	}
 	int changed = 1;
 	switch (t->dmg) {
 	case D_BITFLIP: {
-		if (!len) {
-			changed = 0;
-			break;
-		}
 		uint64_t off = below(len);
 		int bit = (int)below(8);
 		data[off] ^= (char)(1 << bit);
@@ -351,10 +351,6 @@ static int apply_damage(const char *dir, struct trial *t)
 		break;
 	}
 	case D_ZERO4K: {
-		if (!len) {
-			changed = 0;
-			break;
-		}
 		uint64_t off = below(len);
 		size_t n = len - off < 4096 ? len - off : 4096;
 		changed = 0;
@@ -367,10 +363,6 @@ static int apply_damage(const char *dir, struct trial *t)
 		break;
 	}
 	case D_TRUNCATE: {
-		if (!len) {
-			changed = 0;
-			break;
-		}
 		uint64_t to = below(len);
 		snprintf(t->what, sizeof(t->what), "cut from %zu to %" PRIu64 " bytes", len, to);
 		if (truncate(path, (off_t)to))
